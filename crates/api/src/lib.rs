@@ -1,0 +1,133 @@
+//! The HTTP API (axum): commands in (`POST`/`PUT` → `notes.commands`, answered `202`),
+//! queries out (from the read store the projections keep), audio from the narration
+//! blob store, and `application/problem+json` for every error.
+//!
+//! [`router`] builds the whole API from an [`AppState`] so tests drive it with
+//! `tower::ServiceExt::oneshot`, without a socket; [`problem`] is the error type;
+//! [`notes`] holds the note endpoints.
+
+mod notes;
+pub mod problem;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::DefaultBodyLimit,
+    http::{HeaderName, StatusCode},
+    response::IntoResponse,
+    routing::get,
+    Json, Router,
+};
+use metrics_exporter_prometheus::PrometheusHandle;
+use notesaga_log::Publisher;
+use notesaga_narration::FsBlobStore;
+use notesaga_projections::ReadStore;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+pub use problem::Problem;
+
+/// The header carrying the request id, which becomes the correlation id of the command.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Limits of the API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest request body accepted (413 beyond it).
+    pub body_limit: usize,
+    /// The owner recorded on notes until authentication exists.
+    pub default_owner: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            // A 100,000-byte body fits even when every byte is JSON-escaped.
+            body_limit: 1024 * 1024,
+            default_owner: "local".into(),
+        }
+    }
+}
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Sends commands.
+    pub publisher: Publisher,
+    /// Reads projections.
+    pub store: ReadStore,
+    /// Where narrations are stored.
+    pub audio: FsBlobStore,
+    /// Renders `/metrics`.
+    pub metrics: Option<PrometheusHandle>,
+    /// Limits.
+    pub config: Arc<ApiConfig>,
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.body_limit;
+    Router::new()
+        .merge(notes::routes())
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                let request_id = request
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), correlation_id = %request_id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    match &state.metrics {
+        Some(handle) => (
+            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
+            .detail("metrics are not enabled in this process")
+            .into_response(),
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
+        .detail(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Problem {
+    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
+        .detail(format!("{method} is not allowed on {}", uri.path()))
+}
+
+/// Serves `router` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// How long `GET` may take before the client should retry (kept for later bounds).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

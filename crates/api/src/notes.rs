@@ -1,0 +1,281 @@
+//! `/v1/notes`: create and edit (commands), read, and the published audio.
+
+use axum::{
+    body::Body,
+    extract::{FromRequest, Path, Request, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use bytes::Bytes;
+use notesaga_events::{
+    notes::{CreateNote, EditNote, NotesCommand},
+    topics::NOTES_COMMANDS,
+};
+use notesaga_log::Metadata;
+use notesaga_notes::validation::check_note;
+use serde_json::{json, Value};
+use tower::ServiceExt as _;
+use tower_http::services::ServeFile;
+use uuid::Uuid;
+
+use crate::{
+    problem::{FieldProblem, Problem},
+    AppState, REQUEST_ID,
+};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/notes", post(create_note))
+        .route("/v1/notes/{note_id}", get(get_note).put(edit_note))
+        .route("/v1/notes/{note_id}/audio", get(get_audio))
+}
+
+/// A JSON request body, read whole (within the body limit) and checked by hand so that
+/// every failure gets the status and problem body the API promises.
+#[derive(Debug)]
+pub(crate) struct JsonBody(Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
+            let content_type = content_type.to_str().unwrap_or_default().to_ascii_lowercase();
+            let essence = content_type.split(';').next().unwrap_or_default().trim();
+            if essence != "application/json" && !essence.ends_with("+json") {
+                return Err(Problem::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported-media-type",
+                    "Unsupported media type",
+                )
+                .detail(format!("send application/json, not {essence}")));
+            }
+        }
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large")
+                    .detail("the request body is larger than the server accepts")
+            } else {
+                Problem::new(StatusCode::BAD_REQUEST, "unreadable-body", "Unreadable body")
+                    .detail(rejection.body_text())
+            }
+        })?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|err| {
+            Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON")
+                .detail(format!("the body is not valid JSON: {err}"))
+        })
+    }
+}
+
+fn unprocessable(errors: Vec<FieldProblem>) -> Problem {
+    let detail = errors
+        .iter()
+        .map(|e| format!("{} {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid note")
+        .detail(detail)
+        .errors(errors)
+}
+
+/// `title` and `body` out of a request body, with every problem named.
+fn title_and_body(body: &Value) -> Result<(String, String), Problem> {
+    let Some(object) = body.as_object() else {
+        return Err(unprocessable(vec![FieldProblem {
+            field: "$".into(),
+            message: "the body must be a JSON object with title and body".into(),
+        }]));
+    };
+    let mut errors = Vec::new();
+    let mut text = |field: &str| match object.get(field) {
+        Some(Value::String(s)) => Some(s.clone()),
+        None | Some(Value::Null) => {
+            errors.push(FieldProblem { field: field.into(), message: "is required".into() });
+            None
+        }
+        Some(_) => {
+            errors.push(FieldProblem { field: field.into(), message: "must be a string".into() });
+            None
+        }
+    };
+    let (title, note_body) = (text("title"), text("body"));
+    if let (Some(title), Some(note_body)) = (&title, &note_body) {
+        errors.extend(check_note(title, note_body).into_iter().map(|e| FieldProblem {
+            field: e.field.into(),
+            message: e.message,
+        }));
+    }
+    match (title, note_body) {
+        (Some(title), Some(note_body)) if errors.is_empty() => Ok((title, note_body)),
+        _ => Err(unprocessable(errors)),
+    }
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned)
+}
+
+fn parse_note_id(raw: &str) -> Result<Uuid, Problem> {
+    Uuid::parse_str(raw).map_err(|_| {
+        Problem::new(StatusCode::NOT_FOUND, "note-not-found", "Note not found")
+            .detail(format!("{raw:?} is not a note id"))
+    })
+}
+
+async fn send(state: &AppState, command: NotesCommand, headers: &HeaderMap) -> Result<Response, Problem> {
+    let command_id = Uuid::new_v4();
+    let note_id = notesaga_events::Message::note_id(&command);
+    let metadata = Metadata::new(command_id, request_id(headers)).with_command(command_id);
+    state
+        .publisher
+        .publish(NOTES_COMMANDS, &command, &metadata)
+        .await
+        .map_err(|err| Problem::unavailable("the log", &err))?;
+    tracing::info!(%note_id, %command_id, command = notesaga_events::Message::event_type(&command), "command accepted");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"note_id": note_id, "command_id": command_id})),
+    )
+        .into_response())
+}
+
+async fn create_note(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, Problem> {
+    let (title, body) = title_and_body(&body)?;
+    let command = NotesCommand::CreateNote(CreateNote {
+        note_id: Uuid::new_v4(),
+        owner: state.config.default_owner.clone(),
+        title,
+        body,
+    });
+    send(&state, command, &headers).await
+}
+
+async fn edit_note(
+    State(state): State<AppState>,
+    Path(note_id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, Problem> {
+    let note_id = parse_note_id(&note_id)?;
+    let (title, body) = title_and_body(&body)?;
+    let known = state
+        .store
+        .note(note_id)
+        .await
+        .map_err(|err| Problem::unavailable("the read store", &err))?;
+    let Some(note) = known else {
+        return Err(Problem::new(StatusCode::NOT_FOUND, "note-not-found", "Note not found")
+            .detail(format!("no note {note_id}")));
+    };
+    let command = NotesCommand::EditNote(EditNote {
+        note_id,
+        owner: note.owner,
+        title,
+        body,
+        expected_version: None,
+    });
+    send(&state, command, &headers).await
+}
+
+fn audio_url(note_id: Uuid) -> String {
+    format!("/v1/notes/{note_id}/audio")
+}
+
+async fn get_note(State(state): State<AppState>, Path(note_id): Path<String>) -> Result<Response, Problem> {
+    let note_id = parse_note_id(&note_id)?;
+    let note = state
+        .store
+        .note(note_id)
+        .await
+        .map_err(|err| Problem::unavailable("the read store", &err))?
+        .ok_or_else(|| {
+            Problem::new(StatusCode::NOT_FOUND, "note-not-found", "Note not found")
+                .detail(format!("no note {note_id}"))
+        })?;
+    let published = note.published.as_ref();
+    let mut view = json!({
+        "note_id": note.note_id,
+        "owner": note.owner,
+        "title": note.title,
+        "body": note.body,
+        "version": note.version,
+        "status": note.status,
+        "published_version": published.map(|p| p.version),
+        "embedding": published.and_then(|p| Some(json!({
+            "model": p.embedding_model.clone()?,
+            "dimensions": p.embedding_dimensions?,
+        }))),
+        "narration": published.and_then(|p| {
+            p.audio_key.as_ref()?;
+            Some(json!({"audio_url": audio_url(note.note_id), "duration_ms": p.audio_duration_ms?}))
+        }),
+        "created_at": note.created_at,
+        "updated_at": note.updated_at,
+    });
+    if let Some(reason) = &note.failure_reason {
+        view["failure_reason"] = json!(reason);
+    }
+    let etag = HeaderValue::from_str(&format!("\"{}\"", note.version)).expect("digits are valid");
+    Ok(([(header::ETAG, etag)], Json(view)).into_response())
+}
+
+async fn get_audio(
+    State(state): State<AppState>,
+    Path(note_id): Path<String>,
+    request: Request,
+) -> Result<Response, Problem> {
+    let note_id = parse_note_id(&note_id)?;
+    let no_audio = || {
+        Problem::new(StatusCode::NOT_FOUND, "audio-not-found", "Audio not found")
+            .detail(format!("note {note_id} has no published narration"))
+    };
+    let note = state
+        .store
+        .note(note_id)
+        .await
+        .map_err(|err| Problem::unavailable("the read store", &err))?
+        .ok_or_else(no_audio)?;
+    let key = note.published.and_then(|p| p.audio_key).ok_or_else(no_audio)?;
+    let path = state.audio.path(&key).map_err(|err| Problem::internal(&err))?;
+    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        return Err(no_audio());
+    }
+    // ServeFile answers Range requests, so players can seek in long narrations.
+    let response = ServeFile::new(path)
+        .oneshot(request)
+        .await
+        .map_err(|err| Problem::internal(&err))?;
+    let (mut parts, body) = response.into_parts();
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_problems_name_the_fields() {
+        let fields = |v: Value| match title_and_body(&v) {
+            Ok(_) => vec![],
+            Err(p) => p.errors.into_iter().map(|e| e.field).collect::<Vec<_>>(),
+        };
+        assert_eq!(fields(json!({"title": "t", "body": "b"})), Vec::<String>::new());
+        assert_eq!(fields(json!({"body": "b"})), vec!["title"]);
+        assert_eq!(fields(json!({"title": 3, "body": ""})), vec!["title"]);
+        assert_eq!(fields(json!({"title": "t", "body": ""})), vec!["body"]);
+        assert_eq!(fields(json!({"title": "x".repeat(201), "body": "b"})), vec!["title"]);
+        assert_eq!(fields(json!([1, 2])), vec!["$"]);
+    }
+}

@@ -1,0 +1,22 @@
+//! `notesaga bench`: printed figures, never timed assertions.
+
+use anyhow::Result;
+
+use crate::args::{BenchArgs, BenchTarget};
+
+pub(crate) async fn run(args: BenchArgs) -> Result<()> {
+    match args.target {
+        BenchTarget::Log(args) => {
+            crate::roles::wait_for_registry(&args.connection.registry_url).await?;
+            notesaga_log::bench::run_log_bench(
+                &args.connection.kafka(),
+                &args.connection.registry_url,
+                args.records,
+                args.size,
+                args.runs,
+            )
+            .await?;
+            Ok(())
+        }
+    }
+}

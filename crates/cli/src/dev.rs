@@ -1,0 +1,209 @@
+//! `notesaga dev`: the whole system on one machine.
+//!
+//! Starts `notesaga-broker` as a child process (its log under `<data-dir>/broker`,
+//! listening on `--kafka-addr`), then the schema registry and every role as tasks of
+//! this process, all reaching the broker over TCP through rdkafka. On Ctrl-C or SIGTERM
+//! the roles finish what they hold, then the broker is stopped.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::{bail, Context as _, Result};
+use notesaga_api::ApiConfig;
+use notesaga_embedding::EmbeddingStore;
+use notesaga_narration::{Espeak, FsBlobStore};
+use notesaga_projections::ReadStore;
+use tokio::{process::Child, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::{
+    args::{sqlite_url, Connection, DevArgs},
+    roles,
+};
+
+/// The broker executable: the flag, else beside this binary, else on PATH.
+fn broker_bin(explicit: Option<PathBuf>) -> PathBuf {
+    explicit.unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("notesaga-broker")))
+            .filter(|path| path.exists())
+            .unwrap_or_else(|| PathBuf::from("notesaga-broker"))
+    })
+}
+
+fn start_broker(bin: &Path, data_dir: &Path, kafka_addr: &str) -> Result<Child> {
+    let log_path = data_dir.join("broker.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    tokio::process::Command::new(bin)
+        .arg("--data-dir")
+        .arg(data_dir.join("broker"))
+        .arg("--kafka-addr")
+        .arg(kafka_addr)
+        .arg("--exit-with-parent")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start the broker {}: build it with `cargo build --release --bins` or set --broker-bin / NOTESAGA_BROKER_BIN",
+                bin.display()
+            )
+        })
+}
+
+async fn stop_broker(mut broker: Child) {
+    if let Some(pid) = broker.id() {
+        // SIGTERM lets tansu close its SQLite log cleanly; `kill` is the fallback.
+        let _ = tokio::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .await;
+    }
+    match tokio::time::timeout(Duration::from_secs(10), broker.wait()).await {
+        Ok(_) => info!("broker stopped"),
+        Err(_) => {
+            warn!("broker did not stop in 10 s: killing it");
+            let _ = broker.kill().await;
+        }
+    }
+}
+
+/// Runs the single node until `shutdown`.
+pub(crate) async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize()?;
+    let bin = broker_bin(args.broker_bin.clone());
+    let mut broker = start_broker(&bin, &data_dir, &args.kafka_addr)?;
+    info!(kafka = %args.kafka_addr, data_dir = %data_dir.display(), "broker started");
+
+    let result = run_roles(&args, &data_dir, &mut broker, shutdown.clone()).await;
+    shutdown.cancel();
+    stop_broker(broker).await;
+    result
+}
+
+async fn run_roles(
+    args: &DevArgs,
+    data_dir: &Path,
+    broker: &mut Child,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let connection = Connection {
+        kafka_addr: args.kafka_addr.clone(),
+        registry_url: format!("http://{}", args.registry_addr),
+        partitions: args.partitions,
+        kafka_options: Vec::new(),
+    };
+    let mut tasks = JoinSet::new();
+
+    // The registry comes first: every role encodes through it.
+    wait_for_broker(&connection, broker).await?;
+    {
+        let (kafka, registry, token) = (args.kafka_addr.clone(), args.registry_addr.clone(), shutdown.clone());
+        tasks.spawn(async move { ("registry", roles::run_registry(&kafka, &registry, token).await) });
+    }
+    let rt = roles::connect(&connection).await?;
+    roles::register_contract(rt.publisher.codec()).await?;
+
+    let projections_url = match args.database_url.clone().or_else(|| std::env::var("DATABASE_URL").ok()) {
+        Some(url) => url,
+        None => sqlite_url(data_dir, "projections.db")?,
+    };
+    let embedding_url = if projections_url.starts_with("postgres") {
+        projections_url.clone()
+    } else {
+        sqlite_url(data_dir, "embedding.db")?
+    };
+    let read_store = ReadStore::connect(&projections_url).await?;
+    let embedding_store = EmbeddingStore::connect(&embedding_url).await?;
+    let audio = FsBlobStore::new(data_dir.join("audio"));
+    let engine = Espeak { voice: args.voice.clone(), ..Espeak::default() };
+
+    tasks.spawn({
+        let (rt, token) = (rt.clone(), shutdown.clone());
+        async move { ("notes", roles::run_notes(rt, token).await) }
+    });
+    tasks.spawn({
+        let (rt, token) = (rt.clone(), shutdown.clone());
+        async move { ("embedding", roles::run_embedding(rt, embedding_store, token).await) }
+    });
+    tasks.spawn({
+        let (rt, token, audio) = (rt.clone(), shutdown.clone(), audio.clone());
+        async move { ("narration", roles::run_narration(rt, engine, audio, token).await) }
+    });
+    tasks.spawn({
+        let (rt, token) = (rt.clone(), shutdown.clone());
+        async move { ("orchestrator", roles::run_orchestrator(rt, token).await) }
+    });
+    tasks.spawn({
+        let (rt, token, store) = (rt.clone(), shutdown.clone(), read_store.clone());
+        async move { ("projector", roles::run_projector(rt, store, token).await) }
+    });
+    tasks.spawn({
+        let (rt, token, http) = (rt.clone(), shutdown.clone(), args.http_addr.clone());
+        async move { ("api", roles::run_api(rt, read_store, audio, &http, ApiConfig::default(), token).await) }
+    });
+
+    eprintln!(
+        "\nnotesaga is running\n  HTTP API         http://{}\n  schema registry  http://{}\n  Kafka broker     {}\n  data directory   {}\nPress Ctrl-C to stop.\n",
+        args.http_addr,
+        args.registry_addr,
+        args.kafka_addr,
+        data_dir.display()
+    );
+
+    let mut failure = None;
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                None => break,
+                Some(Ok((role, Ok(())))) => info!(role, "stopped"),
+                Some(Ok((role, Err(err)))) => {
+                    error!(role, error = %format!("{err:#}"), "role failed: stopping everything");
+                    failure.get_or_insert_with(|| anyhow::anyhow!("{role} failed: {err:#}"));
+                    shutdown.cancel();
+                }
+                Some(Err(err)) => {
+                    error!(%err, "role panicked: stopping everything");
+                    failure.get_or_insert_with(|| anyhow::anyhow!("a role panicked: {err}"));
+                    shutdown.cancel();
+                }
+            },
+            status = broker.wait(), if failure.is_none() && !shutdown.is_cancelled() => {
+                let status = status?;
+                failure = Some(anyhow::anyhow!("the broker exited ({status}); see {}", data_dir.join("broker.log").display()));
+                shutdown.cancel();
+            }
+        }
+    }
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// Waits until the broker accepts connections, failing early if it exits.
+async fn wait_for_broker(connection: &Connection, broker: &mut Child) -> Result<()> {
+    for _ in 0..300 {
+        if let Some(status) = broker.try_wait()? {
+            bail!("the broker exited at start-up ({status}); is {} free?", connection.kafka_addr);
+        }
+        if tokio::net::TcpStream::connect(&connection.kafka_addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the broker does not listen on {} after 30 s", connection.kafka_addr)
+}

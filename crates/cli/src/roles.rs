@@ -1,0 +1,232 @@
+//! Each role as a function: connect, then run until shutdown. `notesaga dev` runs the
+//! same functions as tasks of one process.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{bail, Context as _, Result};
+use notesaga_api::{ApiConfig, AppState};
+use notesaga_embedding::{BuiltinEmbedder, EmbeddingProcessor, EmbeddingStore};
+use notesaga_events::{
+    embedding::{EmbeddingCommand, EmbeddingEvent},
+    narration::{NarrationCommand, NarrationEvent},
+    notes::{NotesCommand, NotesEvent, NotesOutcome},
+    saga::SagaEvent,
+    topics::{self, group},
+};
+use notesaga_log::{topics::ensure_topics, AvroCodec, ConsumerLoop, KafkaConfig, Publisher};
+use notesaga_narration::{Espeak, FsBlobStore, NarrationProcessor};
+use notesaga_notes::NotesProcessor;
+use notesaga_orchestrator::{Observed, Orchestrator};
+use notesaga_projections::{Projector, ReadStore};
+use notesaga_registry::{Registry, RegistryConfig};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{
+    args::{ApiArgs, Connection, EmbeddingArgs, NarrationArgs, ProjectorArgs, RegistryArgs, RoleArgs},
+    telemetry,
+};
+
+/// Cancelled on SIGINT or SIGTERM: every task finishes what it holds and stops.
+pub(crate) fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => info!("interrupted: shutting down"),
+            _ = term.recv() => info!("terminated: shutting down"),
+        }
+        cancel.cancel();
+    });
+    token
+}
+
+/// What every role needs to talk to the log.
+#[derive(Debug, Clone)]
+pub(crate) struct Runtime {
+    pub(crate) kafka: KafkaConfig,
+    pub(crate) publisher: Publisher,
+}
+
+/// Waits for the broker (creating the topics, idempotently) and the registry, then
+/// builds the producer. Gives up after a minute with a message saying what to check.
+pub(crate) async fn connect(connection: &Connection) -> Result<Runtime> {
+    let kafka = connection.kafka();
+    let mut schedule = notesaga_log::RetryPolicy {
+        max_attempts: 40,
+        max_elapsed: Duration::from_secs(90),
+        ..notesaga_log::RetryPolicy::default()
+    }
+    .schedule();
+    loop {
+        match ensure_topics(&kafka, connection.partitions).await {
+            Ok(()) => break,
+            Err(err) => match schedule.next_delay(None) {
+                Some(delay) => {
+                    warn!(%err, kafka = %connection.kafka_addr, "broker not ready; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                None => bail!(
+                    "cannot reach the Kafka broker at {} ({err}); start it (`notesaga dev` does) or set --kafka-addr / NOTESAGA_KAFKA_ADDR",
+                    connection.kafka_addr
+                ),
+            },
+        }
+    }
+    wait_for_registry(&connection.registry_url).await?;
+    let codec = Arc::new(AvroCodec::new(&connection.registry_url));
+    let publisher = Publisher::new(&kafka, codec)?;
+    Ok(Runtime { kafka, publisher })
+}
+
+/// Waits until the schema registry answers.
+pub(crate) async fn wait_for_registry(url: &str) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let subjects = format!("{}/subjects", url.trim_end_matches('/'));
+    for _ in 0..120 {
+        match client.get(&subjects).send().await {
+            Ok(response) if response.status().is_success() => return Ok(()),
+            Ok(response) => warn!(status = %response.status(), %url, "registry not ready"),
+            Err(err) => warn!(%err, %url, "registry not reachable yet"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bail!("the schema registry at {url} does not answer; start it (`notesaga registry` or `notesaga dev`) or set --registry-url / NOTESAGA_REGISTRY_URL")
+}
+
+/// Registers the whole contract, so the registry lists every schema before first use.
+pub(crate) async fn register_contract(codec: &AvroCodec) -> Result<()> {
+    codec.register_all::<NotesCommand>(topics::NOTES_COMMANDS).await?;
+    codec.register_all::<NotesEvent>(topics::NOTES_EVENTS).await?;
+    codec.register_all::<NotesOutcome>(topics::NOTES_OUTCOMES).await?;
+    codec.register_all::<EmbeddingCommand>(topics::EMBEDDING_COMMANDS).await?;
+    codec.register_all::<EmbeddingEvent>(topics::EMBEDDING_EVENTS).await?;
+    codec.register_all::<NarrationCommand>(topics::NARRATION_COMMANDS).await?;
+    codec.register_all::<NarrationEvent>(topics::NARRATION_EVENTS).await?;
+    codec.register_all::<SagaEvent>(topics::SAGA_NOTE_PIPELINE).await?;
+    Ok(())
+}
+
+pub(crate) async fn run_notes(rt: Runtime, shutdown: CancellationToken) -> Result<()> {
+    let handler = NotesProcessor::new(rt.kafka.clone(), rt.publisher.clone());
+    ConsumerLoop::new(rt.kafka, group("notes"), &[topics::NOTES_COMMANDS], rt.publisher)
+        .run::<NotesCommand, _>(handler, shutdown)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn run_embedding(rt: Runtime, store: EmbeddingStore, shutdown: CancellationToken) -> Result<()> {
+    let handler = EmbeddingProcessor::new(store, BuiltinEmbedder, rt.publisher.clone());
+    ConsumerLoop::new(rt.kafka, group("embedding"), &[topics::EMBEDDING_COMMANDS], rt.publisher)
+        .run::<EmbeddingCommand, _>(handler, shutdown)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn run_narration(
+    rt: Runtime,
+    engine: Espeak,
+    blobs: FsBlobStore,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let handler = NarrationProcessor::new(engine, blobs, rt.publisher.clone());
+    ConsumerLoop::new(rt.kafka, group("narration"), &[topics::NARRATION_COMMANDS], rt.publisher)
+        .run::<NarrationCommand, _>(handler, shutdown)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn run_orchestrator(rt: Runtime, shutdown: CancellationToken) -> Result<()> {
+    let handler = Orchestrator::new(rt.kafka.clone(), rt.publisher.clone());
+    ConsumerLoop::new(
+        rt.kafka,
+        group("orchestrator"),
+        &[topics::NOTES_EVENTS, topics::EMBEDDING_EVENTS, topics::NARRATION_EVENTS],
+        rt.publisher,
+    )
+    .run::<Observed, _>(handler, shutdown)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn run_projector(rt: Runtime, store: ReadStore, shutdown: CancellationToken) -> Result<()> {
+    Projector::new(rt.kafka, rt.publisher, store).run(shutdown).await?;
+    Ok(())
+}
+
+pub(crate) async fn run_api(
+    rt: Runtime,
+    store: ReadStore,
+    audio: FsBlobStore,
+    http_addr: &str,
+    config: ApiConfig,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {http_addr} (--http-addr / NOTESAGA_HTTP_ADDR)"))?;
+    info!(addr = %http_addr, "HTTP API listening");
+    let state = AppState {
+        publisher: rt.publisher,
+        store,
+        audio,
+        metrics: telemetry::install_metrics(),
+        config: Arc::new(config),
+    };
+    notesaga_api::serve(listener, state, shutdown).await?;
+    Ok(())
+}
+
+pub(crate) async fn run_registry(kafka_addr: &str, registry_addr: &str, shutdown: CancellationToken) -> Result<()> {
+    let registry = Registry::open(RegistryConfig::new(kafka_addr))
+        .await
+        .with_context(|| format!("cannot open the registry's _schemas topic on {kafka_addr}"))?;
+    let listener = tokio::net::TcpListener::bind(registry_addr)
+        .await
+        .with_context(|| format!("cannot listen on {registry_addr} (--registry-addr / NOTESAGA_REGISTRY_ADDR)"))?;
+    info!(addr = %registry_addr, "schema registry listening");
+    notesaga_registry::serve(listener, registry, shutdown).await?;
+    Ok(())
+}
+
+pub(crate) async fn api(args: ApiArgs, shutdown: CancellationToken) -> Result<()> {
+    let rt = connect(&args.connection).await?;
+    let store = ReadStore::connect(&args.storage.projections_url()?).await?;
+    let config = ApiConfig { body_limit: args.body_limit, ..ApiConfig::default() };
+    let audio = FsBlobStore::new(args.storage.audio_dir());
+    run_api(rt, store, audio, &args.http_addr, config, shutdown).await
+}
+
+pub(crate) async fn notes(args: RoleArgs, shutdown: CancellationToken) -> Result<()> {
+    run_notes(connect(&args.connection).await?, shutdown).await
+}
+
+pub(crate) async fn embedding(args: EmbeddingArgs, shutdown: CancellationToken) -> Result<()> {
+    let rt = connect(&args.connection).await?;
+    let store = EmbeddingStore::connect(&args.storage.embedding_url(&args.embedding_database_url)?).await?;
+    run_embedding(rt, store, shutdown).await
+}
+
+pub(crate) async fn narration(args: NarrationArgs, shutdown: CancellationToken) -> Result<()> {
+    let rt = connect(&args.connection).await?;
+    let engine = Espeak { binary: args.espeak_bin, voice: args.voice, rate: args.rate };
+    run_narration(rt, engine, FsBlobStore::new(args.storage.audio_dir()), shutdown).await
+}
+
+pub(crate) async fn orchestrator(args: RoleArgs, shutdown: CancellationToken) -> Result<()> {
+    run_orchestrator(connect(&args.connection).await?, shutdown).await
+}
+
+pub(crate) async fn projector(args: ProjectorArgs, shutdown: CancellationToken) -> Result<()> {
+    let rt = connect(&args.connection).await?;
+    let store = ReadStore::connect(&args.storage.projections_url()?).await?;
+    run_projector(rt, store, shutdown).await
+}
+
+pub(crate) async fn registry(args: RegistryArgs, shutdown: CancellationToken) -> Result<()> {
+    run_registry(&args.kafka_addr, &args.registry_addr, shutdown).await
+}

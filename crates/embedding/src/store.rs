@@ -1,0 +1,113 @@
+//! The embedding store: one row per (note, version), written with an idempotent upsert.
+
+use sqlx::{any::AnyPoolOptions, AnyPool, Row as _};
+use uuid::Uuid;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database failed.
+    #[error("embedding store: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("embedding store migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored vector is not valid JSON.
+    #[error("embedding store holds a bad vector for {note_id} v{version}: {reason}")]
+    Corrupt {
+        /// The note.
+        note_id: Uuid,
+        /// The version.
+        version: i64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Result with the store's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A stored embedding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEmbedding {
+    /// Model that produced it.
+    pub model: String,
+    /// The vector.
+    pub vector: Vec<f32>,
+}
+
+/// The embedding domain's tables (SQLite or PostgreSQL).
+#[derive(Debug, Clone)]
+pub struct EmbeddingStore {
+    pool: AnyPool,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl EmbeddingStore {
+    /// Connects to `url` (`sqlite://…?mode=rwc` or `postgres://…`) and migrates.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new().max_connections(4).connect(url).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The embedding of a version, if stored.
+    pub async fn get(&self, note_id: Uuid, version: i64) -> Result<Option<StoredEmbedding>> {
+        let row = sqlx::query(
+            "SELECT model, vector FROM embedding_vectors WHERE note_id = $1 AND version = $2",
+        )
+        .bind(note_id.to_string())
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let model: String = row.try_get("model")?;
+            let vector: String = row.try_get("vector")?;
+            let vector = serde_json::from_str(&vector).map_err(|err| Error::Corrupt {
+                note_id,
+                version,
+                reason: err.to_string(),
+            })?;
+            Ok(StoredEmbedding { model, vector })
+        })
+        .transpose()
+    }
+
+    /// Stores the embedding of a version unless one is stored already; returns the one
+    /// that is stored afterwards (a redelivered command writes nothing new).
+    pub async fn upsert(
+        &self,
+        note_id: Uuid,
+        version: i64,
+        embedding: &StoredEmbedding,
+    ) -> Result<StoredEmbedding> {
+        let vector = serde_json::to_string(&embedding.vector).expect("floats serialise");
+        sqlx::query(
+            "INSERT INTO embedding_vectors (note_id, version, model, dimensions, vector, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (note_id, version) DO NOTHING",
+        )
+        .bind(note_id.to_string())
+        .bind(version)
+        .bind(&embedding.model)
+        .bind(embedding.vector.len() as i64)
+        .bind(vector)
+        .bind(chrono::Utc::now().to_rfc3339())
+        .execute(&self.pool)
+        .await?;
+        Ok(self
+            .get(note_id, version)
+            .await?
+            .unwrap_or_else(|| embedding.clone()))
+    }
+
+    /// How many embeddings are stored for a note (for tests and checks).
+    pub async fn count(&self, note_id: Uuid) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM embedding_vectors WHERE note_id = $1")
+            .bind(note_id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+}

@@ -1,0 +1,158 @@
+//! The produce→consume benchmark: notesaga's log layer (Avro through the registry,
+//! headers, the consumer loop with its offset discipline) against plain rdkafka bytes on
+//! the same broker, in the same run, with the same record count and value size.
+//!
+//! Each side gets a fresh topic and group. Timing starts at the first send and stops when
+//! the consumer has seen every record, so it measures the pipeline, not one end.
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use futures::{stream, StreamExt as _};
+use notesaga_events::notes::{NoteCreated, NotesEvent};
+use rdkafka::{
+    consumer::{Consumer as _, StreamConsumer},
+    producer::{FutureProducer, FutureRecord},
+    util::Timeout,
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{
+    topics::{create_topics, TopicSpec},
+    AvroCodec, ConsumerLoop, Handler, HandlerError, Incoming, KafkaConfig, Metadata, Publisher,
+    Result,
+};
+
+/// Sends in flight at once on either side.
+const IN_FLIGHT: usize = 1000;
+/// Partitions of each benchmark topic.
+const PARTITIONS: i32 = 3;
+
+fn fresh_topic(kind: &str) -> String {
+    format!("bench.{kind}.{}", Uuid::new_v4().simple())
+}
+
+/// Records per second of plain rdkafka: raw bytes out, raw bytes in.
+pub async fn plain_run(kafka: &KafkaConfig, records: usize, size: usize) -> Result<f64> {
+    let topic = fresh_topic("plain");
+    create_topics(kafka, &[TopicSpec { name: topic.clone(), partitions: PARTITIONS, configs: vec![] }]).await?;
+    let consumer: StreamConsumer = kafka.consumer(&fresh_topic("group")).create()?;
+    consumer.subscribe(&[&topic])?;
+    let producer: FutureProducer = kafka.producer().create()?;
+    let payload = vec![b'x'; size];
+    let keys: Vec<String> = (0..records).map(|_| Uuid::new_v4().to_string()).collect();
+
+    let started = Instant::now();
+    let produce = stream::iter(keys.iter())
+        .map(|key| {
+            let producer = &producer;
+            let payload = &payload;
+            let topic = &topic;
+            async move {
+                producer
+                    .send(FutureRecord::to(topic).key(key.as_bytes()).payload(payload.as_slice()), Timeout::Never)
+                    .await
+                    .map(drop)
+                    .map_err(|(err, _)| err)
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .for_each(|result| async move { result.expect("plain produce") });
+    let consume = async {
+        let mut seen = 0;
+        while seen < records {
+            consumer.recv().await.expect("plain consume");
+            seen += 1;
+        }
+    };
+    tokio::join!(produce, consume);
+    Ok(records as f64 / started.elapsed().as_secs_f64())
+}
+
+#[derive(Debug)]
+struct Counter {
+    seen: Arc<AtomicUsize>,
+    target: usize,
+    done: CancellationToken,
+}
+
+impl Handler<NotesEvent> for Counter {
+    async fn handle(&mut self, _incoming: Incoming<NotesEvent>) -> Result<(), HandlerError> {
+        if self.seen.fetch_add(1, Ordering::Relaxed) + 1 >= self.target {
+            self.done.cancel();
+        }
+        Ok(())
+    }
+}
+
+/// Records per second through the log layer: [`Publisher::publish`] (Avro via the
+/// registry, headers) out, [`ConsumerLoop`] (decode, handle, store offset) in.
+pub async fn log_run(kafka: &KafkaConfig, codec: Arc<AvroCodec>, records: usize, size: usize) -> Result<f64> {
+    let topic = fresh_topic("log");
+    create_topics(kafka, &[TopicSpec { name: topic.clone(), partitions: PARTITIONS, configs: vec![] }]).await?;
+    let publisher = Publisher::new(kafka, codec)?;
+    // Warm the schema cache so registration is not timed.
+    let sample = |i: usize| {
+        NotesEvent::NoteCreated(NoteCreated {
+            note_id: Uuid::new_v4(),
+            owner: "bench".into(),
+            version: 1,
+            title: format!("note {i}"),
+            body: "x".repeat(size.saturating_sub(60)),
+            occurred_at: 0,
+        })
+    };
+    publisher.codec().encode(&topic, &sample(0)).await?;
+    let done = CancellationToken::new();
+    let counter = Counter { seen: Arc::new(AtomicUsize::new(0)), target: records, done: done.clone() };
+    let consumer = ConsumerLoop::new(kafka.clone(), fresh_topic("group"), &[topic.as_str()], publisher.clone());
+    let consuming = tokio::spawn(consumer.run::<NotesEvent, _>(counter, done.clone()));
+    let messages: Vec<NotesEvent> = (0..records).map(sample).collect();
+
+    let started = Instant::now();
+    stream::iter(messages.iter())
+        .map(|message| {
+            let publisher = &publisher;
+            let topic = &topic;
+            async move { publisher.publish(topic, message, &Metadata::new(Uuid::new_v4(), "bench")).await }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .for_each(|result| async move {
+            result.expect("log produce");
+        })
+        .await;
+    done.cancelled().await;
+    let elapsed = started.elapsed();
+    consuming.await.expect("consumer task")?;
+    Ok(records as f64 / elapsed.as_secs_f64())
+}
+
+/// Alternates the two sides `runs` times, prints every run and the best of each and
+/// their ratio, and returns `(plain, log)` best records/s.
+pub async fn run_log_bench(
+    kafka: &KafkaConfig,
+    registry_url: &str,
+    records: usize,
+    size: usize,
+    runs: usize,
+) -> Result<(f64, f64)> {
+    let codec = Arc::new(AvroCodec::new(registry_url));
+    println!("notesaga bench log: {records} records of ~{size} bytes, {PARTITIONS} partitions, {runs} runs per side, broker {}", kafka.bootstrap_servers);
+    let (mut best_plain, mut best_log) = (0f64, 0f64);
+    for run in 1..=runs.max(1) {
+        let plain = plain_run(kafka, records, size).await?;
+        let log = log_run(kafka, codec.clone(), records, size).await?;
+        println!("run {run}: plain rdkafka {plain:>10.0} records/s   notesaga log {log:>10.0} records/s");
+        best_plain = best_plain.max(plain);
+        best_log = best_log.max(log);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("best: plain rdkafka {best_plain:.0} records/s, notesaga log {best_log:.0} records/s, ratio {:.1}%", 100.0 * best_log / best_plain);
+    Ok((best_plain, best_log))
+}

@@ -1,0 +1,73 @@
+//! Broker connection settings.
+
+use rdkafka::ClientConfig;
+
+/// How to reach the Kafka cluster, plus librdkafka settings passed through unchanged.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `HOST:PORT[,HOST:PORT…]` of the brokers.
+    pub bootstrap_servers: String,
+    /// Extra librdkafka settings (`key=value`), applied last so they win.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl KafkaConfig {
+    /// Settings for a broker at `bootstrap_servers` and no overrides.
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.into(),
+            overrides: Vec::new(),
+        }
+    }
+
+    /// The settings every client starts from.
+    pub fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            // librdkafka logs through its own channel; errors surface as results.
+            .set("log_level", "3");
+        config
+    }
+
+    /// An idempotent, `acks=all` producer. The Java-compatible murmur2 partitioner keeps
+    /// one note on the same partition number whichever client (ours, an analyst's
+    /// confluent-kafka, Kafka Connect) produces it.
+    pub fn producer(&self) -> ClientConfig {
+        let mut config = self.client();
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "30000");
+        self.apply_overrides(config)
+    }
+
+    /// A consumer in `group` that commits only offsets the loop has stored, i.e. offsets
+    /// of records whose outcome is durable.
+    pub fn consumer(&self, group: &str) -> ClientConfig {
+        let mut config = self.client();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("enable.partition.eof", "false")
+            // Range assigns the same partition numbers of every subscribed topic to the
+            // same member, which co-partitioned, note-keyed topics rely on.
+            .set("partition.assignment.strategy", "range");
+        self.apply_overrides(config)
+    }
+
+    fn apply_overrides(&self, mut config: ClientConfig) -> ClientConfig {
+        for (key, value) in &self.overrides {
+            config.set(key, value);
+        }
+        config
+    }
+}

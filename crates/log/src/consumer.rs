@@ -1,0 +1,293 @@
+//! The consumer loop every processor, the orchestrator and the projectors run on.
+//!
+//! For each record: decode it (or dead-letter it), give it to the [`Handler`], and store
+//! its offset only once the handler returns, i.e. once its outcome is durable. Offsets
+//! are committed from the stored ones in the background and once more on shutdown, so a
+//! crash anywhere re-delivers at most the records whose outcome was not yet durable —
+//! handlers are idempotent for that reason.
+
+use std::{
+    future::Future,
+    sync::Mutex,
+    time::Instant,
+};
+
+use rdkafka::{
+    consumer::{
+        CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
+    },
+    message::{BorrowedMessage, Message as _},
+    ClientContext,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn, Instrument as _};
+use uuid::Uuid;
+
+use crate::{
+    dlq::dead_letter,
+    retry::Attempt,
+    telemetry, Inbound, KafkaConfig, Metadata, Publisher, Result, RetryPolicy,
+};
+
+/// A decoded record and where it came from.
+#[derive(Debug, Clone)]
+pub struct Incoming<M> {
+    /// The record.
+    pub message: M,
+    /// Its headers.
+    pub metadata: Metadata,
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+}
+
+/// Why a handler could not finish a record.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Infrastructure failed (database, broker, provider): retrying may help.
+    #[error("transient failure: {0}")]
+    Transient(String),
+    /// The record itself cannot be handled: retrying cannot help, dead-letter it.
+    #[error("cannot handle record: {0}")]
+    Permanent(String),
+}
+
+impl From<crate::Error> for HandlerError {
+    fn from(err: crate::Error) -> Self {
+        Self::Transient(err.to_string())
+    }
+}
+
+/// What a role does with each record.
+pub trait Handler<M>: Send {
+    /// Handles one record; returns once its outcome is durable.
+    fn handle(
+        &mut self,
+        incoming: Incoming<M>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// The group took these `(topic, partition)`s away: drop any state kept for them.
+    fn revoked(&mut self, _partitions: &[(String, i32)]) {}
+}
+
+/// Records partitions revoked by a rebalance until the loop hands them to the handler.
+#[derive(Debug, Default)]
+struct LoopContext {
+    revoked: Mutex<Vec<(String, i32)>>,
+}
+
+impl ClientContext for LoopContext {}
+
+impl ConsumerContext for LoopContext {
+    fn pre_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
+        match rebalance {
+            Rebalance::Revoke(list) => {
+                let mut revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+                for element in list.elements() {
+                    revoked.push((element.topic().to_owned(), element.partition()));
+                }
+                info!(partitions = list.count(), "partitions revoked");
+            }
+            Rebalance::Assign(list) => info!(partitions = list.count(), "partitions assigned"),
+            Rebalance::Error(err) => warn!(%err, "rebalance error"),
+        }
+    }
+}
+
+/// A consumer group member reading `topics` and handing records to a [`Handler`].
+#[derive(Debug)]
+pub struct ConsumerLoop {
+    kafka: KafkaConfig,
+    group: String,
+    topics: Vec<String>,
+    publisher: Publisher,
+    retry: RetryPolicy,
+}
+
+impl ConsumerLoop {
+    /// A member of `group` reading `topics`; `publisher` writes dead letters.
+    pub fn new(
+        kafka: KafkaConfig,
+        group: impl Into<String>,
+        topics: &[&str],
+        publisher: Publisher,
+    ) -> Self {
+        Self {
+            kafka,
+            group: group.into(),
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            publisher,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Retries transient handler failures with `retry` before dead-lettering.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Runs until `shutdown` is cancelled: finishes the record in hand, commits the
+    /// stored offsets and leaves the group.
+    pub async fn run<M, H>(self, mut handler: H, shutdown: CancellationToken) -> Result<()>
+    where
+        M: Inbound,
+        H: Handler<M>,
+    {
+        let consumer: StreamConsumer<LoopContext> = self
+            .kafka
+            .consumer(&self.group)
+            .create_with_context(LoopContext::default())?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        info!(group = %self.group, topics = ?self.topics, "consuming");
+
+        loop {
+            let message = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                message = consumer.recv() => message,
+            };
+            let revoked = std::mem::take(
+                &mut *consumer
+                    .context()
+                    .revoked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+            if !revoked.is_empty() {
+                handler.revoked(&revoked);
+            }
+            let message = match message {
+                Ok(message) => message,
+                Err(err) => {
+                    warn!(group = %self.group, %err, "consumer error");
+                    continue;
+                }
+            };
+            self.process(&consumer, &mut handler, &message).await?;
+        }
+
+        info!(group = %self.group, "shutting down: committing offsets and leaving the group");
+        if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
+            // Nothing stored since the last commit is the usual reason.
+            debug!(%err, "final commit");
+        }
+        consumer.unsubscribe();
+        Ok(())
+    }
+
+    async fn process<M, H>(
+        &self,
+        consumer: &StreamConsumer<LoopContext>,
+        handler: &mut H,
+        message: &BorrowedMessage<'_>,
+    ) -> Result<()>
+    where
+        M: Inbound,
+        H: Handler<M>,
+    {
+        let started = Instant::now();
+        let topic = message.topic().to_owned();
+        let (partition, offset) = (message.partition(), message.offset());
+        let fallback_id = Uuid::new_v5(
+            &Uuid::NAMESPACE_OID,
+            format!("{topic}/{partition}/{offset}").as_bytes(),
+        );
+        let (event_type, metadata) = Metadata::from_headers(message.headers(), fallback_id);
+        let span = tracing::info_span!(
+            "record",
+            "messaging.destination.name" = %topic,
+            "messaging.kafka.partition" = partition,
+            "messaging.kafka.offset" = offset,
+            "messaging.consumer.group.name" = %self.group,
+            correlation_id = %metadata.correlation_id,
+            causation_id = metadata.causation_id.as_deref().unwrap_or(""),
+            event_type = event_type.as_deref().unwrap_or(""),
+        );
+        let outcome = async {
+            let decoded = self
+                .publisher
+                .codec()
+                .decode::<M>(&topic, message.payload())
+                .await;
+            let message_value = match decoded {
+                Ok(value) => value,
+                Err(reason) => {
+                    warn!(%reason, "undecodable record: dead-lettering");
+                    return Err(format!("undecodable: {reason}"));
+                }
+            };
+            let incoming = Incoming {
+                message: message_value,
+                metadata,
+                topic: topic.clone(),
+                partition,
+                offset,
+            };
+            let mut schedule = self.retry.schedule();
+            let result = loop {
+                match handler.handle(incoming.clone()).await {
+                    Ok(()) => break Ok(()),
+                    Err(HandlerError::Permanent(reason)) => break Err(reason),
+                    Err(HandlerError::Transient(reason)) => {
+                        let attempt = schedule.attempt();
+                        let Some(delay) = schedule.next_delay(None) else {
+                            break Err(format!("gave up after {attempt} attempts: {reason}"));
+                        };
+                        warn!(attempt, %reason, ?delay, "handler failed; retrying");
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            };
+            result.map_err(|reason| {
+                error!(%reason, "record could not be handled: dead-lettering");
+                reason
+            })
+        }
+        .instrument(span)
+        .await;
+
+        let label = match &outcome {
+            Ok(()) => "handled",
+            Err(_) => "dead_lettered",
+        };
+        if let Err(reason) = outcome {
+            self.dead_letter_until_done(message, &reason).await?;
+        }
+        metrics::counter!(telemetry::RECORDS_TOTAL, "group" => self.group.clone(), "topic" => topic.clone(), "outcome" => label).increment(1);
+        metrics::histogram!(telemetry::HANDLE_SECONDS, "group" => self.group.clone())
+            .record(started.elapsed().as_secs_f64());
+        if let Err(err) = consumer.store_offset_from_message(message) {
+            // The partition was revoked while the record was in hand; its new owner
+            // will see it again, which idempotent handling makes harmless.
+            warn!(%err, topic = %topic, partition, offset, "cannot store offset");
+        }
+        Ok(())
+    }
+
+    /// A dead letter must not be lost: retry with the policy, and stop the loop rather
+    /// than move past a record that is neither handled nor dead-lettered.
+    async fn dead_letter_until_done(
+        &self,
+        message: &BorrowedMessage<'_>,
+        reason: &str,
+    ) -> Result<()> {
+        self.retry
+            .run(|_| async {
+                dead_letter(&self.publisher, &self.group, message, reason)
+                    .await
+                    .map_err(|error| Attempt::Transient { error, after: None })
+            })
+            .await
+            .map(drop)
+    }
+}
+

@@ -1,0 +1,34 @@
+//! Everything notesaga does with Kafka, in one place, so the domain crates never touch
+//! rdkafka directly.
+//!
+//! - [`config`]: broker connection settings and the librdkafka settings every client gets.
+//! - [`topics`]: creates the flow and DLQ topics at start-up, idempotently.
+//! - [`codec`]: Avro in the Confluent wire format through `schema_registry_converter`.
+//! - [`envelope`]: the headers every record carries.
+//! - [`producer`]: the idempotent, `acks=all` [`Publisher`].
+//! - [`consumer`]: the consumer loop: decode, handle, store the offset only after the
+//!   handler's outcome is durable, dead-letter what cannot be handled.
+//! - [`reader`]: reads one partition from the beginning, for state rebuilds.
+//! - [`retry`]: the one [`RetryPolicy`] every retry goes through.
+//! - [`bench`]: the produce→consume benchmark against plain rdkafka.
+
+pub mod bench;
+pub mod codec;
+pub mod config;
+pub mod consumer;
+pub mod dlq;
+pub mod envelope;
+pub mod error;
+pub mod producer;
+pub mod reader;
+pub mod retry;
+pub mod telemetry;
+pub mod topics;
+
+pub use codec::{AvroCodec, Inbound};
+pub use config::KafkaConfig;
+pub use consumer::{ConsumerLoop, Handler, HandlerError, Incoming};
+pub use envelope::Metadata;
+pub use error::{Error, Result};
+pub use producer::Publisher;
+pub use retry::RetryPolicy;

@@ -1,0 +1,97 @@
+//! The idempotent, `acks=all` producer every role writes through.
+
+use std::{sync::Arc, time::Duration};
+
+use notesaga_events::Message;
+use rdkafka::{
+    message::OwnedHeaders,
+    producer::{FutureProducer, FutureRecord, Producer as _},
+    util::Timeout,
+};
+
+use crate::{AvroCodec, Error, KafkaConfig, Metadata, Result};
+
+/// Where an appended record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// Writes records to the log; cheap to clone.
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+    codec: Arc<AvroCodec>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    /// A producer for the cluster in `kafka`, encoding with `codec`.
+    pub fn new(kafka: &KafkaConfig, codec: Arc<AvroCodec>) -> Result<Self> {
+        Ok(Self {
+            producer: kafka.producer().create()?,
+            codec,
+        })
+    }
+
+    /// The codec records are encoded with.
+    pub fn codec(&self) -> &Arc<AvroCodec> {
+        &self.codec
+    }
+
+    /// Appends `message` to `topic`, keyed by its note id, and waits until the broker has
+    /// acknowledged it (`acks=all`): only then is its outcome durable.
+    pub async fn publish<M: Message>(
+        &self,
+        topic: &str,
+        message: &M,
+        metadata: &Metadata,
+    ) -> Result<Appended> {
+        let payload = self.codec.encode(topic, message).await?;
+        let key = message.note_id().hyphenated().to_string();
+        let headers = metadata.to_headers(message.event_type());
+        self.send_raw(topic, Some(key.as_bytes()), Some(&payload), headers)
+            .await
+    }
+
+    /// Appends bytes as they are (dead letters, benchmarks).
+    pub async fn send_raw(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: OwnedHeaders,
+    ) -> Result<Appended> {
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
+        // Queue-full waits instead of failing; `message.timeout.ms` bounds the delivery.
+        match self.producer.send(record, Timeout::Never).await {
+            Ok(delivery) => Ok(Appended {
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
+            Err((source, _)) => Err(Error::Delivery {
+                topic: topic.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Waits for every queued record to be delivered.
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
+        self.producer.flush(timeout).map_err(Error::from)
+    }
+}

@@ -1,0 +1,100 @@
+//! Creates the topics notesaga needs at start-up, idempotently; notesaga never relies on
+//! broker auto-creation.
+
+use std::time::Duration;
+
+use notesaga_events::topics::{dlq_topic, keeps_forever, FLOW_TOPICS, GROUPS};
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    types::RDKafkaErrorCode,
+};
+use tracing::info;
+
+use crate::{Error, KafkaConfig, Result};
+
+/// One topic to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicSpec {
+    /// Name.
+    pub name: String,
+    /// Partition count.
+    pub partitions: i32,
+    /// Topic configuration entries.
+    pub configs: Vec<(&'static str, &'static str)>,
+}
+
+/// The flow topics (all with `partitions`) and one DLQ per consumer group.
+///
+/// Sources of truth get `retention.ms=-1` and no explicit `cleanup.policy`: tansu 0.6
+/// deletes every record of a topic whose policy says `delete` when `retention.ms` is -1
+/// (it compares the record's age with -1), and without a policy it deletes nothing.
+pub fn flow_topic_specs(partitions: i32) -> Vec<TopicSpec> {
+    let flow = FLOW_TOPICS.iter().map(|name| TopicSpec {
+        name: (*name).to_owned(),
+        partitions,
+        configs: if keeps_forever(name) {
+            vec![("retention.ms", "-1")]
+        } else {
+            vec![]
+        },
+    });
+    let dlqs = GROUPS.iter().map(|group| TopicSpec {
+        name: dlq_topic(group),
+        partitions: 1,
+        configs: vec![("retention.ms", "-1")],
+    });
+    flow.chain(dlqs).collect()
+}
+
+/// Creates every topic in `specs` that does not exist yet.
+pub async fn create_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = kafka.client().create()?;
+    let topics: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|spec| {
+            spec.configs.iter().fold(
+                NewTopic::new(&spec.name, spec.partitions, TopicReplication::Fixed(1)),
+                |topic, (key, value)| topic.set(key, value),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics(&topics, &options).await? {
+        match result {
+            Ok(name) => info!(topic = %name, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(Error::CreateTopic {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates the flow and DLQ topics.
+pub async fn ensure_topics(kafka: &KafkaConfig, partitions: i32) -> Result<()> {
+    create_topics(kafka, &flow_topic_specs(partitions)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_of_truth_keep_records_forever_without_a_delete_policy() {
+        let specs = flow_topic_specs(6);
+        let events = specs.iter().find(|s| s.name == "notes.events").unwrap();
+        assert_eq!(events.configs, vec![("retention.ms", "-1")]);
+        assert_eq!(events.partitions, 6);
+        let commands = specs.iter().find(|s| s.name == "notes.commands").unwrap();
+        assert!(commands.configs.is_empty());
+        assert!(specs.iter().any(|s| s.name == "notesaga.orchestrator.dlq"));
+        assert!(specs
+            .iter()
+            .all(|s| !s.configs.contains(&("cleanup.policy", "delete"))));
+    }
+}

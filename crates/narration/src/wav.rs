@@ -1,0 +1,132 @@
+//! Just enough of RIFF/WAVE to know how long a file plays.
+
+/// Why a byte string is not a playable PCM WAV.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WavError {
+    /// Not a RIFF/WAVE file.
+    #[error("not a RIFF/WAVE file")]
+    NotWave,
+    /// The `fmt ` chunk is missing or broken.
+    #[error("no usable fmt chunk")]
+    NoFormat,
+    /// The `data` chunk is missing.
+    #[error("no data chunk")]
+    NoData,
+}
+
+/// The playable facts of a WAV file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WavInfo {
+    /// Samples per second.
+    pub sample_rate: u32,
+    /// Channels.
+    pub channels: u16,
+    /// Bits per sample.
+    pub bits_per_sample: u16,
+    /// Bytes of audio in the data chunk.
+    pub data_bytes: u64,
+}
+
+impl WavInfo {
+    /// Playing time in milliseconds.
+    pub fn duration_ms(&self) -> u64 {
+        let bytes_per_second = u64::from(self.sample_rate)
+            * u64::from(self.channels)
+            * u64::from(self.bits_per_sample)
+            / 8;
+        if bytes_per_second == 0 {
+            0
+        } else {
+            self.data_bytes * 1000 / bytes_per_second
+        }
+    }
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Reads the header of a WAV file (`file_len` is the whole file's size, used when a
+/// streaming writer left the data chunk's size unset at 0 or 0xFFFFFFFF).
+pub fn parse(header: &[u8], file_len: u64) -> Result<WavInfo, WavError> {
+    if header.get(0..4) != Some(b"RIFF") || header.get(8..12) != Some(b"WAVE") {
+        return Err(WavError::NotWave);
+    }
+    let mut at = 12;
+    let mut format = None;
+    while let (Some(id), Some(size)) = (header.get(at..at + 4), u32_at(header, at + 4)) {
+        let body = at + 8;
+        match id {
+            b"fmt " => {
+                format = Some((
+                    u16_at(header, body + 2).ok_or(WavError::NoFormat)?,
+                    u32_at(header, body + 4).ok_or(WavError::NoFormat)?,
+                    u16_at(header, body + 14).ok_or(WavError::NoFormat)?,
+                ));
+            }
+            b"data" => {
+                let (channels, sample_rate, bits_per_sample) = format.ok_or(WavError::NoFormat)?;
+                let available = file_len.saturating_sub(body as u64);
+                let data_bytes = match size {
+                    0 | u32::MAX => available,
+                    size => u64::from(size).min(available),
+                };
+                return Ok(WavInfo { sample_rate, channels, bits_per_sample, data_bytes });
+            }
+            _ => {}
+        }
+        // Chunks are padded to an even size.
+        at = body + size as usize + (size as usize & 1);
+    }
+    Err(WavError::NoData)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wav(sample_rate: u32, data: usize, declared: Option<u32>) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(b"RIFF");
+        out.extend_from_slice(&(36 + data as u32).to_le_bytes());
+        out.extend_from_slice(b"WAVEfmt ");
+        out.extend_from_slice(&16u32.to_le_bytes());
+        out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        out.extend_from_slice(&1u16.to_le_bytes()); // mono
+        out.extend_from_slice(&sample_rate.to_le_bytes());
+        out.extend_from_slice(&(sample_rate * 2).to_le_bytes());
+        out.extend_from_slice(&2u16.to_le_bytes());
+        out.extend_from_slice(&16u16.to_le_bytes());
+        out.extend_from_slice(b"data");
+        out.extend_from_slice(&declared.unwrap_or(data as u32).to_le_bytes());
+        out.resize(out.len() + data, 0);
+        out
+    }
+
+    #[test]
+    fn durations() {
+        for (rate, data, declared, expected) in [
+            (22_050, 44_100, None, 1000),
+            (22_050, 22_050, None, 500),
+            (16_000, 64_000, Some(u32::MAX), 2000),
+            (16_000, 64_000, Some(0), 2000),
+            (16_000, 0, None, 0),
+        ] {
+            let bytes = wav(rate, data, declared);
+            let info = parse(&bytes, bytes.len() as u64).unwrap();
+            assert_eq!(info.duration_ms(), expected, "rate {rate} data {data}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_is_not_wav() {
+        assert_eq!(parse(b"ID3\x03 not a wav", 14), Err(WavError::NotWave));
+        let mut no_data = wav(8000, 0, None);
+        no_data.truncate(36);
+        assert_eq!(parse(&no_data, 36), Err(WavError::NoData));
+    }
+}

@@ -1,0 +1,65 @@
+//! The embedding domain's commands (`embedding.commands`) and replies (`embedding.events`).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::record::{message, record};
+
+/// Compute and store the embedding of one note version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerateEmbedding {
+    #[serde(with = "crate::uuid_string")]
+    pub note_id: Uuid,
+    pub version: i64,
+    pub text: String,
+}
+
+/// The embedding is stored; the vector travels with it so search can be rebuilt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingGenerated {
+    #[serde(with = "crate::uuid_string")]
+    pub note_id: Uuid,
+    pub version: i64,
+    pub model: String,
+    pub dimensions: i32,
+    pub vector: Vec<f32>,
+    pub occurred_at: i64,
+}
+
+/// The embedding could not be produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingFailed {
+    #[serde(with = "crate::uuid_string")]
+    pub note_id: Uuid,
+    pub version: i64,
+    pub retryable: bool,
+    pub reason: String,
+    pub occurred_at: i64,
+}
+
+record!(GenerateEmbedding, "notesaga.embedding", "embedding");
+record!(EmbeddingGenerated, "notesaga.embedding", "embedding");
+record!(EmbeddingFailed, "notesaga.embedding", "embedding");
+
+message!(
+    /// What may appear on `embedding.commands`.
+    EmbeddingCommand { GenerateEmbedding }
+);
+
+message!(
+    /// What may appear on `embedding.events`.
+    EmbeddingEvent {
+        EmbeddingGenerated,
+        EmbeddingFailed,
+    }
+);
+
+impl EmbeddingEvent {
+    /// The note version the reply is about.
+    pub fn version(&self) -> i64 {
+        match self {
+            Self::EmbeddingGenerated(e) => e.version,
+            Self::EmbeddingFailed(e) => e.version,
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Topic names and the settings notesaga creates them with.
+
+/// Commands to the notes aggregate.
+pub const NOTES_COMMANDS: &str = "notes.commands";
+/// Events of the notes aggregate (source of truth, kept forever).
+pub const NOTES_EVENTS: &str = "notes.events";
+/// Outcomes (applied / rejected) of every notes command, for command status.
+pub const NOTES_OUTCOMES: &str = "notes.outcomes";
+/// Commands to the embedding processor.
+pub const EMBEDDING_COMMANDS: &str = "embedding.commands";
+/// Replies of the embedding processor.
+pub const EMBEDDING_EVENTS: &str = "embedding.events";
+/// Commands to the narration processor.
+pub const NARRATION_COMMANDS: &str = "narration.commands";
+/// Replies of the narration processor.
+pub const NARRATION_EVENTS: &str = "narration.events";
+/// The note-pipeline saga's own event log.
+pub const SAGA_NOTE_PIPELINE: &str = "saga.note-pipeline";
+/// Where the schema registry keeps its schemas (compacted, one partition).
+pub const SCHEMAS: &str = "_schemas";
+
+/// Default partition count of every flow topic.
+pub const DEFAULT_PARTITIONS: i32 = 6;
+
+/// Every topic the note flow uses; all have the same partition count so that one note's
+/// records sit in the same partition number everywhere.
+pub const FLOW_TOPICS: [&str; 8] = [
+    NOTES_COMMANDS,
+    NOTES_EVENTS,
+    NOTES_OUTCOMES,
+    EMBEDDING_COMMANDS,
+    EMBEDDING_EVENTS,
+    NARRATION_COMMANDS,
+    NARRATION_EVENTS,
+    SAGA_NOTE_PIPELINE,
+];
+
+/// Whether a topic is a source of truth whose records are kept forever
+/// (`retention.ms=-1`): events, outcomes and the saga log.
+pub fn keeps_forever(topic: &str) -> bool {
+    topic.ends_with(".events") || topic.ends_with(".outcomes") || topic.starts_with("saga.")
+}
+
+/// Consumer group of a role: `notesaga.<role>`.
+pub fn group(role: &str) -> String {
+    format!("notesaga.{role}")
+}
+
+/// The dead-letter topic of a consumer group: `<group>.dlq`.
+pub fn dlq_topic(group: &str) -> String {
+    format!("{group}.dlq")
+}
+
+/// The consumer groups notesaga runs, and so the DLQ topics it creates.
+pub const GROUPS: [&str; 5] = [
+    "notesaga.notes",
+    "notesaga.embedding",
+    "notesaga.narration",
+    "notesaga.orchestrator",
+    "notesaga.projector.notes",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sources_of_truth_are_kept_forever() {
+        let kept: Vec<_> = FLOW_TOPICS.into_iter().filter(|t| keeps_forever(t)).collect();
+        assert_eq!(
+            kept,
+            [NOTES_EVENTS, NOTES_OUTCOMES, EMBEDDING_EVENTS, NARRATION_EVENTS, SAGA_NOTE_PIPELINE]
+        );
+        assert!(!keeps_forever(&dlq_topic("notesaga.notes")));
+    }
+
+    #[test]
+    fn dlq_is_named_after_the_group() {
+        assert_eq!(dlq_topic(&group("notes")), "notesaga.notes.dlq");
+    }
+}

@@ -1,0 +1,31 @@
+//! Read models: the SQL they live in ([`store`], migrations in `migrations/`), the fold
+//! of events into rows ([`notes`]), and the [`runner`] that applies records in batches,
+//! each batch in one transaction together with the offsets it consumed, so a projection
+//! is exactly-once into SQL. The same code runs on SQLite (single node) and PostgreSQL.
+
+pub mod notes;
+pub mod runner;
+pub mod store;
+
+pub use runner::Projector;
+pub use store::{NoteView, ReadStore};
+
+/// Why a projection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database failed.
+    #[error("read store: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("read store migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The log failed.
+    #[error(transparent)]
+    Log(#[from] notesaga_log::Error),
+    /// The consumer failed.
+    #[error("projection consumer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

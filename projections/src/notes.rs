@@ -1,0 +1,158 @@
+//! The notes projection: folds `notes.events`, `embedding.events` and
+//! `narration.events` into the `notes` and `note_artifacts` tables.
+//!
+//! Every statement is idempotent and version-guarded, so applying a record twice, or a
+//! zombie's second copy of a version, changes nothing: the first in log order wins, as
+//! in the aggregate and the orchestrator.
+
+use chrono::{TimeZone as _, Utc};
+use notesaga_events::{
+    embedding::EmbeddingEvent, narration::NarrationEvent, notes::NotesEvent,
+    topics::{EMBEDDING_EVENTS, NARRATION_EVENTS, NOTES_EVENTS},
+    Message,
+};
+use sqlx::{Any, Transaction};
+
+use crate::Result;
+
+/// The projection's name (its consumer group is `notesaga.projector.notes`).
+pub const NAME: &str = "notes";
+
+/// The topics it reads.
+pub const TOPICS: [&str; 3] = [NOTES_EVENTS, EMBEDDING_EVENTS, NARRATION_EVENTS];
+
+/// A record of one of [`TOPICS`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Projected {
+    /// From `notes.events`.
+    Notes(NotesEvent),
+    /// From `embedding.events`.
+    Embedding(EmbeddingEvent),
+    /// From `narration.events`.
+    Narration(NarrationEvent),
+}
+
+impl notesaga_log::Inbound for Projected {
+    fn decode(
+        topic: &str,
+        full_name: &str,
+        value: &apache_avro::types::Value,
+    ) -> notesaga_events::Result<Self> {
+        match topic {
+            NOTES_EVENTS => NotesEvent::from_avro(full_name, value).map(Self::Notes),
+            EMBEDDING_EVENTS => EmbeddingEvent::from_avro(full_name, value).map(Self::Embedding),
+            NARRATION_EVENTS => NarrationEvent::from_avro(full_name, value).map(Self::Narration),
+            _ => Err(notesaga_events::Error::UnexpectedType {
+                full_name: full_name.to_owned(),
+                topic_kind: "the notes projection's topics",
+            }),
+        }
+    }
+}
+
+fn rfc3339(millis: i64) -> String {
+    Utc.timestamp_millis_opt(millis)
+        .single()
+        .unwrap_or_else(Utc::now)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Applies one record inside the batch's transaction.
+pub async fn apply(tx: &mut Transaction<'static, Any>, record: &Projected) -> Result<()> {
+    match record {
+        Projected::Notes(NotesEvent::NoteCreated(e)) => {
+            let at = rfc3339(e.occurred_at);
+            sqlx::query(
+                "INSERT INTO notes (note_id, owner, version, title, body, status, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'processing', $6, $7) ON CONFLICT (note_id) DO NOTHING",
+            )
+            .bind(e.note_id.to_string())
+            .bind(&e.owner)
+            .bind(e.version)
+            .bind(&e.title)
+            .bind(&e.body)
+            .bind(&at)
+            .bind(&at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Projected::Notes(NotesEvent::NoteEdited(e)) => {
+            sqlx::query(
+                "UPDATE notes SET version = $1, title = $2, body = $3, status = 'processing', \
+                 failure_reason = NULL, updated_at = $4 WHERE note_id = $5 AND version = $6",
+            )
+            .bind(e.version)
+            .bind(&e.title)
+            .bind(&e.body)
+            .bind(rfc3339(e.occurred_at))
+            .bind(e.note_id.to_string())
+            .bind(e.version - 1)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Projected::Notes(NotesEvent::NotePublished(e)) => {
+            sqlx::query(
+                "UPDATE notes SET published_version = $1, updated_at = $2, \
+                 status = CASE WHEN version = $3 THEN 'published' ELSE status END \
+                 WHERE note_id = $4 AND version >= $5 \
+                 AND (published_version IS NULL OR published_version < $6)",
+            )
+            .bind(e.version)
+            .bind(rfc3339(e.occurred_at))
+            .bind(e.version)
+            .bind(e.note_id.to_string())
+            .bind(e.version)
+            .bind(e.version)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Projected::Notes(NotesEvent::NotePublicationFailed(e)) => {
+            sqlx::query(
+                "UPDATE notes SET status = 'failed', failure_reason = $1, updated_at = $2 \
+                 WHERE note_id = $3 AND version = $4 AND status = 'processing'",
+            )
+            .bind(&e.reason)
+            .bind(rfc3339(e.occurred_at))
+            .bind(e.note_id.to_string())
+            .bind(e.version)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Projected::Embedding(EmbeddingEvent::EmbeddingGenerated(e)) => {
+            let vector = serde_json::to_string(&e.vector).expect("floats serialise");
+            sqlx::query(
+                "INSERT INTO note_artifacts (note_id, version, embedding_model, embedding_dimensions, embedding_vector) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (note_id, version) DO UPDATE SET \
+                 embedding_model = excluded.embedding_model, \
+                 embedding_dimensions = excluded.embedding_dimensions, \
+                 embedding_vector = excluded.embedding_vector",
+            )
+            .bind(e.note_id.to_string())
+            .bind(e.version)
+            .bind(&e.model)
+            .bind(i64::from(e.dimensions))
+            .bind(vector)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Projected::Narration(NarrationEvent::NarrationCompleted(e)) => {
+            sqlx::query(
+                "INSERT INTO note_artifacts (note_id, version, audio_key, audio_duration_ms, audio_size_bytes) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (note_id, version) DO UPDATE SET \
+                 audio_key = excluded.audio_key, audio_duration_ms = excluded.audio_duration_ms, \
+                 audio_size_bytes = excluded.audio_size_bytes",
+            )
+            .bind(e.note_id.to_string())
+            .bind(e.version)
+            .bind(&e.audio_key)
+            .bind(e.duration_ms)
+            .bind(e.size_bytes)
+            .execute(&mut **tx)
+            .await?;
+        }
+        // Failures of a step show through NotePublicationFailed, which the saga sends.
+        Projected::Embedding(EmbeddingEvent::EmbeddingFailed(_))
+        | Projected::Narration(NarrationEvent::NarrationFailed(_)) => {}
+    }
+    Ok(())
+}
