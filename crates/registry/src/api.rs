@@ -58,6 +58,10 @@ pub(crate) fn router(registry: Registry) -> Router {
             get(raw_schema_by_version),
         )
         .route(
+            "/subjects/{subject}/versions/{version}/referencedby",
+            get(referenced_by),
+        )
+        .route(
             "/config",
             get(get_global_config)
                 .put(put_global_config)
@@ -447,6 +451,17 @@ async fn delete_version(
     Ok(Vnd(registry
         .delete_version(&subject, spec, flags.get("permanent"))
         .await?))
+}
+
+/// No schema can reference another here (references are refused), so existing versions
+/// answer an empty list; Confluent's clients ask before deleting.
+async fn referenced_by(
+    State(registry): State<Registry>,
+    Params((subject, version)): Params<(String, String)>,
+) -> ApiResult<Vnd<Vec<u32>>> {
+    let spec = VersionSpec::parse(&version)?;
+    registry.read(|store| store.version(&subject, spec, true))?;
+    Ok(Vnd(Vec::new()))
 }
 
 fn level_json(level: CompatibilityLevel) -> Vnd<Value> {
