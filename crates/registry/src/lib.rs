@@ -60,9 +60,6 @@ pub async fn serve(
     registry: Registry,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "schema registry listening");
-    }
     axum::serve(listener, router(registry))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -101,6 +101,19 @@ async fn register_and_read_back() -> Result<()> {
         json!([{"subject": "notes", "version": 1}, {"subject": "other", "version": 1}])
     );
 
+    assert_eq!(
+        api.get("/subjects/notes/versions/1/referencedby")
+            .await?
+            .body,
+        json!([])
+    );
+    assert_eq!(
+        api.get("/subjects/notes/versions/3/referencedby")
+            .await?
+            .code(),
+        Some(40402)
+    );
+
     let found = api
         .post("/subjects/notes", json!({ "schema": v2() }))
         .await?;
