@@ -10,7 +10,10 @@ fn namespace() -> Uuid {
 
 /// Id of the `index`-th event caused by `command_id`.
 pub fn event_id(command_id: Uuid, index: usize) -> Uuid {
-    Uuid::new_v5(&namespace(), format!("event/{command_id}/{index}").as_bytes())
+    Uuid::new_v5(
+        &namespace(),
+        format!("event/{command_id}/{index}").as_bytes(),
+    )
 }
 
 /// Id of the outcome record of `command_id`.
@@ -20,17 +23,26 @@ pub fn outcome_id(command_id: Uuid) -> Uuid {
 
 /// Id of the note-pipeline saga of one note version.
 pub fn saga_id(note_id: Uuid, version: i64) -> Uuid {
-    Uuid::new_v5(&namespace(), format!("saga/note-pipeline/{note_id}/{version}").as_bytes())
+    Uuid::new_v5(
+        &namespace(),
+        format!("saga/note-pipeline/{note_id}/{version}").as_bytes(),
+    )
 }
 
 /// Id of the command a saga sends for `step` on its `attempt`.
 pub fn saga_command_id(saga_id: Uuid, step: &str, attempt: i32) -> Uuid {
-    Uuid::new_v5(&namespace(), format!("command/{saga_id}/{step}/{attempt}").as_bytes())
+    Uuid::new_v5(
+        &namespace(),
+        format!("command/{saga_id}/{step}/{attempt}").as_bytes(),
+    )
 }
 
 /// Id of the `index`-th saga event caused by the record `cause_id`.
 pub fn saga_event_id(saga_id: Uuid, cause_id: Uuid, index: usize) -> Uuid {
-    Uuid::new_v5(&namespace(), format!("saga-event/{saga_id}/{cause_id}/{index}").as_bytes())
+    Uuid::new_v5(
+        &namespace(),
+        format!("saga-event/{saga_id}/{cause_id}/{index}").as_bytes(),
+    )
 }
 
 #[cfg(test)]
@@ -47,6 +59,9 @@ mod tests {
         assert_eq!(saga_id(note, 2), saga_id(note, 2));
         assert_ne!(saga_id(note, 2), saga_id(note, 3));
         let saga = saga_id(note, 2);
-        assert_ne!(saga_command_id(saga, "embedding", 1), saga_command_id(saga, "embedding", 2));
+        assert_ne!(
+            saga_command_id(saga, "embedding", 1),
+            saga_command_id(saga, "embedding", 2)
+        );
     }
 }

@@ -66,10 +66,19 @@ mod tests {
 
     #[test]
     fn only_sources_of_truth_are_kept_forever() {
-        let kept: Vec<_> = FLOW_TOPICS.into_iter().filter(|t| keeps_forever(t)).collect();
+        let kept: Vec<_> = FLOW_TOPICS
+            .into_iter()
+            .filter(|t| keeps_forever(t))
+            .collect();
         assert_eq!(
             kept,
-            [NOTES_EVENTS, NOTES_OUTCOMES, EMBEDDING_EVENTS, NARRATION_EVENTS, SAGA_NOTE_PIPELINE]
+            [
+                NOTES_EVENTS,
+                NOTES_OUTCOMES,
+                EMBEDDING_EVENTS,
+                NARRATION_EVENTS,
+                SAGA_NOTE_PIPELINE
+            ]
         );
         assert!(!keeps_forever(&dlq_topic("notesaga.notes")));
     }

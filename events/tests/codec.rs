@@ -1,11 +1,11 @@
 //! Every record of the contract survives an Avro round trip through its own schema, the
 //! same schema-aware path the log layer's encoder takes.
 
-use apache_avro::{reader::GenericDatumReader, writer::GenericDatumWriter, Schema};
+use apache_avro::{reader::datum::GenericDatumReader, writer::datum::GenericDatumWriter, Schema};
 use notesaga_events::{
     embedding::{EmbeddingEvent, EmbeddingGenerated},
     narration::{NarrationCompleted, NarrationEvent},
-    notes::{CommandApplied, EditNote, NotesCommand, NotesEvent, NotesOutcome, NotePublished},
+    notes::{CommandApplied, EditNote, NotePublished, NotesCommand, NotesEvent, NotesOutcome},
     saga::{SagaEvent, StepFailed},
     Message,
 };

@@ -7,7 +7,9 @@
 
 use chrono::{TimeZone as _, Utc};
 use notesaga_events::{
-    embedding::EmbeddingEvent, narration::NarrationEvent, notes::NotesEvent,
+    embedding::EmbeddingEvent,
+    narration::NarrationEvent,
+    notes::NotesEvent,
     topics::{EMBEDDING_EVENTS, NARRATION_EVENTS, NOTES_EVENTS},
     Message,
 };

@@ -106,7 +106,11 @@ impl Projector {
     async fn apply_batch(&self, group: &str, batch: &[BorrowedMessage<'_>]) -> Result<()> {
         let mut decoded = Vec::with_capacity(batch.len());
         for message in batch {
-            match self.codec.decode::<Projected>(message.topic(), message.payload()).await {
+            match self
+                .codec
+                .decode::<Projected>(message.topic(), message.payload())
+                .await
+            {
                 Ok(record) => decoded.push((message, Some(record))),
                 Err(reason) => {
                     error!(topic = message.topic(), partition = message.partition(), offset = message.offset(), %reason, "undecodable record: dead-lettering");
@@ -114,7 +118,10 @@ impl Projector {
                         .run(|_| async {
                             dead_letter(&self.publisher, group, message, &reason)
                                 .await
-                                .map_err(|error| notesaga_log::retry::Attempt::Transient { error, after: None })
+                                .map_err(|error| notesaga_log::retry::Attempt::Transient {
+                                    error,
+                                    after: None,
+                                })
                         })
                         .await?;
                     decoded.push((message, None));
@@ -125,7 +132,8 @@ impl Projector {
         loop {
             match self.transact(&decoded).await {
                 Ok(applied) => {
-                    metrics::counter!(APPLIED_TOTAL, "projection" => notes::NAME).increment(applied);
+                    metrics::counter!(APPLIED_TOTAL, "projection" => notes::NAME)
+                        .increment(applied);
                     return Ok(());
                 }
                 Err(err) => {
@@ -141,10 +149,7 @@ impl Projector {
 
     /// One transaction: the rows and the offsets they came from. Returns how many
     /// records were applied (the rest were below the stored offsets).
-    async fn transact(
-        &self,
-        batch: &[(&BorrowedMessage<'_>, Option<Projected>)],
-    ) -> Result<u64> {
+    async fn transact(&self, batch: &[(&BorrowedMessage<'_>, Option<Projected>)]) -> Result<u64> {
         let mut tx = self.store.pool().begin().await?;
         let mut next: HashMap<(String, i32), i64> = HashMap::new();
         let mut applied = 0;

@@ -57,10 +57,15 @@ impl ReadStore {
     /// Connects to `url` (`sqlite://…?mode=rwc` or `postgres://…`) and migrates.
     pub async fn connect(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new().max_connections(8).connect(url).await?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .connect(url)
+            .await?;
         if url.starts_with("sqlite:") {
             // Readers (the API) and the writer (the projector) may be separate processes.
-            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await?;
         }
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })

@@ -197,7 +197,14 @@ pub fn pending_command(saga: &NotePipeline) -> Option<Action> {
 /// Decides what `input` means for the saga (`None` when it has not started), at `now`.
 pub fn react(saga: Option<&NotePipeline>, input: &Input, now: i64) -> Vec<Action> {
     match (saga, input) {
-        (None, Input::VersionCreated { note_id, version, text }) => {
+        (
+            None,
+            Input::VersionCreated {
+                note_id,
+                version,
+                text,
+            },
+        ) => {
             let saga_id = ids::saga_id(*note_id, *version);
             let started = SagaEvent::SagaStarted(SagaStarted {
                 saga_id,
@@ -233,9 +240,14 @@ pub fn react(saga: Option<&NotePipeline>, input: &Input, now: i64) -> Vec<Action
             }
             actions
         }
-        (Some(saga), Input::Failed { step, retryable, reason })
-            if saga.status == Status::Running && saga.step == *step =>
-        {
+        (
+            Some(saga),
+            Input::Failed {
+                step,
+                retryable,
+                reason,
+            },
+        ) if saga.status == Status::Running && saga.step == *step => {
             vec![
                 Action::Record(SagaEvent::StepFailed(StepFailed {
                     saga_id: saga.saga_id,
@@ -327,14 +339,22 @@ mod tests {
     }
 
     fn started() -> NotePipeline {
-        let input = Input::VersionCreated { note_id: NOTE, version: 1, text: "t".into() };
+        let input = Input::VersionCreated {
+            note_id: NOTE,
+            version: 1,
+            text: "t".into(),
+        };
         run(None, &react(None, &input, 0)).unwrap()
     }
 
     fn at(step: Step) -> NotePipeline {
         let mut saga = started();
         for s in STEPS.iter().take_while(|s| **s != step) {
-            saga = run(Some(saga.clone()), &react(Some(&saga), &Input::Succeeded { step: *s }, 0)).unwrap();
+            saga = run(
+                Some(saga.clone()),
+                &react(Some(&saga), &Input::Succeeded { step: *s }, 0),
+            )
+            .unwrap();
         }
         saga
     }
@@ -344,43 +364,146 @@ mod tests {
     }
 
     fn failed(step: Step) -> Input {
-        Input::Failed { step, retryable: false, reason: "boom".into() }
+        Input::Failed {
+            step,
+            retryable: false,
+            reason: "boom".into(),
+        }
     }
 
     #[test]
     fn react_table() {
-        let created = Input::VersionCreated { note_id: NOTE, version: 1, text: "t".into() };
-        let completed = run(Some(at(Step::Publish)), &react(Some(&at(Step::Publish)), &ok(Step::Publish), 0)).unwrap();
-        let failed_saga = run(Some(started()), &react(Some(&started()), &failed(Step::Embedding), 0)).unwrap();
+        let created = Input::VersionCreated {
+            note_id: NOTE,
+            version: 1,
+            text: "t".into(),
+        };
+        let completed = run(
+            Some(at(Step::Publish)),
+            &react(Some(&at(Step::Publish)), &ok(Step::Publish), 0),
+        )
+        .unwrap();
+        let failed_saga = run(
+            Some(started()),
+            &react(Some(&started()), &failed(Step::Embedding), 0),
+        )
+        .unwrap();
         let cases: Vec<(&str, Option<NotePipeline>, Input, Vec<&str>)> = vec![
-            ("start", None, created.clone(), vec!["SagaStarted", "StepRequested", "send GenerateEmbedding"]),
-            ("duplicate start", Some(started()), created.clone(), vec![]),
+            (
+                "start",
+                None,
+                created.clone(),
+                vec!["SagaStarted", "StepRequested", "send GenerateEmbedding"],
+            ),
+            ("duplicate start", Some(started()), created, vec![]),
             ("reply before start", None, ok(Step::Embedding), vec![]),
-            ("embedding ok", Some(at(Step::Embedding)), ok(Step::Embedding), vec!["StepSucceeded", "StepRequested", "send NarrateNote"]),
-            ("narration ok", Some(at(Step::Narration)), ok(Step::Narration), vec!["StepSucceeded", "StepRequested", "send PublishNoteVersion"]),
-            ("published", Some(at(Step::Publish)), ok(Step::Publish), vec!["StepSucceeded", "SagaCompleted"]),
-            ("duplicate embedding reply", Some(at(Step::Narration)), ok(Step::Embedding), vec![]),
-            ("out-of-order publish reply", Some(at(Step::Embedding)), ok(Step::Publish), vec![]),
-            ("late failure after success", Some(at(Step::Narration)), failed(Step::Embedding), vec![]),
-            ("embedding failed", Some(at(Step::Embedding)), failed(Step::Embedding), vec!["StepFailed", "send MarkNoteVersionFailed"]),
-            ("narration failed", Some(at(Step::Narration)), failed(Step::Narration), vec!["StepFailed", "send MarkNoteVersionFailed"]),
-            ("reply after completion", Some(completed.clone()), ok(Step::Publish), vec![]),
-            ("reply after failure", Some(failed_saga.clone()), ok(Step::Embedding), vec![]),
-            ("failure after failure", Some(failed_saga.clone()), failed(Step::Embedding), vec![]),
+            (
+                "embedding ok",
+                Some(at(Step::Embedding)),
+                ok(Step::Embedding),
+                vec!["StepSucceeded", "StepRequested", "send NarrateNote"],
+            ),
+            (
+                "narration ok",
+                Some(at(Step::Narration)),
+                ok(Step::Narration),
+                vec!["StepSucceeded", "StepRequested", "send PublishNoteVersion"],
+            ),
+            (
+                "published",
+                Some(at(Step::Publish)),
+                ok(Step::Publish),
+                vec!["StepSucceeded", "SagaCompleted"],
+            ),
+            (
+                "duplicate embedding reply",
+                Some(at(Step::Narration)),
+                ok(Step::Embedding),
+                vec![],
+            ),
+            (
+                "out-of-order publish reply",
+                Some(at(Step::Embedding)),
+                ok(Step::Publish),
+                vec![],
+            ),
+            (
+                "late failure after success",
+                Some(at(Step::Narration)),
+                failed(Step::Embedding),
+                vec![],
+            ),
+            (
+                "embedding failed",
+                Some(at(Step::Embedding)),
+                failed(Step::Embedding),
+                vec!["StepFailed", "send MarkNoteVersionFailed"],
+            ),
+            (
+                "narration failed",
+                Some(at(Step::Narration)),
+                failed(Step::Narration),
+                vec!["StepFailed", "send MarkNoteVersionFailed"],
+            ),
+            (
+                "reply after completion",
+                Some(completed.clone()),
+                ok(Step::Publish),
+                vec![],
+            ),
+            (
+                "reply after failure",
+                Some(failed_saga.clone()),
+                ok(Step::Embedding),
+                vec![],
+            ),
+            (
+                "failure after failure",
+                Some(failed_saga.clone()),
+                failed(Step::Embedding),
+                vec![],
+            ),
         ];
         for (name, saga, input, expected) in cases {
             assert_eq!(kinds(&react(saga.as_ref(), &input, 0)), expected, "{name}");
         }
         assert_eq!(completed.status, Status::Completed);
         assert_eq!(failed_saga.status, Status::Failed);
-        assert_eq!(failed_saga.failure.as_deref(), Some("embedding failed: boom"));
+        assert_eq!(
+            failed_saga.failure.as_deref(),
+            Some("embedding failed: boom")
+        );
     }
 
     #[test]
     fn ids_are_deterministic() {
-        let a = react(None, &Input::VersionCreated { note_id: NOTE, version: 3, text: "x".into() }, 1);
-        let b = react(None, &Input::VersionCreated { note_id: NOTE, version: 3, text: "x".into() }, 2);
-        let ids = |actions: &[Action]| actions.iter().filter_map(|a| match a { Action::Send { command_id, .. } => Some(*command_id), _ => None }).collect::<Vec<_>>();
+        let a = react(
+            None,
+            &Input::VersionCreated {
+                note_id: NOTE,
+                version: 3,
+                text: "x".into(),
+            },
+            1,
+        );
+        let b = react(
+            None,
+            &Input::VersionCreated {
+                note_id: NOTE,
+                version: 3,
+                text: "x".into(),
+            },
+            2,
+        );
+        let ids = |actions: &[Action]| {
+            actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Send { command_id, .. } => Some(*command_id),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
         assert_eq!(ids(&a), ids(&b));
         assert_eq!(started().saga_id, notesaga_events::ids::saga_id(NOTE, 1));
     }
@@ -389,10 +512,17 @@ mod tests {
     fn a_running_saga_resends_its_step_with_the_same_id() {
         let saga = at(Step::Narration);
         match pending_command(&saga) {
-            Some(Action::Send { command_id, command: Command::NarrateNote(_) }) => assert_eq!(command_id, saga.command_id),
+            Some(Action::Send {
+                command_id,
+                command: Command::NarrateNote(_),
+            }) => assert_eq!(command_id, saga.command_id),
             other => panic!("unexpected {other:?}"),
         }
-        let done = run(Some(at(Step::Publish)), &react(Some(&at(Step::Publish)), &ok(Step::Publish), 0)).unwrap();
+        let done = run(
+            Some(at(Step::Publish)),
+            &react(Some(&at(Step::Publish)), &ok(Step::Publish), 0),
+        )
+        .unwrap();
         assert_eq!(pending_command(&done), None);
     }
 }

@@ -98,7 +98,10 @@ async fn healthz() -> impl IntoResponse {
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
     match &state.metrics {
         Some(handle) => (
-            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
             handle.render(),
         )
             .into_response(),
@@ -114,8 +117,12 @@ async fn not_found(uri: axum::http::Uri) -> Problem {
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Problem {
-    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
-        .detail(format!("{method} is not allowed on {}", uri.path()))
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+    )
+    .detail(format!("{method} is not allowed on {}", uri.path()))
 }
 
 /// Serves `router` on `listener` until `shutdown`.

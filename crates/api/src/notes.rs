@@ -42,7 +42,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
-            let content_type = content_type.to_str().unwrap_or_default().to_ascii_lowercase();
+            let content_type = content_type
+                .to_str()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             let essence = content_type.split(';').next().unwrap_or_default().trim();
             if essence != "application/json" && !essence.ends_with("+json") {
                 return Err(Problem::new(
@@ -53,15 +56,25 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 .detail(format!("send application/json, not {essence}")));
             }
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large")
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Problem::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload-too-large",
+                        "Payload too large",
+                    )
                     .detail("the request body is larger than the server accepts")
-            } else {
-                Problem::new(StatusCode::BAD_REQUEST, "unreadable-body", "Unreadable body")
+                } else {
+                    Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "unreadable-body",
+                        "Unreadable body",
+                    )
                     .detail(rejection.body_text())
-            }
-        })?;
+                }
+            })?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|err| {
             Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON")
                 .detail(format!("the body is not valid JSON: {err}"))
@@ -75,9 +88,13 @@ fn unprocessable(errors: Vec<FieldProblem>) -> Problem {
         .map(|e| format!("{} {}", e.field, e.message))
         .collect::<Vec<_>>()
         .join("; ");
-    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid note")
-        .detail(detail)
-        .errors(errors)
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+        "Invalid note",
+    )
+    .detail(detail)
+    .errors(errors)
 }
 
 /// `title` and `body` out of a request body, with every problem named.
@@ -92,20 +109,30 @@ fn title_and_body(body: &Value) -> Result<(String, String), Problem> {
     let mut text = |field: &str| match object.get(field) {
         Some(Value::String(s)) => Some(s.clone()),
         None | Some(Value::Null) => {
-            errors.push(FieldProblem { field: field.into(), message: "is required".into() });
+            errors.push(FieldProblem {
+                field: field.into(),
+                message: "is required".into(),
+            });
             None
         }
         Some(_) => {
-            errors.push(FieldProblem { field: field.into(), message: "must be a string".into() });
+            errors.push(FieldProblem {
+                field: field.into(),
+                message: "must be a string".into(),
+            });
             None
         }
     };
     let (title, note_body) = (text("title"), text("body"));
     if let (Some(title), Some(note_body)) = (&title, &note_body) {
-        errors.extend(check_note(title, note_body).into_iter().map(|e| FieldProblem {
-            field: e.field.into(),
-            message: e.message,
-        }));
+        errors.extend(
+            check_note(title, note_body)
+                .into_iter()
+                .map(|e| FieldProblem {
+                    field: e.field.into(),
+                    message: e.message,
+                }),
+        );
     }
     match (title, note_body) {
         (Some(title), Some(note_body)) if errors.is_empty() => Ok((title, note_body)),
@@ -127,7 +154,11 @@ fn parse_note_id(raw: &str) -> Result<Uuid, Problem> {
     })
 }
 
-async fn send(state: &AppState, command: NotesCommand, headers: &HeaderMap) -> Result<Response, Problem> {
+async fn send(
+    state: &AppState,
+    command: NotesCommand,
+    headers: &HeaderMap,
+) -> Result<Response, Problem> {
     let command_id = Uuid::new_v4();
     let note_id = notesaga_events::Message::note_id(&command);
     let metadata = Metadata::new(command_id, request_id(headers)).with_command(command_id);
@@ -173,8 +204,10 @@ async fn edit_note(
         .await
         .map_err(|err| Problem::unavailable("the read store", &err))?;
     let Some(note) = known else {
-        return Err(Problem::new(StatusCode::NOT_FOUND, "note-not-found", "Note not found")
-            .detail(format!("no note {note_id}")));
+        return Err(
+            Problem::new(StatusCode::NOT_FOUND, "note-not-found", "Note not found")
+                .detail(format!("no note {note_id}")),
+        );
     };
     let command = NotesCommand::EditNote(EditNote {
         note_id,
@@ -190,7 +223,10 @@ fn audio_url(note_id: Uuid) -> String {
     format!("/v1/notes/{note_id}/audio")
 }
 
-async fn get_note(State(state): State<AppState>, Path(note_id): Path<String>) -> Result<Response, Problem> {
+async fn get_note(
+    State(state): State<AppState>,
+    Path(note_id): Path<String>,
+) -> Result<Response, Problem> {
     let note_id = parse_note_id(&note_id)?;
     let note = state
         .store
@@ -244,8 +280,14 @@ async fn get_audio(
         .await
         .map_err(|err| Problem::unavailable("the read store", &err))?
         .ok_or_else(no_audio)?;
-    let key = note.published.and_then(|p| p.audio_key).ok_or_else(no_audio)?;
-    let path = state.audio.path(&key).map_err(|err| Problem::internal(&err))?;
+    let key = note
+        .published
+        .and_then(|p| p.audio_key)
+        .ok_or_else(no_audio)?;
+    let path = state
+        .audio
+        .path(&key)
+        .map_err(|err| Problem::internal(&err))?;
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
         return Err(no_audio());
     }
@@ -271,11 +313,17 @@ mod tests {
             Ok(_) => vec![],
             Err(p) => p.errors.into_iter().map(|e| e.field).collect::<Vec<_>>(),
         };
-        assert_eq!(fields(json!({"title": "t", "body": "b"})), Vec::<String>::new());
+        assert_eq!(
+            fields(json!({"title": "t", "body": "b"})),
+            Vec::<String>::new()
+        );
         assert_eq!(fields(json!({"body": "b"})), vec!["title"]);
         assert_eq!(fields(json!({"title": 3, "body": ""})), vec!["title"]);
         assert_eq!(fields(json!({"title": "t", "body": ""})), vec!["body"]);
-        assert_eq!(fields(json!({"title": "x".repeat(201), "body": "b"})), vec!["title"]);
+        assert_eq!(
+            fields(json!({"title": "x".repeat(201), "body": "b"})),
+            vec!["title"]
+        );
         assert_eq!(fields(json!([1, 2])), vec!["$"]);
     }
 }

@@ -60,15 +60,23 @@ impl Problem {
     /// A 500 whose cause goes to the log, not to the client.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error")
-            .detail("the server failed; the request id in X-Request-Id finds it in the logs")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal server error",
+        )
+        .detail("the server failed; the request id in X-Request-Id finds it in the logs")
     }
 
     /// A 503 for a dependency that is down.
     pub fn unavailable(what: &str, cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(%cause, what, "dependency unavailable");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
-            .detail(format!("{what} is unavailable; retry later"))
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+        )
+        .detail(format!("{what} is unavailable; retry later"))
     }
 }
 
@@ -76,6 +84,11 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self).expect("problems serialise");
-        (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
     }
 }

@@ -21,7 +21,11 @@ use uuid::Uuid;
 struct Args {
     /// Directory that holds the broker's durable log (`broker.db` inside it). Created if
     /// missing. Topics, records and committed offsets survive a restart.
-    #[arg(long, env = "NOTESAGA_BROKER_DATA_DIR", default_value = "./data/broker")]
+    #[arg(
+        long,
+        env = "NOTESAGA_BROKER_DATA_DIR",
+        default_value = "./data/broker"
+    )]
     data_dir: PathBuf,
 
     /// Address to listen on for Kafka clients. Keep it on loopback for a single node.

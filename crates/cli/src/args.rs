@@ -13,7 +13,12 @@ use notesaga_log::KafkaConfig;
 pub(crate) struct Cli {
     /// Log format: `text` for people, `json` for log shippers. Filter with NOTESAGA_LOG
     /// (e.g. `info`, `notesaga_orchestrator=debug`).
-    #[arg(long, env = "NOTESAGA_LOG_FORMAT", default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "NOTESAGA_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
     pub(crate) log_format: LogFormat,
 
     #[command(subcommand)]
@@ -60,7 +65,11 @@ pub(crate) struct Connection {
     pub(crate) kafka_addr: String,
 
     /// Schema registry URL.
-    #[arg(long, env = "NOTESAGA_REGISTRY_URL", default_value = "http://127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "NOTESAGA_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
     pub(crate) registry_url: String,
 
     /// Partitions of every flow topic when notesaga creates them.
@@ -112,7 +121,11 @@ pub(crate) fn sqlite_url(dir: &Path, file: &str) -> anyhow::Result<String> {
 impl Storage {
     /// The projections' database URL.
     pub(crate) fn projections_url(&self) -> anyhow::Result<String> {
-        match self.database_url.clone().or_else(|| std::env::var("DATABASE_URL").ok()) {
+        match self
+            .database_url
+            .clone()
+            .or_else(|| std::env::var("DATABASE_URL").ok())
+        {
             Some(url) => Ok(url),
             None => sqlite_url(&self.data_dir, "projections.db"),
         }

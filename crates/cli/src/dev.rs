@@ -81,8 +81,12 @@ async fn stop_broker(mut broker: Child) {
 
 /// Runs the single node until `shutdown`.
 pub(crate) async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
     let data_dir = args.data_dir.canonicalize()?;
     let bin = broker_bin(args.broker_bin.clone());
     let mut broker = start_broker(&bin, &data_dir, &args.kafka_addr)?;
@@ -111,13 +115,26 @@ async fn run_roles(
     // The registry comes first: every role encodes through it.
     wait_for_broker(&connection, broker).await?;
     {
-        let (kafka, registry, token) = (args.kafka_addr.clone(), args.registry_addr.clone(), shutdown.clone());
-        tasks.spawn(async move { ("registry", roles::run_registry(&kafka, &registry, token).await) });
+        let (kafka, registry, token) = (
+            args.kafka_addr.clone(),
+            args.registry_addr.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            (
+                "registry",
+                roles::run_registry(&kafka, &registry, token).await,
+            )
+        });
     }
     let rt = roles::connect(&connection).await?;
     roles::register_contract(rt.publisher.codec()).await?;
 
-    let projections_url = match args.database_url.clone().or_else(|| std::env::var("DATABASE_URL").ok()) {
+    let projections_url = match args
+        .database_url
+        .clone()
+        .or_else(|| std::env::var("DATABASE_URL").ok())
+    {
         Some(url) => url,
         None => sqlite_url(data_dir, "projections.db")?,
     };
@@ -129,7 +146,10 @@ async fn run_roles(
     let read_store = ReadStore::connect(&projections_url).await?;
     let embedding_store = EmbeddingStore::connect(&embedding_url).await?;
     let audio = FsBlobStore::new(data_dir.join("audio"));
-    let engine = Espeak { voice: args.voice.clone(), ..Espeak::default() };
+    let engine = Espeak {
+        voice: args.voice.clone(),
+        ..Espeak::default()
+    };
 
     tasks.spawn({
         let (rt, token) = (rt.clone(), shutdown.clone());
@@ -137,11 +157,21 @@ async fn run_roles(
     });
     tasks.spawn({
         let (rt, token) = (rt.clone(), shutdown.clone());
-        async move { ("embedding", roles::run_embedding(rt, embedding_store, token).await) }
+        async move {
+            (
+                "embedding",
+                roles::run_embedding(rt, embedding_store, token).await,
+            )
+        }
     });
     tasks.spawn({
         let (rt, token, audio) = (rt.clone(), shutdown.clone(), audio.clone());
-        async move { ("narration", roles::run_narration(rt, engine, audio, token).await) }
+        async move {
+            (
+                "narration",
+                roles::run_narration(rt, engine, audio, token).await,
+            )
+        }
     });
     tasks.spawn({
         let (rt, token) = (rt.clone(), shutdown.clone());
@@ -153,7 +183,12 @@ async fn run_roles(
     });
     tasks.spawn({
         let (rt, token, http) = (rt.clone(), shutdown.clone(), args.http_addr.clone());
-        async move { ("api", roles::run_api(rt, read_store, audio, &http, ApiConfig::default(), token).await) }
+        async move {
+            (
+                "api",
+                roles::run_api(rt, read_store, audio, &http, ApiConfig::default(), token).await,
+            )
+        }
     });
 
     eprintln!(
@@ -198,12 +233,21 @@ async fn run_roles(
 async fn wait_for_broker(connection: &Connection, broker: &mut Child) -> Result<()> {
     for _ in 0..300 {
         if let Some(status) = broker.try_wait()? {
-            bail!("the broker exited at start-up ({status}); is {} free?", connection.kafka_addr);
+            bail!(
+                "the broker exited at start-up ({status}); is {} free?",
+                connection.kafka_addr
+            );
         }
-        if tokio::net::TcpStream::connect(&connection.kafka_addr).await.is_ok() {
+        if tokio::net::TcpStream::connect(&connection.kafka_addr)
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("the broker does not listen on {} after 30 s", connection.kafka_addr)
+    bail!(
+        "the broker does not listen on {} after 30 s",
+        connection.kafka_addr
+    )
 }

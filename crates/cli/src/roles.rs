@@ -23,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    args::{ApiArgs, Connection, EmbeddingArgs, NarrationArgs, ProjectorArgs, RegistryArgs, RoleArgs},
+    args::{
+        ApiArgs, Connection, EmbeddingArgs, NarrationArgs, ProjectorArgs, RegistryArgs, RoleArgs,
+    },
     telemetry,
 };
 
@@ -100,30 +102,60 @@ pub(crate) async fn wait_for_registry(url: &str) -> Result<()> {
 
 /// Registers the whole contract, so the registry lists every schema before first use.
 pub(crate) async fn register_contract(codec: &AvroCodec) -> Result<()> {
-    codec.register_all::<NotesCommand>(topics::NOTES_COMMANDS).await?;
-    codec.register_all::<NotesEvent>(topics::NOTES_EVENTS).await?;
-    codec.register_all::<NotesOutcome>(topics::NOTES_OUTCOMES).await?;
-    codec.register_all::<EmbeddingCommand>(topics::EMBEDDING_COMMANDS).await?;
-    codec.register_all::<EmbeddingEvent>(topics::EMBEDDING_EVENTS).await?;
-    codec.register_all::<NarrationCommand>(topics::NARRATION_COMMANDS).await?;
-    codec.register_all::<NarrationEvent>(topics::NARRATION_EVENTS).await?;
-    codec.register_all::<SagaEvent>(topics::SAGA_NOTE_PIPELINE).await?;
+    codec
+        .register_all::<NotesCommand>(topics::NOTES_COMMANDS)
+        .await?;
+    codec
+        .register_all::<NotesEvent>(topics::NOTES_EVENTS)
+        .await?;
+    codec
+        .register_all::<NotesOutcome>(topics::NOTES_OUTCOMES)
+        .await?;
+    codec
+        .register_all::<EmbeddingCommand>(topics::EMBEDDING_COMMANDS)
+        .await?;
+    codec
+        .register_all::<EmbeddingEvent>(topics::EMBEDDING_EVENTS)
+        .await?;
+    codec
+        .register_all::<NarrationCommand>(topics::NARRATION_COMMANDS)
+        .await?;
+    codec
+        .register_all::<NarrationEvent>(topics::NARRATION_EVENTS)
+        .await?;
+    codec
+        .register_all::<SagaEvent>(topics::SAGA_NOTE_PIPELINE)
+        .await?;
     Ok(())
 }
 
 pub(crate) async fn run_notes(rt: Runtime, shutdown: CancellationToken) -> Result<()> {
     let handler = NotesProcessor::new(rt.kafka.clone(), rt.publisher.clone());
-    ConsumerLoop::new(rt.kafka, group("notes"), &[topics::NOTES_COMMANDS], rt.publisher)
-        .run::<NotesCommand, _>(handler, shutdown)
-        .await?;
+    ConsumerLoop::new(
+        rt.kafka,
+        group("notes"),
+        &[topics::NOTES_COMMANDS],
+        rt.publisher,
+    )
+    .run::<NotesCommand, _>(handler, shutdown)
+    .await?;
     Ok(())
 }
 
-pub(crate) async fn run_embedding(rt: Runtime, store: EmbeddingStore, shutdown: CancellationToken) -> Result<()> {
+pub(crate) async fn run_embedding(
+    rt: Runtime,
+    store: EmbeddingStore,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let handler = EmbeddingProcessor::new(store, BuiltinEmbedder, rt.publisher.clone());
-    ConsumerLoop::new(rt.kafka, group("embedding"), &[topics::EMBEDDING_COMMANDS], rt.publisher)
-        .run::<EmbeddingCommand, _>(handler, shutdown)
-        .await?;
+    ConsumerLoop::new(
+        rt.kafka,
+        group("embedding"),
+        &[topics::EMBEDDING_COMMANDS],
+        rt.publisher,
+    )
+    .run::<EmbeddingCommand, _>(handler, shutdown)
+    .await?;
     Ok(())
 }
 
@@ -134,9 +166,14 @@ pub(crate) async fn run_narration(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let handler = NarrationProcessor::new(engine, blobs, rt.publisher.clone());
-    ConsumerLoop::new(rt.kafka, group("narration"), &[topics::NARRATION_COMMANDS], rt.publisher)
-        .run::<NarrationCommand, _>(handler, shutdown)
-        .await?;
+    ConsumerLoop::new(
+        rt.kafka,
+        group("narration"),
+        &[topics::NARRATION_COMMANDS],
+        rt.publisher,
+    )
+    .run::<NarrationCommand, _>(handler, shutdown)
+    .await?;
     Ok(())
 }
 
@@ -145,7 +182,11 @@ pub(crate) async fn run_orchestrator(rt: Runtime, shutdown: CancellationToken) -
     ConsumerLoop::new(
         rt.kafka,
         group("orchestrator"),
-        &[topics::NOTES_EVENTS, topics::EMBEDDING_EVENTS, topics::NARRATION_EVENTS],
+        &[
+            topics::NOTES_EVENTS,
+            topics::EMBEDDING_EVENTS,
+            topics::NARRATION_EVENTS,
+        ],
         rt.publisher,
     )
     .run::<Observed, _>(handler, shutdown)
@@ -153,8 +194,14 @@ pub(crate) async fn run_orchestrator(rt: Runtime, shutdown: CancellationToken) -
     Ok(())
 }
 
-pub(crate) async fn run_projector(rt: Runtime, store: ReadStore, shutdown: CancellationToken) -> Result<()> {
-    Projector::new(rt.kafka, rt.publisher, store).run(shutdown).await?;
+pub(crate) async fn run_projector(
+    rt: Runtime,
+    store: ReadStore,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    Projector::new(rt.kafka, rt.publisher, store)
+        .run(shutdown)
+        .await?;
     Ok(())
 }
 
@@ -168,7 +215,9 @@ pub(crate) async fn run_api(
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(http_addr)
         .await
-        .with_context(|| format!("cannot listen on {http_addr} (--http-addr / NOTESAGA_HTTP_ADDR)"))?;
+        .with_context(|| {
+            format!("cannot listen on {http_addr} (--http-addr / NOTESAGA_HTTP_ADDR)")
+        })?;
     info!(addr = %http_addr, "HTTP API listening");
     let state = AppState {
         publisher: rt.publisher,
@@ -181,13 +230,19 @@ pub(crate) async fn run_api(
     Ok(())
 }
 
-pub(crate) async fn run_registry(kafka_addr: &str, registry_addr: &str, shutdown: CancellationToken) -> Result<()> {
+pub(crate) async fn run_registry(
+    kafka_addr: &str,
+    registry_addr: &str,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let registry = Registry::open(RegistryConfig::new(kafka_addr))
         .await
         .with_context(|| format!("cannot open the registry's _schemas topic on {kafka_addr}"))?;
     let listener = tokio::net::TcpListener::bind(registry_addr)
         .await
-        .with_context(|| format!("cannot listen on {registry_addr} (--registry-addr / NOTESAGA_REGISTRY_ADDR)"))?;
+        .with_context(|| {
+            format!("cannot listen on {registry_addr} (--registry-addr / NOTESAGA_REGISTRY_ADDR)")
+        })?;
     info!(addr = %registry_addr, "schema registry listening");
     notesaga_registry::serve(listener, registry, shutdown).await?;
     Ok(())
@@ -196,7 +251,10 @@ pub(crate) async fn run_registry(kafka_addr: &str, registry_addr: &str, shutdown
 pub(crate) async fn api(args: ApiArgs, shutdown: CancellationToken) -> Result<()> {
     let rt = connect(&args.connection).await?;
     let store = ReadStore::connect(&args.storage.projections_url()?).await?;
-    let config = ApiConfig { body_limit: args.body_limit, ..ApiConfig::default() };
+    let config = ApiConfig {
+        body_limit: args.body_limit,
+        ..ApiConfig::default()
+    };
     let audio = FsBlobStore::new(args.storage.audio_dir());
     run_api(rt, store, audio, &args.http_addr, config, shutdown).await
 }
@@ -207,14 +265,25 @@ pub(crate) async fn notes(args: RoleArgs, shutdown: CancellationToken) -> Result
 
 pub(crate) async fn embedding(args: EmbeddingArgs, shutdown: CancellationToken) -> Result<()> {
     let rt = connect(&args.connection).await?;
-    let store = EmbeddingStore::connect(&args.storage.embedding_url(&args.embedding_database_url)?).await?;
+    let store =
+        EmbeddingStore::connect(&args.storage.embedding_url(&args.embedding_database_url)?).await?;
     run_embedding(rt, store, shutdown).await
 }
 
 pub(crate) async fn narration(args: NarrationArgs, shutdown: CancellationToken) -> Result<()> {
     let rt = connect(&args.connection).await?;
-    let engine = Espeak { binary: args.espeak_bin, voice: args.voice, rate: args.rate };
-    run_narration(rt, engine, FsBlobStore::new(args.storage.audio_dir()), shutdown).await
+    let engine = Espeak {
+        binary: args.espeak_bin,
+        voice: args.voice,
+        rate: args.rate,
+    };
+    run_narration(
+        rt,
+        engine,
+        FsBlobStore::new(args.storage.audio_dir()),
+        shutdown,
+    )
+    .await
 }
 
 pub(crate) async fn orchestrator(args: RoleArgs, shutdown: CancellationToken) -> Result<()> {

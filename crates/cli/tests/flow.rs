@@ -6,9 +6,7 @@
 use std::{path::Path, process::Command, time::Duration};
 
 use anyhow::{ensure, Context as _, Result};
-use notesaga_testkit::{
-    client, free_addr, notesaga, wait_for_http, BrokerProcess, ChildProcess,
-};
+use notesaga_testkit::{client, free_addr, notesaga, wait_for_http, BrokerProcess, ChildProcess};
 use serde_json::Value;
 
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(90);
@@ -23,11 +21,24 @@ struct Cluster {
     _data: tempfile::TempDir,
 }
 
-fn role(name: &str, broker: &str, registry_url: &str, data_dir: &Path, extra: &[&str]) -> Result<ChildProcess> {
+fn role(
+    name: &str,
+    broker: &str,
+    registry_url: &str,
+    data_dir: &Path,
+    extra: &[&str],
+) -> Result<ChildProcess> {
     let mut command = notesaga()?;
     command
         .arg(name)
-        .args(["--kafka-addr", broker, "--registry-url", registry_url, "--partitions", "3"])
+        .args([
+            "--kafka-addr",
+            broker,
+            "--registry-url",
+            registry_url,
+            "--partitions",
+            "3",
+        ])
         .args(extra);
     // Only the roles with local state take a data directory.
     if !matches!(name, "notes" | "orchestrator") {
@@ -43,18 +54,42 @@ async fn start_cluster() -> Result<Cluster> {
     let registry_url = format!("http://{registry_addr}");
     let registry = ChildProcess::spawn(
         "registry",
-        notesaga()?.args(["registry", "--kafka-addr", broker.addr(), "--registry-addr", &registry_addr]),
+        notesaga()?.args([
+            "registry",
+            "--kafka-addr",
+            broker.addr(),
+            "--registry-addr",
+            &registry_addr,
+        ]),
     )?;
     wait_for_http(&format!("{registry_url}/subjects"), Duration::from_secs(60)).await?;
     let http_addr = free_addr();
     let mut roles = vec![registry];
-    for name in ["notes", "embedding", "narration", "orchestrator", "projector"] {
+    for name in [
+        "notes",
+        "embedding",
+        "narration",
+        "orchestrator",
+        "projector",
+    ] {
         roles.push(role(name, broker.addr(), &registry_url, data.path(), &[])?);
     }
-    roles.push(role("api", broker.addr(), &registry_url, data.path(), &["--http-addr", &http_addr])?);
+    roles.push(role(
+        "api",
+        broker.addr(),
+        &registry_url,
+        data.path(),
+        &["--http-addr", &http_addr],
+    )?);
     let http_url = format!("http://{http_addr}");
     wait_for_http(&format!("{http_url}/healthz"), Duration::from_secs(60)).await?;
-    Ok(Cluster { _roles: roles, broker, registry_url, http_url, _data: data })
+    Ok(Cluster {
+        _roles: roles,
+        broker,
+        registry_url,
+        http_url,
+        _data: data,
+    })
 }
 
 async fn audio(url: &str) -> Result<(u16, String, Vec<u8>)> {
@@ -71,7 +106,10 @@ async fn audio(url: &str) -> Result<(u16, String, Vec<u8>)> {
 
 fn check_wav(bytes: &[u8]) -> Result<()> {
     ensure!(bytes.len() > 1000, "audio is only {} bytes", bytes.len());
-    ensure!(&bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WAVE", "audio is not a WAV file");
+    ensure!(
+        &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WAVE",
+        "audio is not a WAV file"
+    );
     Ok(())
 }
 
@@ -80,7 +118,12 @@ async fn a_note_is_published_through_the_log_and_edits_publish_the_next_version(
     let cluster = start_cluster().await?;
     let base = cluster.http_url.as_str();
 
-    let (status, created) = client::create(base, "Cell biology", "The mitochondria is the powerhouse of the cell.").await?;
+    let (status, created) = client::create(
+        base,
+        "Cell biology",
+        "The mitochondria is the powerhouse of the cell.",
+    )
+    .await?;
     assert_eq!(status, 202, "{created}");
     let id = created["note_id"].as_str().context("note_id")?.to_owned();
     assert!(created["command_id"].is_string(), "{created}");
@@ -90,21 +133,43 @@ async fn a_note_is_published_through_the_log_and_edits_publish_the_next_version(
     assert_eq!(note["version"], 1);
     assert_eq!(note["embedding"]["model"], "notesaga-builtin-hash-v1");
     assert_eq!(note["embedding"]["dimensions"], 256);
-    let duration = note["narration"]["duration_ms"].as_i64().context("duration_ms")?;
-    assert!(duration > 500, "a sentence of speech lasts more than half a second: {duration}");
-    let audio_url = format!("{base}{}", note["narration"]["audio_url"].as_str().context("audio_url")?);
+    let duration = note["narration"]["duration_ms"]
+        .as_i64()
+        .context("duration_ms")?;
+    assert!(
+        duration > 500,
+        "a sentence of speech lasts more than half a second: {duration}"
+    );
+    let audio_url = format!(
+        "{base}{}",
+        note["narration"]["audio_url"]
+            .as_str()
+            .context("audio_url")?
+    );
     let (status, content_type, v1_audio) = audio(&audio_url).await?;
     assert_eq!((status, content_type.as_str()), (200, "audio/wav"));
     check_wav(&v1_audio)?;
 
-    let (status, _) = client::edit(base, &id, "Cell biology", "Ribosomes make proteins from amino acids, reading messenger RNA.").await?;
+    let (status, _) = client::edit(
+        base,
+        &id,
+        "Cell biology",
+        "Ribosomes make proteins from amino acids, reading messenger RNA.",
+    )
+    .await?;
     assert_eq!(status, 202);
     let note = client::wait_published(base, &id, 2, PUBLISH_TIMEOUT).await?;
     assert_eq!(note["version"], 2);
-    assert!(note["body"].as_str().unwrap_or_default().starts_with("Ribosomes"));
+    assert!(note["body"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("Ribosomes"));
     let (_, _, v2_audio) = audio(&audio_url).await?;
     check_wav(&v2_audio)?;
-    assert_ne!(v1_audio, v2_audio, "the published audio follows the published version");
+    assert_ne!(
+        v1_audio, v2_audio,
+        "the published audio follows the published version"
+    );
 
     wire_format_is_confluent_avro(&cluster, &id).await?;
     Ok(())
@@ -117,11 +182,34 @@ async fn wire_format_is_confluent_avro(cluster: &Cluster, note_id: &str) -> Resu
     // ListOffsets answers; the pre-0.10 protocol and absolute offsets work (docs/topics.md).
     let kcat = |partition: i32, format: &str| -> Result<Vec<u8>> {
         let output = Command::new("kcat")
-            .args(["-b", cluster.broker.addr(), "-X", "api.version.request=false", "-X", "broker.version.fallback=0.9.0"])
-            .args(["-C", "-t", "notes.events", "-p", &partition.to_string(), "-o", "0", "-c", "1", "-f", format])
+            .args([
+                "-b",
+                cluster.broker.addr(),
+                "-X",
+                "api.version.request=false",
+                "-X",
+                "broker.version.fallback=0.9.0",
+            ])
+            .args([
+                "-C",
+                "-t",
+                "notes.events",
+                "-p",
+                &partition.to_string(),
+                "-o",
+                "0",
+                "-c",
+                "1",
+                "-f",
+                format,
+            ])
             .output()
             .context("run kcat (apt-get install kcat)")?;
-        ensure!(output.status.success(), "kcat failed: {}", String::from_utf8_lossy(&output.stderr));
+        ensure!(
+            output.status.success(),
+            "kcat failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         Ok(output.stdout)
     };
     let mut found = None;
@@ -132,7 +220,8 @@ async fn wire_format_is_confluent_avro(cluster: &Cluster, note_id: &str) -> Resu
             break;
         }
     }
-    let partition = found.with_context(|| format!("no partition of notes.events starts with note {note_id}"))?;
+    let partition = found
+        .with_context(|| format!("no partition of notes.events starts with note {note_id}"))?;
     let value = kcat(partition, "%s")?;
     ensure!(value.len() > 5, "value too short: {value:?}");
     assert_eq!(value[0], 0, "magic byte");
@@ -152,7 +241,10 @@ async fn wire_format_is_confluent_avro(cluster: &Cluster, note_id: &str) -> Resu
     .await?
     .json()
     .await?;
-    assert_eq!(versions["id"], schema_id, "subject follows TopicRecordNameStrategy");
+    assert_eq!(
+        versions["id"], schema_id,
+        "subject follows TopicRecordNameStrategy"
+    );
     Ok(())
 }
 
@@ -169,36 +261,114 @@ async fn bad_requests_get_problem_details() -> Result<()> {
     };
 
     let cases: Vec<(reqwest::Method, String, &'static str, u16, Option<&str>)> = vec![
-        (reqwest::Method::POST, "/v1/notes".into(), "{\"title\": ", 400, None),
-        (reqwest::Method::POST, "/v1/notes".into(), "{\"body\": \"b\"}", 422, Some("title")),
-        (reqwest::Method::POST, "/v1/notes".into(), "{\"title\": \"  \", \"body\": \"b\"}", 422, Some("title")),
-        (reqwest::Method::POST, "/v1/notes".into(), "{\"title\": \"t\", \"body\": \"\"}", 422, Some("body")),
-        (reqwest::Method::GET, "/v1/notes/7d3c1f6e-0000-4000-8000-000000000000".into(), "", 404, None),
-        (reqwest::Method::PUT, "/v1/notes/7d3c1f6e-0000-4000-8000-000000000000".into(), "{\"title\": \"t\", \"body\": \"b\"}", 404, None),
-        (reqwest::Method::GET, "/v1/notes/7d3c1f6e-0000-4000-8000-000000000000/audio".into(), "", 404, None),
-        (reqwest::Method::GET, "/v1/nothing-here".into(), "", 404, None),
+        (
+            reqwest::Method::POST,
+            "/v1/notes".into(),
+            "{\"title\": ",
+            400,
+            None,
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/notes".into(),
+            "{\"body\": \"b\"}",
+            422,
+            Some("title"),
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/notes".into(),
+            "{\"title\": \"  \", \"body\": \"b\"}",
+            422,
+            Some("title"),
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/notes".into(),
+            "{\"title\": \"t\", \"body\": \"\"}",
+            422,
+            Some("body"),
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/notes/7d3c1f6e-0000-4000-8000-000000000000".into(),
+            "",
+            404,
+            None,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/notes/7d3c1f6e-0000-4000-8000-000000000000".into(),
+            "{\"title\": \"t\", \"body\": \"b\"}",
+            404,
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/notes/7d3c1f6e-0000-4000-8000-000000000000/audio".into(),
+            "",
+            404,
+            None,
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/nothing-here".into(),
+            "",
+            404,
+            None,
+        ),
     ];
     for (method, path, body, status, field) in cases {
         let response = send(method.clone(), &path, body).await?;
         assert_eq!(response.status().as_u16(), status, "{method} {path} {body}");
         assert_eq!(
-            response.headers().get("content-type").and_then(|v| v.to_str().ok()),
+            response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
             Some("application/problem+json"),
             "{method} {path}"
         );
         let problem: Value = response.json().await?;
         assert_eq!(problem["status"], status);
-        assert!(problem["title"].is_string() && problem["type"].is_string(), "{problem}");
+        assert!(
+            problem["title"].is_string() && problem["type"].is_string(),
+            "{problem}"
+        );
         if let Some(field) = field {
             assert_eq!(problem["errors"][0]["field"], field, "{problem}");
         }
     }
 
-    let oversized = format!("{{\"title\": \"t\", \"body\": \"{}\"}}", "x".repeat(100_001));
-    let response = http.post(format!("{base}/v1/notes")).header("content-type", "application/json").body(oversized).send().await?;
-    assert_eq!(response.status().as_u16(), 422, "a body over 100,000 bytes is a field error");
-    let huge = format!("{{\"title\": \"t\", \"body\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
-    let response = http.post(format!("{base}/v1/notes")).header("content-type", "application/json").body(huge).send().await?;
-    assert_eq!(response.status().as_u16(), 413, "a request over the body limit");
+    let oversized = format!(
+        "{{\"title\": \"t\", \"body\": \"{}\"}}",
+        "x".repeat(100_001)
+    );
+    let response = http
+        .post(format!("{base}/v1/notes"))
+        .header("content-type", "application/json")
+        .body(oversized)
+        .send()
+        .await?;
+    assert_eq!(
+        response.status().as_u16(),
+        422,
+        "a body over 100,000 bytes is a field error"
+    );
+    let huge = format!(
+        "{{\"title\": \"t\", \"body\": \"{}\"}}",
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let response = http
+        .post(format!("{base}/v1/notes"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await?;
+    assert_eq!(
+        response.status().as_u16(),
+        413,
+        "a request over the body limit"
+    );
     Ok(())
 }

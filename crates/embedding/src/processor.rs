@@ -37,7 +37,10 @@ impl EmbeddingProcessor {
 impl Handler<EmbeddingCommand> for EmbeddingProcessor {
     async fn handle(&mut self, incoming: Incoming<EmbeddingCommand>) -> Result<(), HandlerError> {
         let EmbeddingCommand::GenerateEmbedding(command) = incoming.message;
-        let command_id = incoming.metadata.command_id.unwrap_or(incoming.metadata.event_id);
+        let command_id = incoming
+            .metadata
+            .command_id
+            .unwrap_or(incoming.metadata.event_id);
         let reply_meta = incoming
             .metadata
             .caused(ids::event_id(command_id, 0))

@@ -48,7 +48,10 @@ impl EmbeddingStore {
     /// Connects to `url` (`sqlite://…?mode=rwc` or `postgres://…`) and migrates.
     pub async fn connect(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new().max_connections(4).connect(url).await?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .connect(url)
+            .await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }

@@ -41,7 +41,15 @@ fn fresh_topic(kind: &str) -> String {
 /// Records per second of plain rdkafka: raw bytes out, raw bytes in.
 pub async fn plain_run(kafka: &KafkaConfig, records: usize, size: usize) -> Result<f64> {
     let topic = fresh_topic("plain");
-    create_topics(kafka, &[TopicSpec { name: topic.clone(), partitions: PARTITIONS, configs: vec![] }]).await?;
+    create_topics(
+        kafka,
+        &[TopicSpec {
+            name: topic.clone(),
+            partitions: PARTITIONS,
+            configs: vec![],
+        }],
+    )
+    .await?;
     let consumer: StreamConsumer = kafka.consumer(&fresh_topic("group")).create()?;
     consumer.subscribe(&[&topic])?;
     let producer: FutureProducer = kafka.producer().create()?;
@@ -56,7 +64,12 @@ pub async fn plain_run(kafka: &KafkaConfig, records: usize, size: usize) -> Resu
             let topic = &topic;
             async move {
                 producer
-                    .send(FutureRecord::to(topic).key(key.as_bytes()).payload(payload.as_slice()), Timeout::Never)
+                    .send(
+                        FutureRecord::to(topic)
+                            .key(key.as_bytes())
+                            .payload(payload.as_slice()),
+                        Timeout::Never,
+                    )
                     .await
                     .map(drop)
                     .map_err(|(err, _)| err)
@@ -93,9 +106,22 @@ impl Handler<NotesEvent> for Counter {
 
 /// Records per second through the log layer: [`Publisher::publish`] (Avro via the
 /// registry, headers) out, [`ConsumerLoop`] (decode, handle, store offset) in.
-pub async fn log_run(kafka: &KafkaConfig, codec: Arc<AvroCodec>, records: usize, size: usize) -> Result<f64> {
+pub async fn log_run(
+    kafka: &KafkaConfig,
+    codec: Arc<AvroCodec>,
+    records: usize,
+    size: usize,
+) -> Result<f64> {
     let topic = fresh_topic("log");
-    create_topics(kafka, &[TopicSpec { name: topic.clone(), partitions: PARTITIONS, configs: vec![] }]).await?;
+    create_topics(
+        kafka,
+        &[TopicSpec {
+            name: topic.clone(),
+            partitions: PARTITIONS,
+            configs: vec![],
+        }],
+    )
+    .await?;
     let publisher = Publisher::new(kafka, codec)?;
     // Warm the schema cache so registration is not timed.
     let sample = |i: usize| {
@@ -110,8 +136,17 @@ pub async fn log_run(kafka: &KafkaConfig, codec: Arc<AvroCodec>, records: usize,
     };
     publisher.codec().encode(&topic, &sample(0)).await?;
     let done = CancellationToken::new();
-    let counter = Counter { seen: Arc::new(AtomicUsize::new(0)), target: records, done: done.clone() };
-    let consumer = ConsumerLoop::new(kafka.clone(), fresh_topic("group"), &[topic.as_str()], publisher.clone());
+    let counter = Counter {
+        seen: Arc::new(AtomicUsize::new(0)),
+        target: records,
+        done: done.clone(),
+    };
+    let consumer = ConsumerLoop::new(
+        kafka.clone(),
+        fresh_topic("group"),
+        &[topic.as_str()],
+        publisher.clone(),
+    );
     let consuming = tokio::spawn(consumer.run::<NotesEvent, _>(counter, done.clone()));
     let messages: Vec<NotesEvent> = (0..records).map(sample).collect();
 
@@ -120,7 +155,11 @@ pub async fn log_run(kafka: &KafkaConfig, codec: Arc<AvroCodec>, records: usize,
         .map(|message| {
             let publisher = &publisher;
             let topic = &topic;
-            async move { publisher.publish(topic, message, &Metadata::new(Uuid::new_v4(), "bench")).await }
+            async move {
+                publisher
+                    .publish(topic, message, &Metadata::new(Uuid::new_v4(), "bench"))
+                    .await
+            }
         })
         .buffer_unordered(IN_FLIGHT)
         .for_each(|result| async move {
@@ -148,7 +187,9 @@ pub async fn run_log_bench(
     for run in 1..=runs.max(1) {
         let plain = plain_run(kafka, records, size).await?;
         let log = log_run(kafka, codec.clone(), records, size).await?;
-        println!("run {run}: plain rdkafka {plain:>10.0} records/s   notesaga log {log:>10.0} records/s");
+        println!(
+            "run {run}: plain rdkafka {plain:>10.0} records/s   notesaga log {log:>10.0} records/s"
+        );
         best_plain = best_plain.max(plain);
         best_log = best_log.max(log);
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -6,16 +6,10 @@
 //! crash anywhere re-delivers at most the records whose outcome was not yet durable —
 //! handlers are idempotent for that reason.
 
-use std::{
-    future::Future,
-    sync::Mutex,
-    time::Instant,
-};
+use std::{future::Future, sync::Mutex, time::Instant};
 
 use rdkafka::{
-    consumer::{
-        CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
-    },
+    consumer::{CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer},
     message::{BorrowedMessage, Message as _},
     ClientContext,
 };
@@ -24,9 +18,8 @@ use tracing::{debug, error, info, warn, Instrument as _};
 use uuid::Uuid;
 
 use crate::{
-    dlq::dead_letter,
-    retry::Attempt,
-    telemetry, Inbound, KafkaConfig, Metadata, Publisher, Result, RetryPolicy,
+    dlq::dead_letter, retry::Attempt, telemetry, Inbound, KafkaConfig, Metadata, Publisher, Result,
+    RetryPolicy,
 };
 
 /// A decoded record and where it came from.
@@ -290,4 +283,3 @@ impl ConsumerLoop {
             .map(drop)
     }
 }
-

@@ -63,7 +63,9 @@ impl Metadata {
     /// Kafka headers for a record of type `event_type`.
     pub fn to_headers(&self, event_type: &str) -> OwnedHeaders {
         let event_id = self.event_id.to_string();
-        let occurred_at = self.occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let occurred_at = self
+            .occurred_at
+            .to_rfc3339_opts(SecondsFormat::Millis, true);
         let command_id = self.command_id.map(|id| id.to_string());
         let mut headers = OwnedHeaders::new()
             .insert(header(h::EVENT_TYPE, event_type))

@@ -27,7 +27,10 @@ pub async fn read_partition<M: Inbound>(
 ) -> Result<Vec<Incoming<M>>> {
     let mut config = kafka.client();
     config
-        .set("group.id", format!("notesaga.reader.{}", Uuid::new_v4().simple()))
+        .set(
+            "group.id",
+            format!("notesaga.reader.{}", Uuid::new_v4().simple()),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
     let (low, high) = watermarks(&config, topic, partition).await?;

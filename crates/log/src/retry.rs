@@ -138,7 +138,10 @@ mod tests {
         let result: Result<u32, &str> = quick(5)
             .run(|attempt| async move {
                 if attempt < 3 {
-                    Err(Attempt::Transient { error: "flaky", after: None })
+                    Err(Attempt::Transient {
+                        error: "flaky",
+                        after: None,
+                    })
                 } else {
                     Ok(attempt)
                 }
@@ -153,7 +156,12 @@ mod tests {
         let result: Result<(), &str> = quick(4)
             .run(|_| {
                 seen += 1;
-                async { Err(Attempt::Transient { error: "down", after: None }) }
+                async {
+                    Err(Attempt::Transient {
+                        error: "down",
+                        after: None,
+                    })
+                }
             })
             .await;
         assert_eq!((result, seen), (Err("down"), 4));
@@ -176,7 +184,10 @@ mod tests {
         let started = tokio::time::Instant::now();
         let _: Result<(), &str> = quick(2)
             .run(|_| async {
-                Err(Attempt::Transient { error: "busy", after: Some(Duration::from_secs(7)) })
+                Err(Attempt::Transient {
+                    error: "busy",
+                    after: Some(Duration::from_secs(7)),
+                })
             })
             .await;
         assert!(started.elapsed() >= Duration::from_secs(7));

@@ -35,8 +35,14 @@ impl FsBlobStore {
     /// The file a key maps to. Keys are produced by notesaga, never by users, but a key
     /// that would leave the root is refused anyway.
     pub fn path(&self, key: &str) -> io::Result<PathBuf> {
-        if key.split('/').any(|part| part.is_empty() || part == ".." || part == ".") {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad blob key {key:?}")));
+        if key
+            .split('/')
+            .any(|part| part.is_empty() || part == ".." || part == ".")
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad blob key {key:?}"),
+            ));
         }
         Ok(self.root.join(key))
     }

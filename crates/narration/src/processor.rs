@@ -30,10 +30,14 @@ pub struct NarrationProcessor {
 
 /// Reads a WAV file's header and size and returns `(duration_ms, size_bytes)`.
 pub async fn wav_facts(path: &Path) -> Result<(i64, i64), String> {
-    let mut file = tokio::fs::File::open(path).await.map_err(|e| e.to_string())?;
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| e.to_string())?;
     let size = file.metadata().await.map_err(|e| e.to_string())?.len();
     let mut header = vec![0u8; 4096.min(size as usize)];
-    file.read_exact(&mut header).await.map_err(|e| e.to_string())?;
+    file.read_exact(&mut header)
+        .await
+        .map_err(|e| e.to_string())?;
     let info = wav::parse(&header, size).map_err(|e| e.to_string())?;
     Ok((info.duration_ms() as i64, size as i64))
 }
@@ -79,7 +83,10 @@ impl NarrationProcessor {
 impl Handler<NarrationCommand> for NarrationProcessor {
     async fn handle(&mut self, incoming: Incoming<NarrationCommand>) -> Result<(), HandlerError> {
         let NarrationCommand::NarrateNote(command) = incoming.message;
-        let command_id = incoming.metadata.command_id.unwrap_or(incoming.metadata.event_id);
+        let command_id = incoming
+            .metadata
+            .command_id
+            .unwrap_or(incoming.metadata.event_id);
         let reply_meta = incoming
             .metadata
             .caused(ids::event_id(command_id, 0))
@@ -92,7 +99,10 @@ impl Handler<NarrationCommand> for NarrationProcessor {
             .map_err(|e| HandlerError::Transient(e.to_string()))?;
         let facts = match existing {
             Some(_) => {
-                let path = self.blobs.path(&key).map_err(|e| HandlerError::Permanent(e.to_string()))?;
+                let path = self
+                    .blobs
+                    .path(&key)
+                    .map_err(|e| HandlerError::Permanent(e.to_string()))?;
                 wav_facts(&path).await.map_err(|reason| (true, reason))
             }
             None => self.render(&command.text, &key).await,

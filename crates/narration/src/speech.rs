@@ -84,7 +84,8 @@ impl Espeak {
             stdin.shutdown().await
         };
         let run = async {
-            feed.await.map_err(|err| SpeechError::Failed(format!("writing text: {err}")))?;
+            feed.await
+                .map_err(|err| SpeechError::Failed(format!("writing text: {err}")))?;
             let output = child
                 .wait_with_output()
                 .await
@@ -117,9 +118,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_engine_is_not_retryable() {
-        let engine = Espeak { binary: "no-such-espeak-binary".into(), ..Espeak::default() };
+        let engine = Espeak {
+            binary: "no-such-espeak-binary".into(),
+            ..Espeak::default()
+        };
         let dir = tempfile::tempdir().unwrap();
-        let err = engine.render("hi", &dir.path().join("x.wav")).await.unwrap_err();
+        let err = engine
+            .render("hi", &dir.path().join("x.wav"))
+            .await
+            .unwrap_err();
         assert!(matches!(err, SpeechError::NotInstalled { .. }), "{err}");
         assert!(!err.retryable());
     }

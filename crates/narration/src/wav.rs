@@ -34,11 +34,9 @@ impl WavInfo {
             * u64::from(self.channels)
             * u64::from(self.bits_per_sample)
             / 8;
-        if bytes_per_second == 0 {
-            0
-        } else {
-            self.data_bytes * 1000 / bytes_per_second
-        }
+        (self.data_bytes * 1000)
+            .checked_div(bytes_per_second)
+            .unwrap_or(0)
     }
 }
 
@@ -75,7 +73,12 @@ pub fn parse(header: &[u8], file_len: u64) -> Result<WavInfo, WavError> {
                     0 | u32::MAX => available,
                     size => u64::from(size).min(available),
                 };
-                return Ok(WavInfo { sample_rate, channels, bits_per_sample, data_bytes });
+                return Ok(WavInfo {
+                    sample_rate,
+                    channels,
+                    bits_per_sample,
+                    data_bytes,
+                });
             }
             _ => {}
         }

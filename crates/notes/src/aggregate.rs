@@ -86,7 +86,10 @@ pub fn handle(note: &Note, command: &NotesCommand, now: i64) -> Result<Vec<Notes
     match command {
         NotesCommand::CreateNote(c) => {
             if note.version > 0 {
-                return Err(reject(RejectionCode::AlreadyExists, format!("note {} exists", c.note_id)));
+                return Err(reject(
+                    RejectionCode::AlreadyExists,
+                    format!("note {} exists", c.note_id),
+                ));
             }
             validate(&c.title, &c.body)?;
             Ok(vec![NotesEvent::NoteCreated(NoteCreated {
@@ -100,7 +103,10 @@ pub fn handle(note: &Note, command: &NotesCommand, now: i64) -> Result<Vec<Notes
         }
         NotesCommand::EditNote(c) => {
             if note.version == 0 || note.owner.as_deref() != Some(c.owner.as_str()) {
-                return Err(reject(RejectionCode::NotFound, format!("no note {}", c.note_id)));
+                return Err(reject(
+                    RejectionCode::NotFound,
+                    format!("no note {}", c.note_id),
+                ));
             }
             if let Some(expected) = c.expected_version {
                 if expected != note.version {
@@ -122,7 +128,10 @@ pub fn handle(note: &Note, command: &NotesCommand, now: i64) -> Result<Vec<Notes
         }
         NotesCommand::PublishNoteVersion(c) => {
             if note.version == 0 {
-                return Err(reject(RejectionCode::NotFound, format!("no note {}", c.note_id)));
+                return Err(reject(
+                    RejectionCode::NotFound,
+                    format!("no note {}", c.note_id),
+                ));
             }
             if c.version != note.version {
                 return Err(reject(
@@ -146,16 +155,17 @@ pub fn handle(note: &Note, command: &NotesCommand, now: i64) -> Result<Vec<Notes
                     format!("no version {} of note {}", c.version, c.note_id),
                 ));
             }
-            if note.failed_version == Some(c.version) || note.published_version == Some(c.version)
-            {
+            if note.failed_version == Some(c.version) || note.published_version == Some(c.version) {
                 return Ok(Vec::new());
             }
-            Ok(vec![NotesEvent::NotePublicationFailed(NotePublicationFailed {
-                note_id: c.note_id,
-                version: c.version,
-                reason: c.reason.clone(),
-                occurred_at: now,
-            })])
+            Ok(vec![NotesEvent::NotePublicationFailed(
+                NotePublicationFailed {
+                    note_id: c.note_id,
+                    version: c.version,
+                    reason: c.reason.clone(),
+                    occurred_at: now,
+                },
+            )])
         }
     }
 }
@@ -193,59 +203,159 @@ mod tests {
     const ID: Uuid = Uuid::from_u128(7);
 
     fn created(owner: &str) -> Note {
-        Note { owner: Some(owner.into()), version: 1, ..Note::default() }
+        Note {
+            owner: Some(owner.into()),
+            version: 1,
+            ..Note::default()
+        }
     }
 
     fn create(title: &str) -> NotesCommand {
-        NotesCommand::CreateNote(CreateNote { note_id: ID, owner: "ann".into(), title: title.into(), body: "b".into() })
+        NotesCommand::CreateNote(CreateNote {
+            note_id: ID,
+            owner: "ann".into(),
+            title: title.into(),
+            body: "b".into(),
+        })
     }
 
     fn edit(owner: &str, expected: Option<i64>) -> NotesCommand {
-        NotesCommand::EditNote(EditNote { note_id: ID, owner: owner.into(), title: "t2".into(), body: "b2".into(), expected_version: expected })
+        NotesCommand::EditNote(EditNote {
+            note_id: ID,
+            owner: owner.into(),
+            title: "t2".into(),
+            body: "b2".into(),
+            expected_version: expected,
+        })
     }
 
     fn publish(version: i64) -> NotesCommand {
-        NotesCommand::PublishNoteVersion(PublishNoteVersion { note_id: ID, version })
+        NotesCommand::PublishNoteVersion(PublishNoteVersion {
+            note_id: ID,
+            version,
+        })
     }
 
     fn fail(version: i64) -> NotesCommand {
-        NotesCommand::MarkNoteVersionFailed(MarkNoteVersionFailed { note_id: ID, version, reason: "tts down".into() })
+        NotesCommand::MarkNoteVersionFailed(MarkNoteVersionFailed {
+            note_id: ID,
+            version,
+            reason: "tts down".into(),
+        })
     }
+
+    /// The event types a command yields, or its rejection code.
+    type Expected = Result<Vec<&'static str>, RejectionCode>;
 
     /// Every command in every state: the event types it yields, or the rejection code.
     #[test]
     fn handle_table() {
         let empty = Note::default();
         let v1 = created("ann");
-        let v2 = Note { version: 2, published_version: Some(1), ..created("ann") };
-        let published = Note { published_version: Some(1), ..created("ann") };
-        let failed = Note { failed_version: Some(1), ..created("ann") };
-        let cases: Vec<(&str, &Note, NotesCommand, Result<Vec<&str>, RejectionCode>)> = vec![
+        let v2 = Note {
+            version: 2,
+            published_version: Some(1),
+            ..created("ann")
+        };
+        let published = Note {
+            published_version: Some(1),
+            ..created("ann")
+        };
+        let failed = Note {
+            failed_version: Some(1),
+            ..created("ann")
+        };
+        let cases: Vec<(&str, &Note, NotesCommand, Expected)> = vec![
             ("create new", &empty, create("t"), Ok(vec!["NoteCreated"])),
-            ("create blank title", &empty, create(" "), Err(RejectionCode::ValidationFailed)),
-            ("create existing", &v1, create("t"), Err(RejectionCode::AlreadyExists)),
-            ("edit missing", &empty, edit("ann", None), Err(RejectionCode::NotFound)),
-            ("edit other owner", &v1, edit("bob", None), Err(RejectionCode::NotFound)),
+            (
+                "create blank title",
+                &empty,
+                create(" "),
+                Err(RejectionCode::ValidationFailed),
+            ),
+            (
+                "create existing",
+                &v1,
+                create("t"),
+                Err(RejectionCode::AlreadyExists),
+            ),
+            (
+                "edit missing",
+                &empty,
+                edit("ann", None),
+                Err(RejectionCode::NotFound),
+            ),
+            (
+                "edit other owner",
+                &v1,
+                edit("bob", None),
+                Err(RejectionCode::NotFound),
+            ),
             ("edit", &v1, edit("ann", None), Ok(vec!["NoteEdited"])),
-            ("edit expected ok", &v1, edit("ann", Some(1)), Ok(vec!["NoteEdited"])),
-            ("edit stale", &v2, edit("ann", Some(1)), Err(RejectionCode::VersionConflict)),
-            ("publish missing", &empty, publish(1), Err(RejectionCode::NotFound)),
+            (
+                "edit expected ok",
+                &v1,
+                edit("ann", Some(1)),
+                Ok(vec!["NoteEdited"]),
+            ),
+            (
+                "edit stale",
+                &v2,
+                edit("ann", Some(1)),
+                Err(RejectionCode::VersionConflict),
+            ),
+            (
+                "publish missing",
+                &empty,
+                publish(1),
+                Err(RejectionCode::NotFound),
+            ),
             ("publish latest", &v1, publish(1), Ok(vec!["NotePublished"])),
-            ("publish old", &v2, publish(1), Err(RejectionCode::NotLatestVersion)),
-            ("publish future", &v1, publish(2), Err(RejectionCode::NotLatestVersion)),
+            (
+                "publish old",
+                &v2,
+                publish(1),
+                Err(RejectionCode::NotLatestVersion),
+            ),
+            (
+                "publish future",
+                &v1,
+                publish(2),
+                Err(RejectionCode::NotLatestVersion),
+            ),
             ("publish again", &published, publish(1), Ok(vec![])),
-            ("fail missing", &empty, fail(1), Err(RejectionCode::NotFound)),
+            (
+                "fail missing",
+                &empty,
+                fail(1),
+                Err(RejectionCode::NotFound),
+            ),
             ("fail future", &v1, fail(2), Err(RejectionCode::NotFound)),
-            ("fail latest", &v1, fail(1), Ok(vec!["NotePublicationFailed"])),
-            ("fail older", &v2, fail(2), Ok(vec!["NotePublicationFailed"])),
+            (
+                "fail latest",
+                &v1,
+                fail(1),
+                Ok(vec!["NotePublicationFailed"]),
+            ),
+            (
+                "fail older",
+                &v2,
+                fail(2),
+                Ok(vec!["NotePublicationFailed"]),
+            ),
             ("fail again", &failed, fail(1), Ok(vec![])),
             ("fail published", &published, fail(1), Ok(vec![])),
         ];
         for (name, state, command, expected) in cases {
-            let got = handle(state, &command, 5).map(|events| {
-                events.iter().map(notesaga_events::Message::event_type).collect::<Vec<_>>()
-            });
-            assert_eq!(got, expected.map_err(|code| code), "{name}");
+            let got = handle(state, &command, 5)
+                .map(|events| {
+                    events
+                        .iter()
+                        .map(notesaga_events::Message::event_type)
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|rejection| rejection.code);
+            assert_eq!(got, expected, "{name}");
             let got = handle(state, &command, 5);
             if let Err(rejection) = got {
                 assert!(!rejection.message.is_empty(), "{name}");
@@ -256,27 +366,66 @@ mod tests {
     #[test]
     fn handled_events_apply_to_the_next_state() {
         let mut note = Note::default();
-        for command in [create("t"), edit("ann", Some(1)), publish(2), edit("ann", None), fail(3)] {
+        for command in [
+            create("t"),
+            edit("ann", Some(1)),
+            publish(2),
+            edit("ann", None),
+            fail(3),
+        ] {
             for event in handle(&note, &command, 1).expect("accepted") {
                 note = apply(note, &event);
             }
         }
         assert_eq!(
             note,
-            Note { owner: Some("ann".into()), version: 3, published_version: Some(2), failed_version: Some(3) }
+            Note {
+                owner: Some("ann".into()),
+                version: 3,
+                published_version: Some(2),
+                failed_version: Some(3)
+            }
         );
     }
 
     #[test]
     fn first_writer_wins_per_version() {
-        let first = NotesEvent::NoteEdited(NoteEdited { note_id: ID, owner: "ann".into(), version: 2, title: "a".into(), body: "a".into(), occurred_at: 1 });
-        let zombie = NotesEvent::NoteEdited(NoteEdited { title: "z".into(), ..match &first { NotesEvent::NoteEdited(e) => e.clone(), _ => unreachable!() } });
+        let first = NotesEvent::NoteEdited(NoteEdited {
+            note_id: ID,
+            owner: "ann".into(),
+            version: 2,
+            title: "a".into(),
+            body: "a".into(),
+            occurred_at: 1,
+        });
+        let zombie = NotesEvent::NoteEdited(NoteEdited {
+            title: "z".into(),
+            ..match &first {
+                NotesEvent::NoteEdited(e) => e.clone(),
+                _ => unreachable!(),
+            }
+        });
         let note = apply(apply(created("ann"), &first), &zombie);
         assert_eq!(note.version, 2);
-        let skipped = NotesEvent::NoteEdited(NoteEdited { note_id: ID, owner: "ann".into(), version: 5, title: "a".into(), body: "a".into(), occurred_at: 1 });
+        let skipped = NotesEvent::NoteEdited(NoteEdited {
+            note_id: ID,
+            owner: "ann".into(),
+            version: 5,
+            title: "a".into(),
+            body: "a".into(),
+            occurred_at: 1,
+        });
         assert_eq!(apply(created("ann"), &skipped).version, 1);
-        let republished = NotesEvent::NotePublished(NotePublished { note_id: ID, version: 1, occurred_at: 1 });
-        let later = Note { version: 2, published_version: Some(2), ..created("ann") };
+        let republished = NotesEvent::NotePublished(NotePublished {
+            note_id: ID,
+            version: 1,
+            occurred_at: 1,
+        });
+        let later = Note {
+            version: 2,
+            published_version: Some(2),
+            ..created("ann")
+        };
         assert_eq!(apply(later.clone(), &republished), later);
     }
 }

@@ -88,7 +88,10 @@ impl NotesProcessor {
             if !seen_events.insert(event.metadata.event_id) {
                 continue;
             }
-            let note = state.notes.remove(&event.message.note_id()).unwrap_or_default();
+            let note = state
+                .notes
+                .remove(&event.message.note_id())
+                .unwrap_or_default();
             state
                 .notes
                 .insert(event.message.note_id(), apply(note, &event.message));
@@ -143,7 +146,10 @@ impl Handler<NotesCommand> for NotesProcessor {
         let command = incoming.message;
         let note_id = command.note_id();
         // Commands from other producers may lack the header; their event id stands in.
-        let command_id = incoming.metadata.command_id.unwrap_or(incoming.metadata.event_id);
+        let command_id = incoming
+            .metadata
+            .command_id
+            .unwrap_or(incoming.metadata.event_id);
         let cause = incoming.metadata.clone().with_command(command_id);
         let state = self.partitions.get(&partition).expect("rebuilt above");
 
@@ -177,11 +183,16 @@ impl Handler<NotesCommand> for NotesProcessor {
                 for (index, event) in events.iter().enumerate() {
                     let event_id = ids::event_id(command_id, index);
                     let metadata = cause.caused(event_id).with_command(command_id);
-                    self.publisher.publish(NOTES_EVENTS, event, &metadata).await?;
+                    self.publisher
+                        .publish(NOTES_EVENTS, event, &metadata)
+                        .await?;
                     note = apply(note, event);
                     event_ids.push(event_id.to_string());
                 }
-                let version = events.last().map(NotesEvent::version).or(Some(note.version));
+                let version = events
+                    .last()
+                    .map(NotesEvent::version)
+                    .or(Some(note.version));
                 let state = self.partitions.get_mut(&partition).expect("rebuilt above");
                 state.notes.insert(note_id, note);
                 state

@@ -66,6 +66,9 @@ mod tests {
             assert_eq!(&got, fields, "title {title:?} body {body:?}");
         }
         assert!(check_note("t", &"x".repeat(MAX_BODY_BYTES)).is_empty());
-        assert_eq!(check_note("t", &"x".repeat(MAX_BODY_BYTES + 1))[0].field, "body");
+        assert_eq!(
+            check_note("t", &"x".repeat(MAX_BODY_BYTES + 1))[0].field,
+            "body"
+        );
     }
 }

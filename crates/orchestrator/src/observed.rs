@@ -45,32 +45,60 @@ impl Observed {
             Self::Notes(NotesEvent::NoteCreated(e)) => (
                 e.note_id,
                 e.version,
-                Input::VersionCreated { note_id: e.note_id, version: e.version, text: text(&e.title, &e.body) },
+                Input::VersionCreated {
+                    note_id: e.note_id,
+                    version: e.version,
+                    text: text(&e.title, &e.body),
+                },
             ),
             Self::Notes(NotesEvent::NoteEdited(e)) => (
                 e.note_id,
                 e.version,
-                Input::VersionCreated { note_id: e.note_id, version: e.version, text: text(&e.title, &e.body) },
+                Input::VersionCreated {
+                    note_id: e.note_id,
+                    version: e.version,
+                    text: text(&e.title, &e.body),
+                },
             ),
-            Self::Notes(NotesEvent::NotePublished(e)) => {
-                (e.note_id, e.version, Input::Succeeded { step: Step::Publish })
-            }
+            Self::Notes(NotesEvent::NotePublished(e)) => (
+                e.note_id,
+                e.version,
+                Input::Succeeded {
+                    step: Step::Publish,
+                },
+            ),
             Self::Notes(NotesEvent::NotePublicationFailed(_)) => return None,
-            Self::Embedding(EmbeddingEvent::EmbeddingGenerated(e)) => {
-                (e.note_id, e.version, Input::Succeeded { step: Step::Embedding })
-            }
+            Self::Embedding(EmbeddingEvent::EmbeddingGenerated(e)) => (
+                e.note_id,
+                e.version,
+                Input::Succeeded {
+                    step: Step::Embedding,
+                },
+            ),
             Self::Embedding(EmbeddingEvent::EmbeddingFailed(e)) => (
                 e.note_id,
                 e.version,
-                Input::Failed { step: Step::Embedding, retryable: e.retryable, reason: e.reason.clone() },
+                Input::Failed {
+                    step: Step::Embedding,
+                    retryable: e.retryable,
+                    reason: e.reason.clone(),
+                },
             ),
-            Self::Narration(NarrationEvent::NarrationCompleted(e)) => {
-                (e.note_id, e.version, Input::Succeeded { step: Step::Narration })
-            }
+            Self::Narration(NarrationEvent::NarrationCompleted(e)) => (
+                e.note_id,
+                e.version,
+                Input::Succeeded {
+                    step: Step::Narration,
+                },
+            ),
             Self::Narration(NarrationEvent::NarrationFailed(e)) => (
                 e.note_id,
                 e.version,
-                Input::Failed { step: Step::Narration, retryable: e.retryable, reason: e.reason.clone() },
+                Input::Failed {
+                    step: Step::Narration,
+                    retryable: e.retryable,
+                    reason: e.reason.clone(),
+                },
             ),
         })
     }

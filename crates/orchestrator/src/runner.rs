@@ -3,12 +3,13 @@
 use std::collections::{HashMap, HashSet};
 
 use notesaga_events::{
-    ids, now_millis,
-    saga::SagaEvent,
-    topics::{EMBEDDING_COMMANDS, NARRATION_COMMANDS, NOTES_COMMANDS, SAGA_NOTE_PIPELINE},
     embedding::EmbeddingCommand,
+    ids,
     narration::NarrationCommand,
     notes::NotesCommand,
+    now_millis,
+    saga::SagaEvent,
+    topics::{EMBEDDING_COMMANDS, NARRATION_COMMANDS, NOTES_COMMANDS, SAGA_NOTE_PIPELINE},
 };
 use notesaga_log::{
     reader::read_partition, Handler, HandlerError, Incoming, KafkaConfig, Metadata, Publisher,
@@ -61,37 +62,68 @@ impl Orchestrator {
         // command: send it again with the same id (the processor answers it once).
         let mut resent = 0;
         for saga in sagas.values() {
-            if let Some(Action::Send { command_id, command }) = pending_command(saga) {
+            if let Some(Action::Send {
+                command_id,
+                command,
+            }) = pending_command(saga)
+            {
                 let cause = Metadata::new(command_id, saga.saga_id.to_string());
                 self.send(command_id, &command, &cause).await?;
                 resent += 1;
             }
         }
-        info!(partition, events = events.len(), sagas = sagas.len(), resent, "rebuilt saga partition");
+        info!(
+            partition,
+            events = events.len(),
+            sagas = sagas.len(),
+            resent,
+            "rebuilt saga partition"
+        );
         Ok(sagas)
     }
 
-    async fn send(&self, command_id: Uuid, command: &Command, cause: &Metadata) -> Result<(), HandlerError> {
+    async fn send(
+        &self,
+        command_id: Uuid,
+        command: &Command,
+        cause: &Metadata,
+    ) -> Result<(), HandlerError> {
         let metadata = cause.caused(command_id).with_command(command_id);
         match command {
             Command::GenerateEmbedding(c) => {
                 self.publisher
-                    .publish(EMBEDDING_COMMANDS, &EmbeddingCommand::GenerateEmbedding(c.clone()), &metadata)
+                    .publish(
+                        EMBEDDING_COMMANDS,
+                        &EmbeddingCommand::GenerateEmbedding(c.clone()),
+                        &metadata,
+                    )
                     .await?
             }
             Command::NarrateNote(c) => {
                 self.publisher
-                    .publish(NARRATION_COMMANDS, &NarrationCommand::NarrateNote(c.clone()), &metadata)
+                    .publish(
+                        NARRATION_COMMANDS,
+                        &NarrationCommand::NarrateNote(c.clone()),
+                        &metadata,
+                    )
                     .await?
             }
             Command::PublishNoteVersion(c) => {
                 self.publisher
-                    .publish(NOTES_COMMANDS, &NotesCommand::PublishNoteVersion(c.clone()), &metadata)
+                    .publish(
+                        NOTES_COMMANDS,
+                        &NotesCommand::PublishNoteVersion(c.clone()),
+                        &metadata,
+                    )
                     .await?
             }
             Command::MarkNoteVersionFailed(c) => {
                 self.publisher
-                    .publish(NOTES_COMMANDS, &NotesCommand::MarkNoteVersionFailed(c.clone()), &metadata)
+                    .publish(
+                        NOTES_COMMANDS,
+                        &NotesCommand::MarkNoteVersionFailed(c.clone()),
+                        &metadata,
+                    )
                     .await?
             }
         };
@@ -121,7 +153,9 @@ impl Handler<Observed> for Orchestrator {
                 Action::Record(event) => {
                     let event_id = ids::saga_event_id(saga_id, incoming.metadata.event_id, index);
                     let metadata = incoming.metadata.caused(event_id);
-                    self.publisher.publish(SAGA_NOTE_PIPELINE, event, &metadata).await?;
+                    self.publisher
+                        .publish(SAGA_NOTE_PIPELINE, event, &metadata)
+                        .await?;
                     saga = apply(saga, event);
                     if let Some(saga) = &saga {
                         self.partitions
@@ -131,7 +165,10 @@ impl Handler<Observed> for Orchestrator {
                         info!(%saga_id, %note_id, version, event = notesaga_events::Message::event_type(event), status = saga.status.as_str(), "saga advanced");
                     }
                 }
-                Action::Send { command_id, command } => {
+                Action::Send {
+                    command_id,
+                    command,
+                } => {
                     self.send(*command_id, command, &incoming.metadata).await?;
                 }
             }

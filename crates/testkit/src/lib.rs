@@ -67,7 +67,9 @@ pub fn bin(name: &str) -> Result<PathBuf> {
 
 /// Waits until something accepts TCP connections at `addr`.
 pub fn wait_for_port(addr: &str, timeout: Duration) -> Result<()> {
-    let addr: SocketAddr = addr.parse().with_context(|| format!("bad address {addr}"))?;
+    let addr: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("bad address {addr}"))?;
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
@@ -172,9 +174,7 @@ pub struct ChildProcess {
 impl ChildProcess {
     /// Spawns `command`, naming it `name` in errors.
     pub fn spawn(name: &str, command: &mut Command) -> Result<Self> {
-        let child = command
-            .spawn()
-            .with_context(|| format!("spawn {name}"))?;
+        let child = command.spawn().with_context(|| format!("spawn {name}"))?;
         Ok(Self {
             name: name.to_owned(),
             child: Some(child),
@@ -211,7 +211,10 @@ impl ChildProcess {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let status = child.wait()?;
-                bail!("{} ignored SIGTERM for {timeout:?} (killed: {status})", self.name);
+                bail!(
+                    "{} ignored SIGTERM for {timeout:?} (killed: {status})",
+                    self.name
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -282,14 +285,26 @@ impl SingleNode {
     }
 
     /// Starts `notesaga dev` on the given addresses (to restart on the same ones).
-    pub async fn start_on(data_dir: &Path, http: &str, kafka: &str, registry: &str) -> Result<Self> {
+    pub async fn start_on(
+        data_dir: &Path,
+        http: &str,
+        kafka: &str,
+        registry: &str,
+    ) -> Result<Self> {
         let process = ChildProcess::spawn(
             "notesaga dev",
             notesaga()?
                 .arg("dev")
                 .arg("--data-dir")
                 .arg(data_dir)
-                .args(["--http-addr", http, "--kafka-addr", kafka, "--registry-addr", registry])
+                .args([
+                    "--http-addr",
+                    http,
+                    "--kafka-addr",
+                    kafka,
+                    "--registry-addr",
+                    registry,
+                ])
                 .args(["--partitions", "3"]),
         )?;
         let node = Self {
@@ -299,7 +314,11 @@ impl SingleNode {
             kafka_addr: kafka.to_owned(),
             registry_addr: registry.to_owned(),
         };
-        wait_for_http(&format!("{}/healthz", node.http_url()), Duration::from_secs(120)).await?;
+        wait_for_http(
+            &format!("{}/healthz", node.http_url()),
+            Duration::from_secs(120),
+        )
+        .await?;
         Ok(node)
     }
 
@@ -357,7 +376,12 @@ pub mod client {
     }
 
     /// Polls `GET /v1/notes/{id}` until `version` is published (or failed: an error).
-    pub async fn wait_published(base: &str, id: &str, version: i64, timeout: Duration) -> Result<Value> {
+    pub async fn wait_published(
+        base: &str,
+        id: &str,
+        version: i64,
+        timeout: Duration,
+    ) -> Result<Value> {
         let deadline = Instant::now() + timeout;
         let mut last = Value::Null;
         while Instant::now() < deadline {
