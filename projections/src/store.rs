@@ -1,11 +1,18 @@
 //! The read store: connection, migrations and the queries the API serves.
 
-use sqlx::{any::AnyPoolOptions, AnyPool, Row as _};
+use sqlx::{AnyPool, Row as _};
 use uuid::Uuid;
 
 use crate::Result;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The migrations of this store. With PostgreSQL the stores share one database and one
+/// migrations table, so versions are distinct per store and each store ignores the
+/// others' entries.
+fn migrator() -> sqlx::migrate::Migrator {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator
+}
 
 /// The database the projections write and the API reads.
 #[derive(Debug, Clone)]
@@ -56,18 +63,8 @@ pub struct PublishedVersion {
 impl ReadStore {
     /// Connects to `url` (`sqlite://…?mode=rwc` or `postgres://…`) and migrates.
     pub async fn connect(url: &str) -> Result<Self> {
-        sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .connect(url)
-            .await?;
-        if url.starts_with("sqlite:") {
-            // Readers (the API) and the writer (the projector) may be separate processes.
-            sqlx::query("PRAGMA journal_mode=WAL")
-                .execute(&pool)
-                .await?;
-        }
-        MIGRATOR.run(&pool).await?;
+        let pool = notesaga_sql::connect(url, 8).await?;
+        notesaga_sql::migrate(&migrator(), &pool).await?;
         Ok(Self { pool })
     }
 

@@ -9,7 +9,7 @@
 mod notes;
 pub mod problem;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use axum::{
     extract::DefaultBodyLimit,
@@ -135,6 +135,3 @@ pub async fn serve(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }
-
-/// How long `GET` may take before the client should retry (kept for later bounds).
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

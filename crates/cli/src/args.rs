@@ -80,6 +80,12 @@ pub(crate) struct Connection {
     /// (comma-separated in the variable), e.g. `security.protocol=SASL_SSL`.
     #[arg(long = "kafka-option", env = "NOTESAGA_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_key_value)]
     pub(crate) kafka_options: Vec<(String, String)>,
+
+    /// Static consumer-group membership: a stable id for this instance of the role
+    /// (unique among the role's running instances). A restart with the same id takes the
+    /// old member's place at once instead of waiting for its session to time out.
+    #[arg(long, env = "NOTESAGA_INSTANCE_ID")]
+    pub(crate) instance_id: Option<String>,
 }
 
 fn parse_key_value(raw: &str) -> Result<(String, String), String> {
@@ -94,6 +100,7 @@ impl Connection {
         KafkaConfig {
             bootstrap_servers: self.kafka_addr.clone(),
             overrides: self.kafka_options.clone(),
+            instance_id: self.instance_id.clone(),
         }
     }
 }

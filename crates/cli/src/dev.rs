@@ -109,6 +109,9 @@ async fn run_roles(
         registry_url: format!("http://{}", args.registry_addr),
         partitions: args.partitions,
         kafka_options: Vec::new(),
+        // One instance of each role: static membership lets a crashed single node that
+        // is started again take its groups back at once (see docs/field-notes.md).
+        instance_id: Some("dev".into()),
     };
     let mut tasks = JoinSet::new();
 

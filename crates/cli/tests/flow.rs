@@ -3,93 +3,16 @@
 //! publishes the next version; a raw record read with kcat is in the Confluent wire
 //! format; bad requests get problem bodies.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{process::Command, time::Duration};
 
 use anyhow::{ensure, Context as _, Result};
-use notesaga_testkit::{client, free_addr, notesaga, wait_for_http, BrokerProcess, ChildProcess};
+use notesaga_testkit::{client, Cluster};
 use serde_json::Value;
 
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The roles of a distributed deployment, as separate processes on one broker.
-struct Cluster {
-    // Fields drop in order: the roles stop before the broker they talk to.
-    _roles: Vec<ChildProcess>,
-    broker: BrokerProcess,
-    registry_url: String,
-    http_url: String,
-    _data: tempfile::TempDir,
-}
-
-fn role(
-    name: &str,
-    broker: &str,
-    registry_url: &str,
-    data_dir: &Path,
-    extra: &[&str],
-) -> Result<ChildProcess> {
-    let mut command = notesaga()?;
-    command
-        .arg(name)
-        .args([
-            "--kafka-addr",
-            broker,
-            "--registry-url",
-            registry_url,
-            "--partitions",
-            "3",
-        ])
-        .args(extra);
-    // Only the roles with local state take a data directory.
-    if !matches!(name, "notes" | "orchestrator") {
-        command.arg("--data-dir").arg(data_dir);
-    }
-    ChildProcess::spawn(name, &mut command)
-}
-
 async fn start_cluster() -> Result<Cluster> {
-    let broker = BrokerProcess::start()?;
-    let data = tempfile::tempdir()?;
-    let registry_addr = free_addr();
-    let registry_url = format!("http://{registry_addr}");
-    let registry = ChildProcess::spawn(
-        "registry",
-        notesaga()?.args([
-            "registry",
-            "--kafka-addr",
-            broker.addr(),
-            "--registry-addr",
-            &registry_addr,
-        ]),
-    )?;
-    wait_for_http(&format!("{registry_url}/subjects"), Duration::from_secs(60)).await?;
-    let http_addr = free_addr();
-    let mut roles = vec![registry];
-    for name in [
-        "notes",
-        "embedding",
-        "narration",
-        "orchestrator",
-        "projector",
-    ] {
-        roles.push(role(name, broker.addr(), &registry_url, data.path(), &[])?);
-    }
-    roles.push(role(
-        "api",
-        broker.addr(),
-        &registry_url,
-        data.path(),
-        &["--http-addr", &http_addr],
-    )?);
-    let http_url = format!("http://{http_addr}");
-    wait_for_http(&format!("{http_url}/healthz"), Duration::from_secs(60)).await?;
-    Ok(Cluster {
-        _roles: roles,
-        broker,
-        registry_url,
-        http_url,
-        _data: data,
-    })
+    Cluster::start().await
 }
 
 async fn audio(url: &str) -> Result<(u16, String, Vec<u8>)> {
@@ -184,7 +107,7 @@ async fn wire_format_is_confluent_avro(cluster: &Cluster, note_id: &str) -> Resu
         let output = Command::new("kcat")
             .args([
                 "-b",
-                cluster.broker.addr(),
+                cluster.kafka_addr(),
                 "-X",
                 "api.version.request=false",
                 "-X",
@@ -369,6 +292,44 @@ async fn bad_requests_get_problem_details() -> Result<()> {
         response.status().as_u16(),
         413,
         "a request over the body limit"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn projections_and_the_embedding_store_run_on_postgres() -> Result<()> {
+    use sqlx::{Connection as _, Row as _};
+    let database = notesaga_testkit::PostgresDatabase::create().await?;
+    let url = database.url();
+    let cluster = Cluster::start_with(&["--database-url", &url]).await?;
+    let base = cluster.http_url.as_str();
+    let (status, created) =
+        client::create(base, "Plate tectonics", "Continents drift on the mantle.").await?;
+    assert_eq!(status, 202, "{created}");
+    let id = created["note_id"].as_str().context("note_id")?.to_owned();
+    let note = client::wait_published(base, &id, 1, PUBLISH_TIMEOUT).await?;
+    assert_eq!(note["embedding"]["dimensions"], 256);
+
+    let mut db = sqlx::PgConnection::connect(&url).await?;
+    let row = sqlx::query("SELECT status, published_version FROM notes WHERE note_id = $1")
+        .bind(&id)
+        .fetch_one(&mut db)
+        .await?;
+    assert_eq!(row.try_get::<String, _>("status")?, "published");
+    assert_eq!(row.try_get::<i64, _>("published_version")?, 1);
+    let stored: i64 = sqlx::query("SELECT COUNT(*) AS n FROM embedding_vectors WHERE note_id = $1")
+        .bind(&id)
+        .fetch_one(&mut db)
+        .await?
+        .try_get("n")?;
+    assert_eq!(stored, 1, "the embedding store lives in PostgreSQL too");
+    let offsets: i64 = sqlx::query("SELECT COUNT(*) AS n FROM projection_offsets")
+        .fetch_one(&mut db)
+        .await?
+        .try_get("n")?;
+    assert!(
+        offsets > 0,
+        "the projector stores its offsets with its rows"
     );
     Ok(())
 }

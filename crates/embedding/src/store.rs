@@ -1,6 +1,6 @@
 //! The embedding store: one row per (note, version), written with an idempotent upsert.
 
-use sqlx::{any::AnyPoolOptions, AnyPool, Row as _};
+use sqlx::{AnyPool, Row as _};
 use uuid::Uuid;
 
 /// Why the store failed.
@@ -42,17 +42,20 @@ pub struct EmbeddingStore {
     pool: AnyPool,
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The migrations of this store. With PostgreSQL the stores share one database and one
+/// migrations table, so versions are distinct per store and each store ignores the
+/// others' entries.
+fn migrator() -> sqlx::migrate::Migrator {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator
+}
 
 impl EmbeddingStore {
     /// Connects to `url` (`sqlite://…?mode=rwc` or `postgres://…`) and migrates.
     pub async fn connect(url: &str) -> Result<Self> {
-        sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new()
-            .max_connections(4)
-            .connect(url)
-            .await?;
-        MIGRATOR.run(&pool).await?;
+        let pool = notesaga_sql::connect(url, 4).await?;
+        notesaga_sql::migrate(&migrator(), &pool).await?;
         Ok(Self { pool })
     }
 

@@ -9,6 +9,11 @@ pub struct KafkaConfig {
     pub bootstrap_servers: String,
     /// Extra librdkafka settings (`key=value`), applied last so they win.
     pub overrides: Vec<(String, String)>,
+    /// Static group membership (`group.instance.id`) for this process's consumers. A
+    /// restarted process with the same id takes its old place at once; on the tansu
+    /// single-node broker it is also the only way a crashed group *leader* is replaced
+    /// (see docs/field-notes.md). Each running instance of a role needs its own id.
+    pub instance_id: Option<String>,
 }
 
 impl KafkaConfig {
@@ -17,6 +22,7 @@ impl KafkaConfig {
         Self {
             bootstrap_servers: bootstrap_servers.into(),
             overrides: Vec::new(),
+            instance_id: None,
         }
     }
 
@@ -58,9 +64,15 @@ impl KafkaConfig {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("enable.partition.eof", "false")
+            // Each saga step is a hop through a topic: a short fetch wait keeps the
+            // command→published latency low at the cost of more idle fetches.
+            .set("fetch.wait.max.ms", "100")
             // Range assigns the same partition numbers of every subscribed topic to the
             // same member, which co-partitioned, note-keyed topics rely on.
             .set("partition.assignment.strategy", "range");
+        if let Some(instance_id) = &self.instance_id {
+            config.set("group.instance.id", format!("{group}.{instance_id}"));
+        }
         self.apply_overrides(config)
     }
 

@@ -400,3 +400,328 @@ pub mod client {
         bail!("note {id} v{version} not published within {timeout:?}; last seen {last}")
     }
 }
+
+/// A throw-away PostgreSQL database on the server at `NOTESAGA_TEST_POSTGRES_URL`
+/// (default `postgres://postgres@127.0.0.1:5432`), dropped when the test ends.
+#[derive(Debug)]
+pub struct PostgresDatabase {
+    server: String,
+    name: String,
+}
+
+impl PostgresDatabase {
+    /// Creates a database with a random name.
+    pub async fn create() -> Result<Self> {
+        use sqlx::Connection as _;
+        let server = std::env::var("NOTESAGA_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let name = random_name("notesaga_test").replace('-', "_");
+        let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+            .await
+            .with_context(|| {
+                format!("connect to PostgreSQL at {server} (set NOTESAGA_TEST_POSTGRES_URL)")
+            })?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await?;
+        Ok(Self { server, name })
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.server, self.name)
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        // Best effort, off the test's runtime: leftovers carry a recognisable prefix.
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                use sqlx::Connection as _;
+                let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres")).await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await?;
+                anyhow::Ok(())
+            })
+        })
+        .join();
+    }
+}
+
+/// One record as it sits on a topic.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes.
+    pub value: Option<Vec<u8>>,
+    /// Headers (UTF-8 values; others lossily converted).
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl RawRecord {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// Every record of every partition of `topic`, up to the current end, outside any group.
+pub fn read_topic(kafka: &str, topic: &str) -> Result<Vec<RawRecord>> {
+    use rdkafka::message::{Headers as _, Message as _};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka)
+        .set("group.id", random_name("testkit-reader"))
+        .set("enable.auto.commit", "false")
+        .set("log_level", "3")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len() as i32)
+        .unwrap_or(0);
+    let mut records = Vec::new();
+    for partition in 0..partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        if high <= low {
+            continue;
+        }
+        let mut assignment = rdkafka::TopicPartitionList::new();
+        assignment.add_partition_offset(topic, partition, rdkafka::Offset::Offset(low))?;
+        consumer.assign(&assignment)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if Instant::now() > deadline {
+                bail!("timed out reading {topic}/{partition}");
+            }
+            let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+                continue;
+            };
+            let message = message?;
+            let headers = message
+                .headers()
+                .map(|headers| {
+                    headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            records.push(RawRecord {
+                partition,
+                offset: message.offset(),
+                key: message.key().map(<[u8]>::to_vec),
+                value: message.payload().map(<[u8]>::to_vec),
+                headers,
+            });
+            if message.offset() + 1 >= high {
+                break;
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// Polls `read_topic` until `done` holds for its records (or fails after `timeout`).
+pub async fn wait_for_records(
+    kafka: &str,
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&[RawRecord]) -> bool,
+) -> Result<Vec<RawRecord>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (kafka_owned, topic_owned) = (kafka.to_owned(), topic.to_owned());
+        let records =
+            tokio::task::spawn_blocking(move || read_topic(&kafka_owned, &topic_owned)).await??;
+        if done(&records) {
+            return Ok(records);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{topic} did not reach the expected state within {timeout:?} ({} records)",
+                records.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Every role of a distributed deployment as its own process on one broker, so a test
+/// can kill and restart any of them.
+#[derive(Debug)]
+pub struct Cluster {
+    // Fields drop in order: the roles stop before the broker they talk to.
+    roles: std::collections::BTreeMap<String, ChildProcess>,
+    broker: BrokerProcess,
+    storage: Vec<String>,
+    /// `http://HOST:PORT` of the registry.
+    pub registry_url: String,
+    /// `http://HOST:PORT` of the API.
+    pub http_url: String,
+    http_addr: String,
+    data: TempDir,
+}
+
+/// The roles [`Cluster`] runs besides the registry, in start order.
+pub const ROLES: [&str; 6] = [
+    "notes",
+    "embedding",
+    "narration",
+    "orchestrator",
+    "projector",
+    "api",
+];
+
+impl Cluster {
+    /// Starts the broker, the registry and every role with SQLite storage.
+    pub async fn start() -> Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// The same, with `storage` flags (e.g. `--database-url postgres://…`) for the roles
+    /// that keep state.
+    pub async fn start_with(storage: &[&str]) -> Result<Self> {
+        Self::start_roles(storage, &ROLES).await
+    }
+
+    /// The broker, the registry and only `roles` (each once, static membership under its
+    /// own name), with `storage` flags.
+    pub async fn start_roles(storage: &[&str], roles: &[&str]) -> Result<Self> {
+        let broker = BrokerProcess::start()?;
+        let data = tempfile::tempdir()?;
+        let registry_addr = free_addr();
+        let registry_url = format!("http://{registry_addr}");
+        let registry = ChildProcess::spawn(
+            "registry",
+            notesaga()?.args([
+                "registry",
+                "--kafka-addr",
+                broker.addr(),
+                "--registry-addr",
+                &registry_addr,
+            ]),
+        )?;
+        wait_for_http(&format!("{registry_url}/subjects"), Duration::from_secs(60)).await?;
+        let http_addr = free_addr();
+        let mut cluster = Self {
+            roles: std::collections::BTreeMap::from([("registry".to_owned(), registry)]),
+            broker,
+            storage: storage.iter().map(|s| (*s).to_owned()).collect(),
+            registry_url,
+            http_url: format!("http://{http_addr}"),
+            http_addr,
+            data,
+        };
+        for role in roles {
+            cluster.start_role(role)?;
+        }
+        if roles.contains(&"api") {
+            wait_for_http(
+                &format!("{}/healthz", cluster.http_url),
+                Duration::from_secs(60),
+            )
+            .await?;
+        }
+        Ok(cluster)
+    }
+
+    /// The broker's `HOST:PORT`.
+    pub fn kafka_addr(&self) -> &str {
+        self.broker.addr()
+    }
+
+    /// The shared data directory (audio files, SQLite databases).
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    /// The command line of `role`, without spawning it.
+    pub fn role_command(&self, role: &str) -> Result<Command> {
+        let mut command = notesaga()?;
+        command.arg(role).args([
+            "--kafka-addr",
+            self.broker.addr(),
+            "--registry-url",
+            &self.registry_url,
+            "--partitions",
+            "3",
+        ]);
+        // Only the roles with local state take a data directory and storage flags.
+        if !matches!(role, "notes" | "orchestrator") {
+            command.arg("--data-dir").arg(self.data.path());
+        }
+        if matches!(role, "embedding" | "projector" | "api") {
+            command.args(&self.storage);
+        }
+        if role == "api" {
+            command.args(["--http-addr", &self.http_addr]);
+        }
+        Ok(command)
+    }
+
+    /// Starts (or restarts) `role`, under the name `role` or `instance` for a second copy,
+    /// with static group membership under that name (a restart takes its place at once).
+    pub fn start_role_as(&mut self, role: &str, instance: &str) -> Result<()> {
+        let mut command = self.role_command(role)?;
+        command.args(["--instance-id", instance]);
+        let child = ChildProcess::spawn(instance, &mut command)?;
+        self.roles.insert(instance.to_owned(), child);
+        Ok(())
+    }
+
+    /// Starts a role instance with dynamic group membership, logging at `info` into
+    /// `<data dir>/<instance>.log` (returned), for tests that check what it did.
+    pub fn start_role_logged(&mut self, role: &str, instance: &str) -> Result<PathBuf> {
+        let path = self.data.path().join(format!("{instance}.log"));
+        let mut command = self.role_command(role)?;
+        command
+            .env("NOTESAGA_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(std::fs::File::create(&path)?);
+        let child = ChildProcess::spawn(instance, &mut command)?;
+        self.roles.insert(instance.to_owned(), child);
+        Ok(path)
+    }
+
+    /// Starts (or restarts) `role`.
+    pub fn start_role(&mut self, role: &str) -> Result<()> {
+        self.start_role_as(role, role)
+    }
+
+    /// SIGKILLs a role instance, as a crash would.
+    pub fn kill_role(&mut self, instance: &str) {
+        if let Some(mut child) = self.roles.remove(instance) {
+            child.kill();
+        }
+    }
+
+    /// Stops a role instance with SIGTERM and checks it exits cleanly.
+    pub fn stop_role(&mut self, instance: &str) -> Result<()> {
+        let mut child = self
+            .roles
+            .remove(instance)
+            .with_context(|| format!("{instance} is not running"))?;
+        let status = child.terminate(Duration::from_secs(30))?;
+        if !status.success() {
+            bail!("{instance} exited with {status}");
+        }
+        Ok(())
+    }
+}
