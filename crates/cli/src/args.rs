@@ -176,12 +176,87 @@ pub(crate) struct ApiArgs {
     pub(crate) body_limit: usize,
 }
 
+/// Which embedding provider, and how to reach it.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct EmbeddingProviderArgs {
+    /// `builtin` (deterministic, lexical feature hashing; no network) or `openai` (any
+    /// OpenAI-compatible `POST /v1/embeddings` server: OpenAI, Ollama, vLLM, TEI).
+    #[arg(long, env = "NOTESAGA_EMBEDDING_PROVIDER", default_value = "builtin")]
+    pub(crate) embedding_provider: EmbeddingProviderKind,
+    /// Base URL of the OpenAI-compatible server (`/v1/embeddings` is appended).
+    #[arg(
+        long,
+        env = "NOTESAGA_EMBEDDING_URL",
+        default_value = "http://127.0.0.1:11434"
+    )]
+    pub(crate) embedding_url: String,
+    /// Model name sent to the server.
+    #[arg(
+        long,
+        env = "NOTESAGA_EMBEDDING_MODEL",
+        default_value = "nomic-embed-text"
+    )]
+    pub(crate) embedding_model: String,
+    /// Bearer token for the server, if it needs one.
+    #[arg(long, env = "NOTESAGA_EMBEDDING_API_KEY", hide_env_values = true)]
+    pub(crate) embedding_api_key: Option<String>,
+    /// Seconds one request may take.
+    #[arg(long, env = "NOTESAGA_EMBEDDING_TIMEOUT_SECS", default_value_t = 10)]
+    pub(crate) embedding_timeout_secs: u64,
+    /// Requests in flight at once to the provider.
+    #[arg(long, env = "NOTESAGA_EMBEDDING_CONCURRENCY", default_value_t = 4)]
+    pub(crate) embedding_concurrency: usize,
+    /// Attempts per command before replying `EmbeddingFailed`.
+    #[arg(long, env = "NOTESAGA_EMBEDDING_ATTEMPTS", default_value_t = 4)]
+    pub(crate) embedding_attempts: u32,
+}
+
+/// The embedding providers.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum EmbeddingProviderKind {
+    /// Built in, deterministic, lexical.
+    Builtin,
+    /// An OpenAI-compatible server.
+    Openai,
+}
+
+impl EmbeddingProviderArgs {
+    /// The provider behind retries (within a budget well inside the saga's step
+    /// deadline), a circuit breaker and a concurrency limit.
+    pub(crate) fn build(&self) -> notesaga_embedding::Resilient {
+        use notesaga_embedding::{BuiltinEmbedder, OpenAiEmbedder, Provider, Resilient};
+        let provider = match self.embedding_provider {
+            EmbeddingProviderKind::Builtin => Provider::Builtin(BuiltinEmbedder),
+            EmbeddingProviderKind::Openai => Provider::OpenAi(OpenAiEmbedder::new(
+                &self.embedding_url,
+                &self.embedding_model,
+                self.embedding_api_key.clone(),
+                std::time::Duration::from_secs(self.embedding_timeout_secs),
+            )),
+        };
+        let retry = notesaga_log::RetryPolicy {
+            initial_interval: std::time::Duration::from_millis(250),
+            max_attempts: self.embedding_attempts,
+            max_elapsed: std::time::Duration::from_secs(60),
+            ..notesaga_log::RetryPolicy::default()
+        };
+        Resilient::new(
+            provider,
+            retry,
+            notesaga_log::breaker::BreakerConfig::default(),
+            self.embedding_concurrency,
+        )
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub(crate) struct EmbeddingArgs {
     #[command(flatten)]
     pub(crate) connection: Connection,
     #[command(flatten)]
     pub(crate) storage: Storage,
+    #[command(flatten)]
+    pub(crate) provider: EmbeddingProviderArgs,
     /// The embedding store's database; defaults to `embedding.db` in the data
     /// directory, or the projections' PostgreSQL database (own tables).
     #[arg(long, env = "NOTESAGA_EMBEDDING_DATABASE_URL")]
@@ -249,6 +324,8 @@ pub(crate) struct DevArgs {
     /// espeak-ng voice.
     #[arg(long, env = "NOTESAGA_ESPEAK_VOICE", default_value = "en")]
     pub(crate) voice: String,
+    #[command(flatten)]
+    pub(crate) embedding: EmbeddingProviderArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -159,11 +159,11 @@ async fn run_roles(
         async move { ("notes", roles::run_notes(rt, token).await) }
     });
     tasks.spawn({
-        let (rt, token) = (rt.clone(), shutdown.clone());
+        let (rt, token, embedder) = (rt.clone(), shutdown.clone(), args.embedding.build());
         async move {
             (
                 "embedding",
-                roles::run_embedding(rt, embedding_store, token).await,
+                roles::run_embedding(rt, embedding_store, embedder, token).await,
             )
         }
     });

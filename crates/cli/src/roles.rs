@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::{bail, Context as _, Result};
 use notesaga_api::{ApiConfig, AppState};
-use notesaga_embedding::{BuiltinEmbedder, EmbeddingProcessor, EmbeddingStore};
+use notesaga_embedding::{EmbeddingProcessor, EmbeddingStore, Resilient};
 use notesaga_events::{
     embedding::{EmbeddingCommand, EmbeddingEvent},
     narration::{NarrationCommand, NarrationEvent},
@@ -145,9 +145,10 @@ pub(crate) async fn run_notes(rt: Runtime, shutdown: CancellationToken) -> Resul
 pub(crate) async fn run_embedding(
     rt: Runtime,
     store: EmbeddingStore,
+    embedder: Resilient,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let handler = EmbeddingProcessor::new(store, BuiltinEmbedder, rt.publisher.clone());
+    let handler = EmbeddingProcessor::new(store, embedder, rt.publisher.clone());
     ConsumerLoop::new(
         rt.kafka,
         group("embedding"),
@@ -267,7 +268,7 @@ pub(crate) async fn embedding(args: EmbeddingArgs, shutdown: CancellationToken) 
     let rt = connect(&args.connection).await?;
     let store =
         EmbeddingStore::connect(&args.storage.embedding_url(&args.embedding_database_url)?).await?;
-    run_embedding(rt, store, shutdown).await
+    run_embedding(rt, store, args.provider.build(), shutdown).await
 }
 
 pub(crate) async fn narration(args: NarrationArgs, shutdown: CancellationToken) -> Result<()> {

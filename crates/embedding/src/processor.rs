@@ -11,7 +11,7 @@ use notesaga_log::{Handler, HandlerError, Incoming, Publisher};
 use tracing::info;
 
 use crate::{
-    embedder::BuiltinEmbedder,
+    provider::Resilient,
     store::{EmbeddingStore, StoredEmbedding},
 };
 
@@ -19,13 +19,13 @@ use crate::{
 #[derive(Debug)]
 pub struct EmbeddingProcessor {
     store: EmbeddingStore,
-    embedder: BuiltinEmbedder,
+    embedder: Resilient,
     publisher: Publisher,
 }
 
 impl EmbeddingProcessor {
     /// A processor storing into `store` and replying through `publisher`.
-    pub fn new(store: EmbeddingStore, embedder: BuiltinEmbedder, publisher: Publisher) -> Self {
+    pub fn new(store: EmbeddingStore, embedder: Resilient, publisher: Publisher) -> Self {
         Self {
             store,
             embedder,
@@ -45,38 +45,50 @@ impl Handler<EmbeddingCommand> for EmbeddingProcessor {
             .metadata
             .caused(ids::event_id(command_id, 0))
             .with_command(command_id);
-        let reply = if command.text.trim().is_empty() {
-            EmbeddingEvent::EmbeddingFailed(EmbeddingFailed {
-                note_id: command.note_id,
-                version: command.version,
-                retryable: false,
-                reason: "text is empty".into(),
-                occurred_at: now_millis(),
-            })
-        } else {
-            let stored = match self.store.get(command.note_id, command.version).await {
-                Ok(Some(stored)) => stored,
-                Ok(None) => {
+        let stored = self
+            .store
+            .get(command.note_id, command.version)
+            .await
+            .map_err(|err| HandlerError::Transient(err.to_string()))?;
+        let outcome = match stored {
+            Some(stored) => Ok(stored),
+            None => match self.embedder.embed(&command.text).await {
+                Ok(vector) => {
                     let fresh = StoredEmbedding {
                         model: self.embedder.model().to_owned(),
-                        vector: self.embedder.embed(&command.text),
+                        vector,
                     };
                     self.store
                         .upsert(command.note_id, command.version, &fresh)
                         .await
+                        .map(Ok)
                         .map_err(|err| HandlerError::Transient(err.to_string()))?
                 }
-                Err(err) => return Err(HandlerError::Transient(err.to_string())),
-            };
-            info!(note_id = %command.note_id, version = command.version, model = %stored.model, "embedding stored");
-            EmbeddingEvent::EmbeddingGenerated(EmbeddingGenerated {
-                note_id: command.note_id,
-                version: command.version,
-                model: stored.model,
-                dimensions: stored.vector.len() as i32,
-                vector: stored.vector,
-                occurred_at: now_millis(),
-            })
+                Err(failed) => Err(failed),
+            },
+        };
+        let reply = match outcome {
+            Ok(stored) => {
+                info!(note_id = %command.note_id, version = command.version, model = %stored.model, "embedding stored");
+                EmbeddingEvent::EmbeddingGenerated(EmbeddingGenerated {
+                    note_id: command.note_id,
+                    version: command.version,
+                    model: stored.model,
+                    dimensions: stored.vector.len() as i32,
+                    vector: stored.vector,
+                    occurred_at: now_millis(),
+                })
+            }
+            Err(failed) => {
+                tracing::warn!(note_id = %command.note_id, version = command.version, retryable = failed.retryable, reason = %failed.reason, "embedding failed");
+                EmbeddingEvent::EmbeddingFailed(EmbeddingFailed {
+                    note_id: command.note_id,
+                    version: command.version,
+                    retryable: failed.retryable,
+                    reason: failed.reason,
+                    occurred_at: now_millis(),
+                })
+            }
         };
         self.publisher
             .publish(EMBEDDING_EVENTS, &reply, &reply_meta)

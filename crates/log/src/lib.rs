@@ -9,10 +9,12 @@
 //! - [`consumer`]: the consumer loop: decode, handle, store the offset only after the
 //!   handler's outcome is durable, dead-letter what cannot be handled.
 //! - [`reader`]: reads one partition from the beginning, for state rebuilds.
-//! - [`retry`]: the one [`RetryPolicy`] every retry goes through.
+//! - [`retry`]: the one [`RetryPolicy`] every retry goes through; [`breaker`]: the
+//!   circuit breaker that makes a failing provider fail fast.
 //! - [`bench`]: the produce→consume benchmark against plain rdkafka.
 
 pub mod bench;
+pub mod breaker;
 pub mod codec;
 pub mod config;
 pub mod consumer;

@@ -4,6 +4,7 @@
 //! [`processor`] answers `narration.commands`.
 
 pub mod blob;
+pub mod chunks;
 pub mod processor;
 pub mod speech;
 pub mod wav;

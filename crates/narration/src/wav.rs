@@ -133,3 +133,69 @@ mod tests {
         assert_eq!(parse(&no_data, 36), Err(WavError::NoData));
     }
 }
+
+/// Where the PCM bytes of a WAV file are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataChunk {
+    /// Format of the audio.
+    pub info: WavInfo,
+    /// Offset of the first audio byte in the file.
+    pub offset: u64,
+}
+
+/// Finds the data chunk of a WAV file (its format and where its bytes start).
+pub fn data_chunk(header: &[u8], file_len: u64) -> Result<DataChunk, WavError> {
+    let info = parse(header, file_len)?;
+    let mut at = 12;
+    while let (Some(id), Some(size)) = (header.get(at..at + 4), u32_at(header, at + 4)) {
+        if id == b"data" {
+            return Ok(DataChunk {
+                info,
+                offset: (at + 8) as u64,
+            });
+        }
+        at += 8 + size as usize + (size as usize & 1);
+    }
+    Err(WavError::NoData)
+}
+
+/// The 44-byte header of a PCM WAV file holding `data_bytes` of audio.
+pub fn pcm_header(info: &WavInfo, data_bytes: u64) -> [u8; 44] {
+    let data = u32::try_from(data_bytes).unwrap_or(u32::MAX);
+    let block_align = info.channels * info.bits_per_sample / 8;
+    let byte_rate = info.sample_rate * u32::from(block_align);
+    let mut header = [0u8; 44];
+    header[0..4].copy_from_slice(b"RIFF");
+    header[4..8].copy_from_slice(&data.saturating_add(36).to_le_bytes());
+    header[8..16].copy_from_slice(b"WAVEfmt ");
+    header[16..20].copy_from_slice(&16u32.to_le_bytes());
+    header[20..22].copy_from_slice(&1u16.to_le_bytes());
+    header[22..24].copy_from_slice(&info.channels.to_le_bytes());
+    header[24..28].copy_from_slice(&info.sample_rate.to_le_bytes());
+    header[28..32].copy_from_slice(&byte_rate.to_le_bytes());
+    header[32..34].copy_from_slice(&block_align.to_le_bytes());
+    header[34..36].copy_from_slice(&info.bits_per_sample.to_le_bytes());
+    header[36..40].copy_from_slice(b"data");
+    header[40..44].copy_from_slice(&data.to_le_bytes());
+    header
+}
+
+#[cfg(test)]
+mod join_tests {
+    use super::*;
+
+    #[test]
+    fn a_written_header_reads_back() {
+        let info = WavInfo {
+            sample_rate: 22_050,
+            channels: 1,
+            bits_per_sample: 16,
+            data_bytes: 0,
+        };
+        let header = pcm_header(&info, 88_200);
+        let chunk = data_chunk(&header, 44 + 88_200).unwrap();
+        assert_eq!(chunk.offset, 44);
+        assert_eq!(chunk.info.data_bytes, 88_200);
+        assert_eq!(chunk.info.duration_ms(), 2000);
+    }
+}
