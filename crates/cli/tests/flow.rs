@@ -104,10 +104,11 @@ async fn wire_format_is_confluent_avro(cluster: &Cluster, note_id: &str) -> Resu
     // kcat links Debian's librdkafka 2.0.2, which misreads tansu 0.6's ApiVersions and
     // ListOffsets answers; the pre-0.10 protocol and absolute offsets work (docs/topics.md).
     let kcat = |partition: i32, format: &str| -> Result<Vec<u8>> {
-        let output = Command::new("kcat")
+        // `-e` ends at the end of the partition (an empty partition yields nothing);
+        // `timeout` bounds kcat should the broker misbehave.
+        let output = Command::new("timeout")
+            .args(["30", "kcat", "-b", cluster.kafka_addr()])
             .args([
-                "-b",
-                cluster.kafka_addr(),
                 "-X",
                 "api.version.request=false",
                 "-X",
@@ -123,14 +124,15 @@ async fn wire_format_is_confluent_avro(cluster: &Cluster, note_id: &str) -> Resu
                 "0",
                 "-c",
                 "1",
-                "-f",
-                format,
+                "-e",
             ])
+            .args(["-f", format])
             .output()
             .context("run kcat (apt-get install kcat)")?;
         ensure!(
             output.status.success(),
-            "kcat failed: {}",
+            "kcat failed ({}): {}",
+            output.status,
             String::from_utf8_lossy(&output.stderr)
         );
         Ok(output.stdout)
