@@ -44,6 +44,18 @@ async fn send_creates(cluster: &Cluster, count: usize) -> Result<Vec<(Uuid, Uuid
     Ok(ids)
 }
 
+/// Waits until the notes processor has answered at least one command.
+async fn first_outcome(cluster: &Cluster) -> Result<()> {
+    wait_for_records(
+        cluster.kafka_addr(),
+        topics::NOTES_OUTCOMES,
+        Duration::from_secs(60),
+        |r| !r.is_empty(),
+    )
+    .await?;
+    Ok(())
+}
+
 fn by_header<'a>(records: &'a [RawRecord], header: &str) -> BTreeMap<String, Vec<&'a RawRecord>> {
     let mut map: BTreeMap<String, Vec<&RawRecord>> = BTreeMap::new();
     for record in records {
@@ -115,13 +127,7 @@ async fn a_notes_processor_killed_mid_stream_loses_nothing_and_doubles_nothing()
     let mut cluster = Cluster::start().await?;
     let ids = send_creates(&cluster, COMMANDS).await?;
     // Kill once some, not all, outcomes are out.
-    wait_for_records(
-        cluster.kafka_addr(),
-        topics::NOTES_OUTCOMES,
-        Duration::from_secs(60),
-        |r| !r.is_empty(),
-    )
-    .await?;
+    first_outcome(&cluster).await?;
     cluster.kill_role("notes");
     let more = send_creates(&cluster, COMMANDS / 2).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -156,13 +162,7 @@ async fn two_instances_share_the_partitions_and_one_takes_over_when_the_other_le
     wait_for_assignment(&first, |n| n == 1 || n == 2).await?;
 
     let ids = send_creates(&cluster, COMMANDS).await?;
-    wait_for_records(
-        cluster.kafka_addr(),
-        topics::NOTES_OUTCOMES,
-        Duration::from_secs(60),
-        |r| !r.is_empty(),
-    )
-    .await?;
+    first_outcome(&cluster).await?;
     // On Apache Kafka a SIGKILLed dynamic member is replaced once its session times
     // out; tansu 0.6 never rebalances after that (docs/field-notes.md), so here the
     // member leaves the way an operator scales down: SIGTERM, finish, commit, leave.

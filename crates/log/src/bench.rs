@@ -38,6 +38,18 @@ fn fresh_topic(kind: &str) -> String {
     format!("bench.{kind}.{}", Uuid::new_v4().simple())
 }
 
+/// A new topic of [`PARTITIONS`] partitions for one side of one run.
+async fn create_bench_topic(kafka: &KafkaConfig, kind: &str) -> Result<String> {
+    let topic = fresh_topic(kind);
+    let spec = TopicSpec {
+        name: topic.clone(),
+        partitions: PARTITIONS,
+        configs: vec![],
+    };
+    create_topics(kafka, &[spec]).await?;
+    Ok(topic)
+}
+
 /// Records per second of plain rdkafka: raw bytes out, raw bytes in; with `headers`,
 /// each record also carries headers as large as the log layer's (the broker's cost of
 /// storing headers is then the same on both sides).
@@ -47,16 +59,7 @@ pub async fn plain_run(
     size: usize,
     headers: bool,
 ) -> Result<f64> {
-    let topic = fresh_topic("plain");
-    create_topics(
-        kafka,
-        &[TopicSpec {
-            name: topic.clone(),
-            partitions: PARTITIONS,
-            configs: vec![],
-        }],
-    )
-    .await?;
+    let topic = create_bench_topic(kafka, "plain").await?;
     let consumer: StreamConsumer = kafka.consumer(&fresh_topic("group")).create()?;
     consumer.subscribe(&[&topic])?;
     let producer: FutureProducer = kafka.producer().create()?;
@@ -124,16 +127,7 @@ pub async fn log_run(
     records: usize,
     size: usize,
 ) -> Result<f64> {
-    let topic = fresh_topic("log");
-    create_topics(
-        kafka,
-        &[TopicSpec {
-            name: topic.clone(),
-            partitions: PARTITIONS,
-            configs: vec![],
-        }],
-    )
-    .await?;
+    let topic = create_bench_topic(kafka, "log").await?;
     let publisher = Publisher::new(kafka, codec)?;
     // Warm the schema cache so registration is not timed.
     let sample = |i: usize| {
