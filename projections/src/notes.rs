@@ -6,13 +6,7 @@
 //! in the aggregate and the orchestrator.
 
 use chrono::{TimeZone as _, Utc};
-use notesaga_events::{
-    embedding::EmbeddingEvent,
-    narration::NarrationEvent,
-    notes::NotesEvent,
-    topics::{EMBEDDING_EVENTS, NARRATION_EVENTS, NOTES_EVENTS},
-    Message,
-};
+use notesaga_events::{embedding::EmbeddingEvent, narration::NarrationEvent, notes::NotesEvent};
 use sqlx::{Any, Transaction};
 
 use crate::Result;
@@ -21,36 +15,10 @@ use crate::Result;
 pub const NAME: &str = "notes";
 
 /// The topics it reads.
-pub const TOPICS: [&str; 3] = [NOTES_EVENTS, EMBEDDING_EVENTS, NARRATION_EVENTS];
+pub const TOPICS: [&str; 3] = notesaga_log::FLOW_EVENT_TOPICS;
 
 /// A record of one of [`TOPICS`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Projected {
-    /// From `notes.events`.
-    Notes(NotesEvent),
-    /// From `embedding.events`.
-    Embedding(EmbeddingEvent),
-    /// From `narration.events`.
-    Narration(NarrationEvent),
-}
-
-impl notesaga_log::Inbound for Projected {
-    fn decode(
-        topic: &str,
-        full_name: &str,
-        value: &apache_avro::types::Value,
-    ) -> notesaga_events::Result<Self> {
-        match topic {
-            NOTES_EVENTS => NotesEvent::from_avro(full_name, value).map(Self::Notes),
-            EMBEDDING_EVENTS => EmbeddingEvent::from_avro(full_name, value).map(Self::Embedding),
-            NARRATION_EVENTS => NarrationEvent::from_avro(full_name, value).map(Self::Narration),
-            _ => Err(notesaga_events::Error::UnexpectedType {
-                full_name: full_name.to_owned(),
-                topic_kind: "the notes projection's topics",
-            }),
-        }
-    }
-}
+pub type Projected = notesaga_log::FlowEvent;
 
 fn rfc3339(millis: i64) -> String {
     Utc.timestamp_millis_opt(millis)

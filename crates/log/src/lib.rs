@@ -4,7 +4,7 @@
 //! - [`config`]: broker connection settings and the librdkafka settings every client gets.
 //! - [`topics`]: creates the flow and DLQ topics at start-up, idempotently.
 //! - [`codec`]: Avro in the Confluent wire format through `schema_registry_converter`.
-//! - [`envelope`]: the headers every record carries.
+//! - [`envelope`]: the headers every record carries; [`flow`]: the event topics' union.
 //! - [`producer`]: the idempotent, `acks=all` [`Publisher`].
 //! - [`consumer`]: the consumer loop: decode, handle, store the offset only after the
 //!   handler's outcome is durable, dead-letter what cannot be handled.
@@ -21,6 +21,7 @@ pub mod consumer;
 pub mod dlq;
 pub mod envelope;
 pub mod error;
+pub mod flow;
 pub mod producer;
 pub mod reader;
 pub mod retry;
@@ -32,5 +33,6 @@ pub use config::KafkaConfig;
 pub use consumer::{ConsumerLoop, Handler, HandlerError, Incoming};
 pub use envelope::Metadata;
 pub use error::{Error, Result};
+pub use flow::{FlowEvent, FLOW_EVENT_TOPICS};
 pub use producer::Publisher;
 pub use retry::RetryPolicy;

@@ -138,7 +138,7 @@ impl Handler<Observed> for Orchestrator {
             let sagas = self.rebuild(partition).await?;
             self.partitions.insert(partition, sagas);
         }
-        let Some((note_id, version, input)) = incoming.message.to_input() else {
+        let Some((note_id, version, input)) = crate::observed::to_input(&incoming.message) else {
             return Ok(());
         };
         let saga_id = ids::saga_id(note_id, version);

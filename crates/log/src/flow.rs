@@ -1,0 +1,40 @@
+//! The three event topics the orchestrator and the projections both read, as one type.
+
+use apache_avro::types::Value;
+use notesaga_events::{
+    embedding::EmbeddingEvent,
+    narration::NarrationEvent,
+    notes::NotesEvent,
+    topics::{EMBEDDING_EVENTS, NARRATION_EVENTS, NOTES_EVENTS},
+    Message,
+};
+
+use crate::Inbound;
+
+/// A record of `notes.events`, `embedding.events` or `narration.events`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FlowEvent {
+    /// From `notes.events`.
+    Notes(NotesEvent),
+    /// From `embedding.events`.
+    Embedding(EmbeddingEvent),
+    /// From `narration.events`.
+    Narration(NarrationEvent),
+}
+
+/// The topics a [`FlowEvent`] comes from.
+pub const FLOW_EVENT_TOPICS: [&str; 3] = [NOTES_EVENTS, EMBEDDING_EVENTS, NARRATION_EVENTS];
+
+impl Inbound for FlowEvent {
+    fn decode(topic: &str, full_name: &str, value: &Value) -> notesaga_events::Result<Self> {
+        match topic {
+            NOTES_EVENTS => NotesEvent::from_avro(full_name, value).map(Self::Notes),
+            EMBEDDING_EVENTS => EmbeddingEvent::from_avro(full_name, value).map(Self::Embedding),
+            NARRATION_EVENTS => NarrationEvent::from_avro(full_name, value).map(Self::Narration),
+            _ => Err(notesaga_events::Error::UnexpectedType {
+                full_name: full_name.to_owned(),
+                topic_kind: "the flow's event topics",
+            }),
+        }
+    }
+}
