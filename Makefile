@@ -3,22 +3,29 @@
 CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 DATA_DIR ?= ./data
-APT_PACKAGES := espeak-ng kcat
+# espeak-ng renders narrations; kcat is the independent Kafka client of the wire-format
+# test; procps and coreutils give the tests `kill` and `timeout`; the rest builds the C
+# parts of librdkafka, libsql and the crypto provider.
+APT_PACKAGES := espeak-ng kcat procps coreutils curl g++ make pkg-config zlib1g-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps tools lint test verify run bench-log
 
-# System packages: espeak-ng renders narrations, kcat is the independent Kafka client
-# the wire-format test reads with. Installed only when missing.
+# System packages, installed only when missing.
 deps:
-	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
+# Rust tools: the test runner and the lint components.
 tools:
 	@command -v cargo-nextest >/dev/null || $(CARGO) install cargo-nextest --locked
+	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 
 lint:
 	$(CARGO) fmt --all --check
