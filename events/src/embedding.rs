@@ -53,13 +53,3 @@ message!(
         EmbeddingFailed,
     }
 );
-
-impl EmbeddingEvent {
-    /// The note version the reply is about.
-    pub fn version(&self) -> i64 {
-        match self {
-            Self::EmbeddingGenerated(e) => e.version,
-            Self::EmbeddingFailed(e) => e.version,
-        }
-    }
-}

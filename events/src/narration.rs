@@ -54,13 +54,3 @@ message!(
         NarrationFailed,
     }
 );
-
-impl NarrationEvent {
-    /// The note version the reply is about.
-    pub fn version(&self) -> i64 {
-        match self {
-            Self::NarrationCompleted(e) => e.version,
-            Self::NarrationFailed(e) => e.version,
-        }
-    }
-}

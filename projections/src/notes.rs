@@ -7,6 +7,7 @@
 
 use chrono::{TimeZone as _, Utc};
 use notesaga_events::{embedding::EmbeddingEvent, narration::NarrationEvent, notes::NotesEvent};
+use notesaga_log::FlowEvent;
 use sqlx::{Any, Transaction};
 
 use crate::Result;
@@ -17,9 +18,6 @@ pub const NAME: &str = "notes";
 /// The topics it reads.
 pub const TOPICS: [&str; 3] = notesaga_log::FLOW_EVENT_TOPICS;
 
-/// A record of one of [`TOPICS`].
-pub type Projected = notesaga_log::FlowEvent;
-
 fn rfc3339(millis: i64) -> String {
     Utc.timestamp_millis_opt(millis)
         .single()
@@ -28,9 +26,9 @@ fn rfc3339(millis: i64) -> String {
 }
 
 /// Applies one record inside the batch's transaction.
-pub async fn apply(tx: &mut Transaction<'static, Any>, record: &Projected) -> Result<()> {
+pub async fn apply(tx: &mut Transaction<'static, Any>, record: &FlowEvent) -> Result<()> {
     match record {
-        Projected::Notes(NotesEvent::NoteCreated(e)) => {
+        FlowEvent::Notes(NotesEvent::NoteCreated(e)) => {
             let at = rfc3339(e.occurred_at);
             sqlx::query(
                 "INSERT INTO notes (note_id, owner, version, title, body, status, created_at, updated_at) \
@@ -46,7 +44,7 @@ pub async fn apply(tx: &mut Transaction<'static, Any>, record: &Projected) -> Re
             .execute(&mut **tx)
             .await?;
         }
-        Projected::Notes(NotesEvent::NoteEdited(e)) => {
+        FlowEvent::Notes(NotesEvent::NoteEdited(e)) => {
             sqlx::query(
                 "UPDATE notes SET version = $1, title = $2, body = $3, status = 'processing', \
                  failure_reason = NULL, updated_at = $4 WHERE note_id = $5 AND version = $6",
@@ -60,7 +58,7 @@ pub async fn apply(tx: &mut Transaction<'static, Any>, record: &Projected) -> Re
             .execute(&mut **tx)
             .await?;
         }
-        Projected::Notes(NotesEvent::NotePublished(e)) => {
+        FlowEvent::Notes(NotesEvent::NotePublished(e)) => {
             sqlx::query(
                 "UPDATE notes SET published_version = $1, updated_at = $2, \
                  status = CASE WHEN version = $3 THEN 'published' ELSE status END \
@@ -76,7 +74,7 @@ pub async fn apply(tx: &mut Transaction<'static, Any>, record: &Projected) -> Re
             .execute(&mut **tx)
             .await?;
         }
-        Projected::Notes(NotesEvent::NotePublicationFailed(e)) => {
+        FlowEvent::Notes(NotesEvent::NotePublicationFailed(e)) => {
             sqlx::query(
                 "UPDATE notes SET status = 'failed', failure_reason = $1, updated_at = $2 \
                  WHERE note_id = $3 AND version = $4 AND status = 'processing'",
@@ -88,7 +86,7 @@ pub async fn apply(tx: &mut Transaction<'static, Any>, record: &Projected) -> Re
             .execute(&mut **tx)
             .await?;
         }
-        Projected::Embedding(EmbeddingEvent::EmbeddingGenerated(e)) => {
+        FlowEvent::Embedding(EmbeddingEvent::EmbeddingGenerated(e)) => {
             let vector = serde_json::to_string(&e.vector).expect("floats serialise");
             sqlx::query(
                 "INSERT INTO note_artifacts (note_id, version, embedding_model, embedding_dimensions, embedding_vector) \
@@ -105,7 +103,7 @@ pub async fn apply(tx: &mut Transaction<'static, Any>, record: &Projected) -> Re
             .execute(&mut **tx)
             .await?;
         }
-        Projected::Narration(NarrationEvent::NarrationCompleted(e)) => {
+        FlowEvent::Narration(NarrationEvent::NarrationCompleted(e)) => {
             sqlx::query(
                 "INSERT INTO note_artifacts (note_id, version, audio_key, audio_duration_ms, audio_size_bytes) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (note_id, version) DO UPDATE SET \
@@ -121,8 +119,8 @@ pub async fn apply(tx: &mut Transaction<'static, Any>, record: &Projected) -> Re
             .await?;
         }
         // Failures of a step show through NotePublicationFailed, which the saga sends.
-        Projected::Embedding(EmbeddingEvent::EmbeddingFailed(_))
-        | Projected::Narration(NarrationEvent::NarrationFailed(_)) => {}
+        FlowEvent::Embedding(EmbeddingEvent::EmbeddingFailed(_))
+        | FlowEvent::Narration(NarrationEvent::NarrationFailed(_)) => {}
     }
     Ok(())
 }

@@ -7,7 +7,10 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use notesaga_log::{dlq::dead_letter, AvroCodec, KafkaConfig, Publisher, RetryPolicy};
+use notesaga_log::{
+    dlq::dead_letter_durably, telemetry::PROJECTION_APPLIED_TOTAL, AvroCodec, FlowEvent,
+    KafkaConfig, Publisher, RetryPolicy,
+};
 use rdkafka::{
     consumer::{CommitMode, Consumer as _, StreamConsumer},
     message::{BorrowedMessage, Message as _},
@@ -16,13 +19,7 @@ use sqlx::Row as _;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::{
-    notes::{self, Projected},
-    ReadStore, Result,
-};
-
-/// Counter of records applied by projections, by `projection`.
-pub const APPLIED_TOTAL: &str = "notesaga_projection_applied_total";
+use crate::{notes, ReadStore, Result};
 
 /// Runs the notes projection.
 #[derive(Debug)]
@@ -108,21 +105,13 @@ impl Projector {
         for message in batch {
             match self
                 .codec
-                .decode::<Projected>(message.topic(), message.payload())
+                .decode::<FlowEvent>(message.topic(), message.payload())
                 .await
             {
                 Ok(record) => decoded.push((message, Some(record))),
                 Err(reason) => {
                     error!(topic = message.topic(), partition = message.partition(), offset = message.offset(), %reason, "undecodable record: dead-lettering");
-                    self.retry
-                        .run(|_| async {
-                            dead_letter(&self.publisher, group, message, &reason)
-                                .await
-                                .map_err(|error| notesaga_log::retry::Attempt::Transient {
-                                    error,
-                                    after: None,
-                                })
-                        })
+                    dead_letter_durably(&self.publisher, group, message, &reason, &self.retry)
                         .await?;
                     decoded.push((message, None));
                 }
@@ -132,7 +121,7 @@ impl Projector {
         loop {
             match self.transact(&decoded).await {
                 Ok(applied) => {
-                    metrics::counter!(APPLIED_TOTAL, "projection" => notes::NAME)
+                    metrics::counter!(PROJECTION_APPLIED_TOTAL, "projection" => notes::NAME)
                         .increment(applied);
                     return Ok(());
                 }
@@ -149,7 +138,7 @@ impl Projector {
 
     /// One transaction: the rows and the offsets they came from. Returns how many
     /// records were applied (the rest were below the stored offsets).
-    async fn transact(&self, batch: &[(&BorrowedMessage<'_>, Option<Projected>)]) -> Result<u64> {
+    async fn transact(&self, batch: &[(&BorrowedMessage<'_>, Option<FlowEvent>)]) -> Result<u64> {
         let mut tx = self.store.pool().begin().await?;
         let mut next: HashMap<(String, i32), i64> = HashMap::new();
         let mut applied = 0;

@@ -73,12 +73,6 @@ impl ReadStore {
         &self.pool
     }
 
-    /// Whether the database answers.
-    pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
     /// One note, if the projection has seen it.
     pub async fn note(&self, note_id: Uuid) -> Result<Option<NoteView>> {
         let row = sqlx::query(

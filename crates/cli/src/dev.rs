@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::{
-    args::{sqlite_url, Connection, DevArgs},
+    args::{Connection, DevArgs, Storage},
     roles,
 };
 
@@ -133,22 +133,14 @@ async fn run_roles(
     let rt = roles::connect(&connection).await?;
     roles::register_contract(rt.publisher.codec()).await?;
 
-    let projections_url = match args
-        .database_url
-        .clone()
-        .or_else(|| std::env::var("DATABASE_URL").ok())
-    {
-        Some(url) => url,
-        None => sqlite_url(data_dir, "projections.db")?,
+    // The same storage rules as the separate roles, rooted in the data directory.
+    let storage = Storage {
+        data_dir: data_dir.to_owned(),
+        database_url: args.database_url.clone(),
     };
-    let embedding_url = if projections_url.starts_with("postgres") {
-        projections_url.clone()
-    } else {
-        sqlite_url(data_dir, "embedding.db")?
-    };
-    let read_store = ReadStore::connect(&projections_url).await?;
-    let embedding_store = EmbeddingStore::connect(&embedding_url).await?;
-    let audio = FsBlobStore::new(data_dir.join("audio"));
+    let read_store = ReadStore::connect(&storage.projections_url()?).await?;
+    let embedding_store = EmbeddingStore::connect(&storage.embedding_url(&None)?).await?;
+    let audio = FsBlobStore::new(storage.audio_dir());
     let engine = Espeak {
         voice: args.voice.clone(),
         ..Espeak::default()

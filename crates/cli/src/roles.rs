@@ -13,10 +13,12 @@ use notesaga_events::{
     saga::SagaEvent,
     topics::{self, group},
 };
-use notesaga_log::{topics::ensure_topics, AvroCodec, ConsumerLoop, KafkaConfig, Publisher};
+use notesaga_log::{
+    topics::ensure_topics, AvroCodec, ConsumerLoop, FlowEvent, KafkaConfig, Publisher,
+};
 use notesaga_narration::{Espeak, FsBlobStore, NarrationProcessor};
 use notesaga_notes::NotesProcessor;
-use notesaga_orchestrator::{Observed, Orchestrator};
+use notesaga_orchestrator::Orchestrator;
 use notesaga_projections::{Projector, ReadStore};
 use notesaga_registry::{Registry, RegistryConfig};
 use tokio_util::sync::CancellationToken;
@@ -190,7 +192,7 @@ pub(crate) async fn run_orchestrator(rt: Runtime, shutdown: CancellationToken) -
         ],
         rt.publisher,
     )
-    .run::<Observed, _>(handler, shutdown)
+    .run::<FlowEvent, _>(handler, shutdown)
     .await?;
     Ok(())
 }

@@ -11,10 +11,6 @@ use serde_json::Value;
 
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(90);
 
-async fn start_cluster() -> Result<Cluster> {
-    Cluster::start().await
-}
-
 async fn audio(url: &str) -> Result<(u16, String, Vec<u8>)> {
     let response = reqwest::get(url).await?;
     let status = response.status().as_u16();
@@ -38,7 +34,7 @@ fn check_wav(bytes: &[u8]) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_note_is_published_through_the_log_and_edits_publish_the_next_version() -> Result<()> {
-    let cluster = start_cluster().await?;
+    let cluster = Cluster::start().await?;
     let base = cluster.http_url.as_str();
 
     let (status, created) = client::create(
@@ -175,7 +171,7 @@ async fn wire_format_is_confluent_avro(cluster: &Cluster, note_id: &str) -> Resu
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_requests_get_problem_details() -> Result<()> {
-    let cluster = start_cluster().await?;
+    let cluster = Cluster::start().await?;
     let base = cluster.http_url.as_str();
     let http = reqwest::Client::new();
     let send = |method: reqwest::Method, path: &str, body: &'static str| {

@@ -4,7 +4,7 @@
 
 use notesaga_events::{
     embedding::{EmbeddingCommand, EmbeddingEvent, EmbeddingFailed, EmbeddingGenerated},
-    ids, now_millis,
+    now_millis,
     topics::EMBEDDING_EVENTS,
 };
 use notesaga_log::{Handler, HandlerError, Incoming, Publisher};
@@ -35,16 +35,10 @@ impl EmbeddingProcessor {
 }
 
 impl Handler<EmbeddingCommand> for EmbeddingProcessor {
-    async fn handle(&mut self, incoming: Incoming<EmbeddingCommand>) -> Result<(), HandlerError> {
-        let EmbeddingCommand::GenerateEmbedding(command) = incoming.message;
-        let command_id = incoming
-            .metadata
-            .command_id
-            .unwrap_or(incoming.metadata.event_id);
-        let reply_meta = incoming
-            .metadata
-            .caused(ids::event_id(command_id, 0))
-            .with_command(command_id);
+    async fn handle(&mut self, incoming: &Incoming<EmbeddingCommand>) -> Result<(), HandlerError> {
+        let EmbeddingCommand::GenerateEmbedding(command) = &incoming.message;
+        let command_id = incoming.metadata.command();
+        let reply_meta = incoming.metadata.command_event(command_id, 0);
         let stored = self
             .store
             .get(command.note_id, command.version)

@@ -107,13 +107,4 @@ impl EmbeddingStore {
             .await?
             .unwrap_or_else(|| embedding.clone()))
     }
-
-    /// How many embeddings are stored for a note (for tests and checks).
-    pub async fn count(&self, note_id: Uuid) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM embedding_vectors WHERE note_id = $1")
-            .bind(note_id.to_string())
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("n")?)
-    }
 }

@@ -111,7 +111,7 @@ struct Counter {
 }
 
 impl Handler<NotesEvent> for Counter {
-    async fn handle(&mut self, _incoming: Incoming<NotesEvent>) -> Result<(), HandlerError> {
+    async fn handle(&mut self, _incoming: &Incoming<NotesEvent>) -> Result<(), HandlerError> {
         if self.seen.fetch_add(1, Ordering::Relaxed) + 1 >= self.target {
             self.done.cancel();
         }

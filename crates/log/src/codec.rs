@@ -16,7 +16,7 @@ use crate::{Error, Result};
 
 /// A type the consumer loop can decode records into: one topic's [`Message`] enum, or a
 /// role's own enum over the several topics it consumes.
-pub trait Inbound: Sized + Clone + Send + 'static {
+pub trait Inbound: Sized + Send + 'static {
     /// Reads the decoded record, whose schema has `full_name`, that arrived on `topic`.
     fn decode(topic: &str, full_name: &str, value: &Value) -> notesaga_events::Result<Self>;
 }

@@ -15,10 +15,9 @@ use rdkafka::{
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn, Instrument as _};
-use uuid::Uuid;
 
 use crate::{
-    dlq::dead_letter, retry::Attempt, telemetry, Inbound, KafkaConfig, Metadata, Publisher, Result,
+    dlq::dead_letter_durably, telemetry, Inbound, KafkaConfig, Metadata, Publisher, Result,
     RetryPolicy,
 };
 
@@ -56,10 +55,11 @@ impl From<crate::Error> for HandlerError {
 
 /// What a role does with each record.
 pub trait Handler<M>: Send {
-    /// Handles one record; returns once its outcome is durable.
+    /// Handles one record; returns once its outcome is durable. The record is lent, not
+    /// given: a transient failure hands the same record to the next attempt.
     fn handle(
         &mut self,
-        incoming: Incoming<M>,
+        incoming: &Incoming<M>,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
     /// The group took these `(topic, partition)`s away: drop any state kept for them.
@@ -119,12 +119,6 @@ impl ConsumerLoop {
             publisher,
             retry: RetryPolicy::default(),
         }
-    }
-
-    /// Retries transient handler failures with `retry` before dead-lettering.
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
     }
 
     /// Runs until `shutdown` is cancelled: finishes the record in hand, commits the
@@ -190,11 +184,7 @@ impl ConsumerLoop {
         let started = Instant::now();
         let topic = message.topic().to_owned();
         let (partition, offset) = (message.partition(), message.offset());
-        let fallback_id = Uuid::new_v5(
-            &Uuid::NAMESPACE_OID,
-            format!("{topic}/{partition}/{offset}").as_bytes(),
-        );
-        let (event_type, metadata) = Metadata::from_headers(message.headers(), fallback_id);
+        let (event_type, metadata) = Metadata::from_message(message);
         let span = tracing::info_span!(
             "record",
             "messaging.destination.name" = %topic,
@@ -227,7 +217,7 @@ impl ConsumerLoop {
             };
             let mut schedule = self.retry.schedule();
             let result = loop {
-                match handler.handle(incoming.clone()).await {
+                match handler.handle(&incoming).await {
                     Ok(()) => break Ok(()),
                     Err(HandlerError::Permanent(reason)) => break Err(reason),
                     Err(HandlerError::Transient(reason)) => {
@@ -253,7 +243,8 @@ impl ConsumerLoop {
             Err(_) => "dead_lettered",
         };
         if let Err(reason) = outcome {
-            self.dead_letter_until_done(message, &reason).await?;
+            dead_letter_durably(&self.publisher, &self.group, message, &reason, &self.retry)
+                .await?;
         }
         metrics::counter!(telemetry::RECORDS_TOTAL, "group" => self.group.clone(), "topic" => topic.clone(), "outcome" => label).increment(1);
         metrics::histogram!(telemetry::HANDLE_SECONDS, "group" => self.group.clone())
@@ -264,22 +255,5 @@ impl ConsumerLoop {
             warn!(%err, topic = %topic, partition, offset, "cannot store offset");
         }
         Ok(())
-    }
-
-    /// A dead letter must not be lost: retry with the policy, and stop the loop rather
-    /// than move past a record that is neither handled nor dead-lettered.
-    async fn dead_letter_until_done(
-        &self,
-        message: &BorrowedMessage<'_>,
-        reason: &str,
-    ) -> Result<()> {
-        self.retry
-            .run(|_| async {
-                dead_letter(&self.publisher, &self.group, message, reason)
-                    .await
-                    .map_err(|error| Attempt::Transient { error, after: None })
-            })
-            .await
-            .map(drop)
     }
 }

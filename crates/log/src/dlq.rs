@@ -4,7 +4,7 @@
 use notesaga_events::{headers as h, topics::dlq_topic};
 use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message as _, OwnedHeaders};
 
-use crate::{producer::Appended, Publisher, Result};
+use crate::{producer::Appended, retry::Attempt, Publisher, Result, RetryPolicy};
 
 /// Appends `message` to the DLQ of `group` with `error`.
 pub async fn dead_letter(
@@ -38,5 +38,23 @@ pub async fn dead_letter(
     }
     publisher
         .send_raw(&dlq_topic(group), message.key(), message.payload(), headers)
+        .await
+}
+
+/// [`dead_letter`] retried with `retry`. A record may only be moved past once it is
+/// handled or dead-lettered, so a caller stops when even this fails.
+pub async fn dead_letter_durably(
+    publisher: &Publisher,
+    group: &str,
+    message: &BorrowedMessage<'_>,
+    error: &str,
+    retry: &RetryPolicy,
+) -> Result<Appended> {
+    retry
+        .run(|_| async {
+            dead_letter(publisher, group, message, error)
+                .await
+                .map_err(|error| Attempt::Transient { error, after: None })
+        })
         .await
 }

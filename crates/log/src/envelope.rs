@@ -1,8 +1,8 @@
 //! The headers every record carries (names in `notesaga_events::headers`).
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use notesaga_events::headers as h;
-use rdkafka::message::{Header, OwnedHeaders};
+use notesaga_events::{headers as h, ids};
+use rdkafka::message::{BorrowedMessage, Header, Message as _, OwnedHeaders};
 use uuid::Uuid;
 
 /// Who a record is and where it came from.
@@ -48,15 +48,22 @@ impl Metadata {
         }
     }
 
+    /// The command this record is or belongs to: its `command_id` header, or, for a
+    /// command from a producer that sets none, the record's own id.
+    pub fn command(&self) -> Uuid {
+        self.command_id.unwrap_or(self.event_id)
+    }
+
+    /// Metadata of the `index`-th event caused by the command `command_id` that this
+    /// describes (ids derived from the command, so a re-run yields the same ids).
+    pub fn command_event(&self, command_id: Uuid, index: usize) -> Self {
+        self.caused(ids::event_id(command_id, index))
+            .with_command(command_id)
+    }
+
     /// The same metadata naming the command it belongs to.
     pub fn with_command(mut self, command_id: Uuid) -> Self {
         self.command_id = Some(command_id);
-        self
-    }
-
-    /// The same metadata with a given time (e.g. the time stored in the payload).
-    pub fn at(mut self, occurred_at: DateTime<Utc>) -> Self {
-        self.occurred_at = occurred_at;
         self
     }
 
@@ -82,6 +89,19 @@ impl Metadata {
             headers = headers.insert(header(h::TRACEPARENT, traceparent));
         }
         headers
+    }
+
+    /// Reads a consumed record's headers; a record without an `event_id` header gets an
+    /// id derived from its coordinates, so every reading of it agrees.
+    pub fn from_message(message: &BorrowedMessage<'_>) -> (Option<String>, Self) {
+        let coordinates = format!(
+            "{}/{}/{}",
+            message.topic(),
+            message.partition(),
+            message.offset()
+        );
+        let fallback_id = Uuid::new_v5(&Uuid::NAMESPACE_OID, coordinates.as_bytes());
+        Self::from_headers(message.headers(), fallback_id)
     }
 
     /// Reads the headers of a consumed record. Records from other producers may lack

@@ -1,11 +1,11 @@
 //! The idempotent, `acks=all` producer every role writes through.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use notesaga_events::Message;
 use rdkafka::{
     message::OwnedHeaders,
-    producer::{FutureProducer, FutureRecord, Producer as _},
+    producer::{FutureProducer, FutureRecord},
     util::Timeout,
 };
 
@@ -88,10 +88,5 @@ impl Publisher {
                 source,
             }),
         }
-    }
-
-    /// Waits for every queued record to be delivered.
-    pub fn flush(&self, timeout: Duration) -> Result<()> {
-        self.producer.flush(timeout).map_err(Error::from)
     }
 }

@@ -48,11 +48,7 @@ pub async fn read_partition<M: Inbound>(
             .await
             .map_err(|_| Error::Timeout(format!("reading {topic}/{partition} up to {high}")))??;
         let offset = message.offset();
-        let fallback = Uuid::new_v5(
-            &Uuid::NAMESPACE_OID,
-            format!("{topic}/{partition}/{offset}").as_bytes(),
-        );
-        let (_, metadata) = Metadata::from_headers(message.headers(), fallback);
+        let (_, metadata) = Metadata::from_message(&message);
         match codec.decode::<M>(topic, message.payload()).await {
             Ok(decoded) => records.push(Incoming {
                 message: decoded,

@@ -35,7 +35,7 @@ struct Collect {
 }
 
 impl Handler<NotesEvent> for Collect {
-    async fn handle(&mut self, incoming: Incoming<NotesEvent>) -> Result<(), HandlerError> {
+    async fn handle(&mut self, incoming: &Incoming<NotesEvent>) -> Result<(), HandlerError> {
         let mut seen = self.seen.lock().unwrap();
         *seen.entry(incoming.metadata.event_id).or_default() += 1;
         if seen.len() == RECORDS {

@@ -5,13 +5,11 @@
 use std::path::Path;
 
 use notesaga_events::{
-    ids,
     narration::{NarrationCommand, NarrationCompleted, NarrationEvent, NarrationFailed},
     now_millis,
     topics::NARRATION_EVENTS,
 };
 use notesaga_log::{Handler, HandlerError, Incoming, Publisher};
-use tokio::io::AsyncReadExt as _;
 use tracing::{info, warn};
 
 use crate::{
@@ -30,15 +28,8 @@ pub struct NarrationProcessor {
 
 /// Reads a WAV file's header and size and returns `(duration_ms, size_bytes)`.
 pub async fn wav_facts(path: &Path) -> Result<(i64, i64), String> {
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| e.to_string())?;
-    let size = file.metadata().await.map_err(|e| e.to_string())?.len();
-    let mut header = vec![0u8; 4096.min(size as usize)];
-    file.read_exact(&mut header)
-        .await
-        .map_err(|e| e.to_string())?;
-    let info = wav::parse(&header, size).map_err(|e| e.to_string())?;
+    let (_, size, chunk) = wav::open(path).await?;
+    let info = chunk.info;
     Ok((info.duration_ms() as i64, size as i64))
 }
 
@@ -81,16 +72,10 @@ impl NarrationProcessor {
 }
 
 impl Handler<NarrationCommand> for NarrationProcessor {
-    async fn handle(&mut self, incoming: Incoming<NarrationCommand>) -> Result<(), HandlerError> {
-        let NarrationCommand::NarrateNote(command) = incoming.message;
-        let command_id = incoming
-            .metadata
-            .command_id
-            .unwrap_or(incoming.metadata.event_id);
-        let reply_meta = incoming
-            .metadata
-            .caused(ids::event_id(command_id, 0))
-            .with_command(command_id);
+    async fn handle(&mut self, incoming: &Incoming<NarrationCommand>) -> Result<(), HandlerError> {
+        let NarrationCommand::NarrateNote(command) = &incoming.message;
+        let command_id = incoming.metadata.command();
+        let reply_meta = incoming.metadata.command_event(command_id, 0);
         let key = narration_key(command.note_id, command.version);
         let existing = self
             .blobs

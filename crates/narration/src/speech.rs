@@ -19,20 +19,9 @@ async fn append_pcm(
 ) -> Result<u64, SpeechError> {
     let fail =
         |what: &str, err: &dyn std::fmt::Display| SpeechError::Failed(format!("{what}: {err}"));
-    let mut file = tokio::fs::File::open(piece)
+    let (mut file, _, chunk) = crate::wav::open(piece)
         .await
-        .map_err(|e| fail("read rendered chunk", &e))?;
-    let len = file
-        .metadata()
-        .await
-        .map_err(|e| fail("read rendered chunk", &e))?
-        .len();
-    let mut header = vec![0u8; 4096.min(len as usize)];
-    file.read_exact(&mut header)
-        .await
-        .map_err(|e| fail("read rendered chunk", &e))?;
-    let chunk =
-        crate::wav::data_chunk(&header, len).map_err(|e| fail("engine wrote no valid WAV", &e))?;
+        .map_err(|e| fail("engine wrote no valid WAV", &e))?;
     let same = |a: &crate::wav::WavInfo, b: &crate::wav::WavInfo| {
         (a.sample_rate, a.channels, a.bits_per_sample)
             == (b.sample_rate, b.channels, b.bits_per_sample)

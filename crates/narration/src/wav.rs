@@ -180,6 +180,22 @@ pub fn pcm_header(info: &WavInfo, data_bytes: u64) -> [u8; 44] {
     header
 }
 
+/// Opens a WAV file and finds its audio: the open file, its size in bytes and its data
+/// chunk (read from the first 4 KiB, where every engine here puts its header).
+pub async fn open(path: &std::path::Path) -> Result<(tokio::fs::File, u64, DataChunk), String> {
+    use tokio::io::AsyncReadExt as _;
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let size = file.metadata().await.map_err(|e| e.to_string())?.len();
+    let mut header = vec![0u8; 4096.min(size as usize)];
+    file.read_exact(&mut header)
+        .await
+        .map_err(|e| e.to_string())?;
+    let chunk = data_chunk(&header, size).map_err(|e| e.to_string())?;
+    Ok((file, size, chunk))
+}
+
 #[cfg(test)]
 mod join_tests {
     use super::*;

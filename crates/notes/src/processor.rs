@@ -137,19 +137,16 @@ fn command_type(command: &NotesCommand) -> String {
 }
 
 impl Handler<NotesCommand> for NotesProcessor {
-    async fn handle(&mut self, incoming: Incoming<NotesCommand>) -> Result<(), HandlerError> {
+    async fn handle(&mut self, incoming: &Incoming<NotesCommand>) -> Result<(), HandlerError> {
         let partition = incoming.partition;
         if !self.partitions.contains_key(&partition) {
             let state = self.rebuild(partition).await?;
             self.partitions.insert(partition, state);
         }
-        let command = incoming.message;
+        let command = &incoming.message;
         let note_id = command.note_id();
         // Commands from other producers may lack the header; their event id stands in.
-        let command_id = incoming
-            .metadata
-            .command_id
-            .unwrap_or(incoming.metadata.event_id);
+        let command_id = incoming.metadata.command();
         let cause = incoming.metadata.clone().with_command(command_id);
         let state = self.partitions.get(&partition).expect("rebuilt above");
 
@@ -163,7 +160,7 @@ impl Handler<NotesCommand> for NotesProcessor {
             let outcome = NotesOutcome::CommandApplied(CommandApplied {
                 command_id,
                 note_id,
-                command_type: command_type(&command),
+                command_type: command_type(command),
                 version,
                 event_ids,
                 occurred_at: now_millis(),
@@ -176,13 +173,13 @@ impl Handler<NotesCommand> for NotesProcessor {
 
         let note = state.notes.get(&note_id).cloned().unwrap_or_default();
         let now = now_millis();
-        let outcome = match handle(&note, &command, now) {
+        let outcome = match handle(&note, command, now) {
             Ok(events) => {
                 let mut note = note;
                 let mut event_ids = Vec::with_capacity(events.len());
                 for (index, event) in events.iter().enumerate() {
-                    let event_id = ids::event_id(command_id, index);
-                    let metadata = cause.caused(event_id).with_command(command_id);
+                    let metadata = cause.command_event(command_id, index);
+                    let event_id = metadata.event_id;
                     self.publisher
                         .publish(NOTES_EVENTS, event, &metadata)
                         .await?;
@@ -202,7 +199,7 @@ impl Handler<NotesCommand> for NotesProcessor {
                 NotesOutcome::CommandApplied(CommandApplied {
                     command_id,
                     note_id,
-                    command_type: command_type(&command),
+                    command_type: command_type(command),
                     version,
                     event_ids,
                     occurred_at: now,
@@ -213,7 +210,7 @@ impl Handler<NotesCommand> for NotesProcessor {
                 NotesOutcome::CommandRejected(CommandRejected {
                     command_id,
                     note_id,
-                    command_type: command_type(&command),
+                    command_type: command_type(command),
                     code: rejection.code.as_str().to_owned(),
                     message: rejection.message,
                     occurred_at: now,

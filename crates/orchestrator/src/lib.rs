@@ -10,5 +10,5 @@
 mod observed;
 mod runner;
 
-pub use observed::{to_input, Observed};
+pub use observed::to_input;
 pub use runner::Orchestrator;

@@ -18,7 +18,7 @@ use notesaga_sagas::note_pipeline::{apply, pending_command, react, Action, Comma
 use tracing::info;
 use uuid::Uuid;
 
-use crate::Observed;
+use notesaga_log::FlowEvent;
 
 /// Runs note-pipeline sagas.
 #[derive(Debug)]
@@ -131,8 +131,8 @@ impl Orchestrator {
     }
 }
 
-impl Handler<Observed> for Orchestrator {
-    async fn handle(&mut self, incoming: Incoming<Observed>) -> Result<(), HandlerError> {
+impl Handler<FlowEvent> for Orchestrator {
+    async fn handle(&mut self, incoming: &Incoming<FlowEvent>) -> Result<(), HandlerError> {
         let partition = incoming.partition;
         if !self.partitions.contains_key(&partition) {
             let sagas = self.rebuild(partition).await?;

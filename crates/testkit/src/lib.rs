@@ -181,11 +181,6 @@ impl ChildProcess {
         })
     }
 
-    /// The process id.
-    pub fn id(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -218,11 +213,6 @@ impl ChildProcess {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    /// Whether it is still running.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
     }
 }
 
