@@ -37,13 +37,48 @@ pub struct EmbeddingFailed {
     pub occurred_at: i64,
 }
 
+/// Delete the stored embedding of one version (`Some`: a compensation or a retirement) or of
+/// every version of the note (`None`: the cleanup after a deletion). Idempotent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteEmbedding {
+    #[serde(with = "crate::uuid_string")]
+    pub note_id: Uuid,
+    pub version: Option<i64>,
+}
+
+/// The embedding is gone (also when there was nothing left to delete).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingDeleted {
+    #[serde(with = "crate::uuid_string")]
+    pub note_id: Uuid,
+    pub version: Option<i64>,
+    pub deleted: i32,
+    pub occurred_at: i64,
+}
+
+/// The embedding could not be deleted; the saga tries again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingDeletionFailed {
+    #[serde(with = "crate::uuid_string")]
+    pub note_id: Uuid,
+    pub version: Option<i64>,
+    pub reason: String,
+    pub occurred_at: i64,
+}
+
 record!(GenerateEmbedding, "notesaga.embedding", "embedding");
 record!(EmbeddingGenerated, "notesaga.embedding", "embedding");
 record!(EmbeddingFailed, "notesaga.embedding", "embedding");
+record!(DeleteEmbedding, "notesaga.embedding", "embedding");
+record!(EmbeddingDeleted, "notesaga.embedding", "embedding");
+record!(EmbeddingDeletionFailed, "notesaga.embedding", "embedding");
 
 message!(
     /// What may appear on `embedding.commands`.
-    EmbeddingCommand { GenerateEmbedding }
+    EmbeddingCommand {
+        GenerateEmbedding,
+        DeleteEmbedding,
+    }
 );
 
 message!(
@@ -51,5 +86,7 @@ message!(
     EmbeddingEvent {
         EmbeddingGenerated,
         EmbeddingFailed,
+        EmbeddingDeleted,
+        EmbeddingDeletionFailed,
     }
 );

@@ -29,6 +29,14 @@ pub fn saga_id(note_id: Uuid, version: i64) -> Uuid {
     )
 }
 
+/// Id of the cleanup saga that removes every artifact of a deleted note (one per note).
+pub fn cleanup_saga_id(note_id: Uuid) -> Uuid {
+    Uuid::new_v5(
+        &namespace(),
+        format!("saga/note-cleanup/{note_id}").as_bytes(),
+    )
+}
+
 /// Id of the command a saga sends for `step` on its `attempt`.
 pub fn saga_command_id(saga_id: Uuid, step: &str, attempt: i32) -> Uuid {
     Uuid::new_v5(
@@ -37,11 +45,14 @@ pub fn saga_command_id(saga_id: Uuid, step: &str, attempt: i32) -> Uuid {
     )
 }
 
-/// Id of the `index`-th saga event caused by the record `cause_id`.
-pub fn saga_event_id(saga_id: Uuid, cause_id: Uuid, index: usize) -> Uuid {
+/// Id of the saga event at `position` in the saga's own history (0 = `SagaStarted`).
+/// Whoever appends the n-th event of a saga gives it the same id, so a re-run after a
+/// crash, or a zombie orchestrator, cannot add a second version of it: readers keep the
+/// first in log order.
+pub fn saga_event_id(saga_id: Uuid, position: u32) -> Uuid {
     Uuid::new_v5(
         &namespace(),
-        format!("saga-event/{saga_id}/{cause_id}/{index}").as_bytes(),
+        format!("saga-event/{saga_id}/{position}").as_bytes(),
     )
 }
 

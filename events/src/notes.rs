@@ -44,6 +44,15 @@ pub struct MarkNoteVersionFailed {
     pub reason: String,
 }
 
+/// Delete a note: readers answer 410 Gone, and a cleanup saga removes every artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteNote {
+    #[serde(with = "crate::uuid_string")]
+    pub note_id: Uuid,
+    pub owner: String,
+    pub expected_version: Option<i64>,
+}
+
 /// A note came into being at version 1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NoteCreated {
@@ -87,6 +96,16 @@ pub struct NotePublicationFailed {
     pub occurred_at: i64,
 }
 
+/// A note was deleted (at its latest version).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoteDeleted {
+    #[serde(with = "crate::uuid_string")]
+    pub note_id: Uuid,
+    pub owner: String,
+    pub version: i64,
+    pub occurred_at: i64,
+}
+
 /// A command was applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandApplied {
@@ -117,6 +136,8 @@ record!(CreateNote, "notesaga.notes", "notes");
 record!(EditNote, "notesaga.notes", "notes");
 record!(PublishNoteVersion, "notesaga.notes", "notes");
 record!(MarkNoteVersionFailed, "notesaga.notes", "notes");
+record!(DeleteNote, "notesaga.notes", "notes");
+record!(NoteDeleted, "notesaga.notes", "notes");
 record!(NoteCreated, "notesaga.notes", "notes");
 record!(NoteEdited, "notesaga.notes", "notes");
 record!(NotePublished, "notesaga.notes", "notes");
@@ -131,6 +152,7 @@ message!(
         EditNote,
         PublishNoteVersion,
         MarkNoteVersionFailed,
+        DeleteNote,
     }
 );
 
@@ -141,6 +163,7 @@ message!(
         NoteEdited,
         NotePublished,
         NotePublicationFailed,
+        NoteDeleted,
     }
 );
 
@@ -160,6 +183,7 @@ impl NotesEvent {
             Self::NoteEdited(e) => e.version,
             Self::NotePublished(e) => e.version,
             Self::NotePublicationFailed(e) => e.version,
+            Self::NoteDeleted(e) => e.version,
         }
     }
 }

@@ -1,31 +1,102 @@
-//! The note-pipeline saga.
+//! The note-pipeline saga: publishes one note version, or (kind `cleanup`) removes every
+//! artifact of a deleted note.
 //!
-//! Steps, in order, are declared once in [`STEPS`]. `react` decides, `apply` folds the
-//! saga's own events into its state; replies that do not match the step in flight (late,
-//! duplicate, or about an attempt already answered) change nothing.
+//! Everything that defines the saga is declared once here: the plan of forward steps
+//! ([`plan`]), each step's command ([`step_command`]), compensation
+//! ([`Step::compensation`]), retry budget and deadline ([`Policy`]). [`react`] decides
+//! what an input means; [`apply`] folds the saga's own events into its state, so a
+//! rebuild is a fold of `saga.note-pipeline`. Both are pure: the clock comes in as `now`.
+//!
+//! Rules (see "The flow" in ARCHITECTURE.md):
+//! - A reply counts only if it answers the command the saga is waiting for (same
+//!   command id); late, duplicate and out-of-order replies change nothing.
+//! - A passed deadline re-sends the same command (same id), up to `max_resends` times;
+//!   then the attempt counts as a retryable failure. A retryable failure starts a new
+//!   attempt (new command id) after an exponential backoff, up to the step's budget.
+//! - A forward step that fails for good makes the saga compensate the steps it did (and
+//!   the one in flight, whose late effect a delete also removes), last first, then mark
+//!   the version failed. `Publish` is the pivot: once a version is published nothing
+//!   cancels its saga, which goes on to retire the previously published version.
+//! - Compensations, retirements and cleanups must finish: they are retried whatever the
+//!   failure, and past their budget the saga parks in `compensation_failed` until an
+//!   operator retries it.
 
 use notesaga_events::{
-    embedding::GenerateEmbedding,
+    embedding::{DeleteEmbedding, GenerateEmbedding},
     ids,
-    narration::NarrateNote,
+    narration::{DeleteNarration, NarrateNote},
     notes::{MarkNoteVersionFailed, PublishNoteVersion},
-    saga::{SagaCompleted, SagaEvent, SagaStarted, StepFailed, StepRequested, StepSucceeded},
+    saga::{
+        CompensationRequested, DeadlinePassed, SagaCompensated, SagaCompensationFailed,
+        SagaCompleted, SagaEvent, SagaStarted, SagaStuck, SagaSuperseded, StepCompensated,
+        StepFailed, StepRequested, StepRetried, StepSucceeded,
+    },
 };
 use uuid::Uuid;
 
-/// One step of the pipeline.
+/// What a saga instance is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// `GenerateEmbedding` → `EmbeddingGenerated`.
-    Embedding,
-    /// `NarrateNote` → `NarrationCompleted`.
-    Narration,
-    /// `PublishNoteVersion` → `NotePublished`.
+pub enum Kind {
+    /// Publish one note version (embedding → narration → publish → retire the old one).
     Publish,
+    /// Remove every artifact of a deleted note.
+    Cleanup,
 }
 
-/// The steps in the order they run.
-pub const STEPS: [Step; 3] = [Step::Embedding, Step::Narration, Step::Publish];
+impl Kind {
+    /// The name written in `SagaStarted.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Publish => "publish",
+            Self::Cleanup => "cleanup",
+        }
+    }
+
+    /// The kind named `name` (an unknown name is read as `publish`, the schema default).
+    pub fn from_name(name: &str) -> Self {
+        if name == "cleanup" {
+            Self::Cleanup
+        } else {
+            Self::Publish
+        }
+    }
+}
+
+/// One step of a saga: forward steps and the compensations that undo them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// `GenerateEmbedding(v)` → `EmbeddingGenerated`.
+    Embedding,
+    /// `NarrateNote(v)` → `NarrationCompleted`.
+    Narration,
+    /// `PublishNoteVersion(v)` → `NotePublished`. The pivot.
+    Publish,
+    /// `DeleteEmbedding(previously published version)`, after publishing.
+    RetireEmbedding,
+    /// `DeleteNarration(previously published version)`, after publishing.
+    RetireNarration,
+    /// Compensation of `Embedding`: `DeleteEmbedding(v)`.
+    DeleteEmbedding,
+    /// Compensation of `Narration`: `DeleteNarration(v)`.
+    DeleteNarration,
+    /// Cleanup after a deletion: `DeleteEmbedding(every version)`.
+    CleanupEmbeddings,
+    /// Cleanup after a deletion: `DeleteNarration(every version)`.
+    CleanupNarrations,
+}
+
+/// Every step, for name lookups.
+pub const ALL_STEPS: [Step; 9] = [
+    Step::Embedding,
+    Step::Narration,
+    Step::Publish,
+    Step::RetireEmbedding,
+    Step::RetireNarration,
+    Step::DeleteEmbedding,
+    Step::DeleteNarration,
+    Step::CleanupEmbeddings,
+    Step::CleanupNarrations,
+];
 
 impl Step {
     /// The name written in saga events.
@@ -34,87 +105,284 @@ impl Step {
             Self::Embedding => "embedding",
             Self::Narration => "narration",
             Self::Publish => "publish",
+            Self::RetireEmbedding => "retire_embedding",
+            Self::RetireNarration => "retire_narration",
+            Self::DeleteEmbedding => "delete_embedding",
+            Self::DeleteNarration => "delete_narration",
+            Self::CleanupEmbeddings => "cleanup_embeddings",
+            Self::CleanupNarrations => "cleanup_narrations",
         }
     }
 
     /// The step named `name`.
     pub fn from_name(name: &str) -> Option<Self> {
-        STEPS.into_iter().find(|step| step.name() == name)
+        ALL_STEPS.into_iter().find(|step| step.name() == name)
     }
 
-    /// The step after this one.
-    pub fn next(self) -> Option<Self> {
-        let at = STEPS.iter().position(|s| *s == self)?;
-        STEPS.get(at + 1).copied()
+    /// The step that undoes this one, if it has an effect to undo before the pivot.
+    pub fn compensation(self) -> Option<Self> {
+        match self {
+            Self::Embedding => Some(Self::DeleteEmbedding),
+            Self::Narration => Some(Self::DeleteNarration),
+            _ => None,
+        }
+    }
+
+    /// Whether the step must eventually succeed: it is retried whatever the failure and
+    /// parks the saga past its budget, instead of failing it.
+    pub fn must_finish(self) -> bool {
+        !matches!(self, Self::Embedding | Self::Narration | Self::Publish)
+    }
+
+    /// Whether the step undoes another one (it runs while the saga is compensating).
+    pub fn is_compensation(self) -> bool {
+        matches!(self, Self::DeleteEmbedding | Self::DeleteNarration)
     }
 }
 
-/// Where a saga is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Retry budgets and deadlines, declared once (the orchestrator reads them from its
+/// configuration; the defaults are the documented ones).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Reply deadline of `Embedding`, ms.
+    pub embedding_deadline_ms: i64,
+    /// Reply deadline of `Narration` for an empty text, ms…
+    pub narration_deadline_ms: i64,
+    /// …plus this much per started 1,000 bytes of text, ms (100 KB is over an hour of
+    /// speech, so a fixed deadline would fail long notes or wait forever on short ones).
+    pub narration_deadline_per_kb_ms: i64,
+    /// Reply deadline of every other step (publish, deletes), ms.
+    pub other_deadline_ms: i64,
+    /// Re-sends of the same command after passed deadlines before the attempt counts
+    /// as a (retryable) failure.
+    pub max_resends: i32,
+    /// Attempts of a forward step before the saga fails.
+    pub max_attempts: i32,
+    /// Attempts of a compensation, retirement or cleanup before the saga parks.
+    pub max_compensation_attempts: i32,
+    /// First backoff between attempts, ms; doubled for each further attempt…
+    pub backoff_base_ms: i64,
+    /// …up to this, ms.
+    pub backoff_max_ms: i64,
+    /// A running or compensating saga without progress for this long is stuck, ms.
+    pub stuck_after_ms: i64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            embedding_deadline_ms: 60_000,
+            narration_deadline_ms: 60_000,
+            narration_deadline_per_kb_ms: 10_000,
+            other_deadline_ms: 30_000,
+            max_resends: 2,
+            max_attempts: 3,
+            max_compensation_attempts: 8,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 60_000,
+            stuck_after_ms: 30 * 60_000,
+        }
+    }
+}
+
+impl Policy {
+    /// How long `step` may take to answer for a text of `text_len` bytes.
+    pub fn deadline_ms(&self, step: Step, text_len: usize) -> i64 {
+        match step {
+            Step::Embedding => self.embedding_deadline_ms,
+            Step::Narration => {
+                let kilobytes = text_len.div_ceil(1000) as i64;
+                self.narration_deadline_ms + kilobytes * self.narration_deadline_per_kb_ms
+            }
+            _ => self.other_deadline_ms,
+        }
+    }
+
+    /// Attempts `step` gets before the saga fails (forward) or parks (must finish).
+    pub fn budget(&self, step: Step) -> i32 {
+        if step.must_finish() {
+            self.max_compensation_attempts
+        } else {
+            self.max_attempts
+        }
+    }
+
+    /// Backoff before attempt `attempt + 1`, ms.
+    pub fn backoff_ms(&self, attempt: i32) -> i64 {
+        let doublings = attempt.clamp(1, 31) - 1;
+        self.backoff_base_ms
+            .saturating_mul(1_i64 << doublings)
+            .min(self.backoff_max_ms)
+    }
+}
+
+/// Where a saga is: the states operators see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
-    /// A step is in flight.
+    /// A forward step is in flight (or waiting for its next attempt).
     Running,
+    /// A compensation is in flight.
+    Compensating,
     /// Every step succeeded.
     Completed,
-    /// A step failed; the version is marked failed.
-    Failed,
+    /// A step failed and every compensation succeeded; the version is marked failed.
+    Compensated,
+    /// A compensation, retirement or cleanup ran out of attempts: parked.
+    CompensationFailed,
+    /// A newer version or the note's deletion cancelled it, and its steps are undone.
+    Superseded,
 }
+
+/// Every status, for listings.
+pub const ALL_STATUSES: [Status; 6] = [
+    Status::Running,
+    Status::Compensating,
+    Status::Completed,
+    Status::Compensated,
+    Status::CompensationFailed,
+    Status::Superseded,
+];
 
 impl Status {
     /// The state name shown to operators.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
+            Self::Compensating => "compensating",
             Self::Completed => "completed",
-            Self::Failed => "failed",
+            Self::Compensated => "compensated",
+            Self::CompensationFailed => "compensation_failed",
+            Self::Superseded => "superseded",
         }
     }
+
+    /// The status named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        ALL_STATUSES.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Whether the saga still acts on its own (deadlines, retries, replies).
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Running | Self::Compensating)
+    }
+}
+
+/// The status a saga has after `event`, when the event alone decides it. The
+/// projections use the same rule as [`apply`], so the timeline and the orchestrator agree.
+pub fn status_after(event: &SagaEvent) -> Option<Status> {
+    match event {
+        SagaEvent::SagaStarted(_) | SagaEvent::StepRequested(_) => Some(Status::Running),
+        SagaEvent::CompensationRequested(_) => Some(Status::Compensating),
+        SagaEvent::SagaCompleted(_) => Some(Status::Completed),
+        SagaEvent::SagaCompensated(_) => Some(Status::Compensated),
+        SagaEvent::SagaCompensationFailed(_) => Some(Status::CompensationFailed),
+        SagaEvent::SagaSuperseded(_) => Some(Status::Superseded),
+        _ => None,
+    }
+}
+
+/// Why a saga compensates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// A forward step failed for good: end `compensated`, mark the version failed.
+    Failure,
+    /// A newer version (`Some`) or the note's deletion (`None`) cancelled the saga.
+    Supersession(Option<i64>),
+}
+
+/// The command the saga waits on, or the attempt it will send after a backoff.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    /// The step.
+    pub step: Step,
+    /// Attempt number (1-based; operator retries continue the count).
+    pub attempt: i32,
+    /// The attempt's command id (nil while waiting for the backoff).
+    pub command_id: Uuid,
+    /// When the reply is due, ms.
+    pub deadline_at: i64,
+    /// How many times the command was re-sent after a passed deadline.
+    pub resends: i32,
+    /// Set while waiting out a backoff: when to send the attempt, ms.
+    pub retry_at: Option<i64>,
 }
 
 /// The state of one saga instance, folded from its events.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NotePipeline {
-    /// Deterministic from (note, version).
+    /// Deterministic from (note, version), or from the note for a cleanup.
     pub saga_id: Uuid,
+    /// What the saga is for.
+    pub kind: Kind,
     /// The note.
     pub note_id: Uuid,
-    /// The version being published.
+    /// The version being published (for a cleanup, the latest version when deleted).
     pub version: i64,
     /// The text every step works on.
     pub text: String,
+    /// The published version whose artifacts to delete once this one is published.
+    pub retire_version: Option<i64>,
     /// Where it is.
     pub status: Status,
-    /// The step in flight (or the last one).
-    pub step: Step,
-    /// Attempt of that step.
-    pub attempt: i32,
-    /// Command id of that attempt.
-    pub command_id: Uuid,
+    /// Forward steps that succeeded, in order.
+    pub done: Vec<Step>,
+    /// What it waits on.
+    pub pending: Option<Pending>,
+    /// Why it compensates, once it does.
+    pub cause: Option<Cause>,
+    /// The compensations to run, in order (fixed when compensation starts).
+    pub compensations: Vec<Step>,
+    /// The compensations that succeeded.
+    pub compensated: Vec<Step>,
     /// Why it failed.
     pub failure: Option<String>,
+    /// Attempt number from which the pending step's budget counts (an operator retry
+    /// gives a parked step a fresh budget).
+    pub budget_from: i32,
+    /// Whether it was reported stuck and has not progressed since.
+    pub stuck: bool,
+    /// When it last progressed, ms.
+    pub last_progress_at: i64,
+    /// How many of its own events it has (the next event's position, for its id).
+    pub seq: u32,
 }
 
-/// What the saga learns from the log.
+impl NotePipeline {
+    /// Whether the saga has passed the pivot (its version is published).
+    pub fn published(&self) -> bool {
+        self.done.contains(&Step::Publish)
+    }
+
+    /// The command id the saga waits on, if a command is out.
+    pub fn awaited_command(&self) -> Option<Uuid> {
+        self.pending
+            .as_ref()
+            .filter(|p| p.retry_at.is_none())
+            .map(|p| p.command_id)
+    }
+}
+
+/// The forward steps of a saga, in order.
+pub fn plan(kind: Kind, retire_version: Option<i64>) -> Vec<Step> {
+    match kind {
+        Kind::Publish => {
+            let mut steps = vec![Step::Embedding, Step::Narration, Step::Publish];
+            if retire_version.is_some() {
+                steps.extend([Step::RetireEmbedding, Step::RetireNarration]);
+            }
+            steps
+        }
+        Kind::Cleanup => vec![Step::CleanupEmbeddings, Step::CleanupNarrations],
+    }
+}
+
+/// How a reply ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Input {
-    /// A note version exists (`NoteCreated` / `NoteEdited`).
-    VersionCreated {
-        /// The note.
-        note_id: Uuid,
-        /// The version.
-        version: i64,
-        /// Title and body, as the steps need them.
-        text: String,
-    },
-    /// A step's reply said it succeeded.
-    Succeeded {
-        /// The step.
-        step: Step,
-    },
-    /// A step's reply said it failed.
+pub enum Reply {
+    /// The step (or compensation) succeeded.
+    Succeeded,
+    /// It failed.
     Failed {
-        /// The step.
-        step: Step,
         /// Whether another attempt might succeed.
         retryable: bool,
         /// Why.
@@ -122,13 +390,56 @@ pub enum Input {
     },
 }
 
+/// What the saga learns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A note version exists (`NoteCreated` / `NoteEdited`): starts its publish saga.
+    VersionCreated {
+        /// The note.
+        note_id: Uuid,
+        /// The version.
+        version: i64,
+        /// Title and body, as the steps need them.
+        text: String,
+        /// The version published now, which this saga retires once it publishes.
+        retire_version: Option<i64>,
+    },
+    /// The note was deleted (`NoteDeleted`): starts its cleanup saga.
+    NoteDeleted {
+        /// The note.
+        note_id: Uuid,
+        /// Its latest version.
+        version: i64,
+    },
+    /// A processor answered the command `command_id`.
+    Reply {
+        /// The command answered (the reply's `command_id` header).
+        command_id: Uuid,
+        /// How it ended.
+        reply: Reply,
+    },
+    /// A newer version (`Some`) or the note's deletion (`None`) cancels the saga.
+    Cancel {
+        /// The newer version.
+        by_version: Option<i64>,
+    },
+    /// The clock moved: deadlines, backoffs and stalls are checked.
+    Tick,
+    /// An operator asked a parked saga to try again (`SagaRetryRequested`).
+    OperatorRetry,
+}
+
 /// A command the saga sends.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// To `embedding.commands`.
     GenerateEmbedding(GenerateEmbedding),
+    /// To `embedding.commands`.
+    DeleteEmbedding(DeleteEmbedding),
     /// To `narration.commands`.
     NarrateNote(NarrateNote),
+    /// To `narration.commands`.
+    DeleteNarration(DeleteNarration),
     /// To `notes.commands`.
     PublishNoteVersion(PublishNoteVersion),
     /// To `notes.commands`.
@@ -149,7 +460,8 @@ pub enum Action {
     },
 }
 
-fn step_command(saga: &NotePipeline, step: Step) -> Command {
+/// The command of `step` for `saga`.
+pub fn step_command(saga: &NotePipeline, step: Step) -> Command {
     let (note_id, version) = (saga.note_id, saga.version);
     match step {
         Step::Embedding => Command::GenerateEmbedding(GenerateEmbedding {
@@ -163,39 +475,295 @@ fn step_command(saga: &NotePipeline, step: Step) -> Command {
             text: saga.text.clone(),
         }),
         Step::Publish => Command::PublishNoteVersion(PublishNoteVersion { note_id, version }),
+        Step::RetireEmbedding => Command::DeleteEmbedding(DeleteEmbedding {
+            note_id,
+            version: saga.retire_version,
+        }),
+        Step::RetireNarration => Command::DeleteNarration(DeleteNarration {
+            note_id,
+            version: saga.retire_version,
+        }),
+        Step::DeleteEmbedding => Command::DeleteEmbedding(DeleteEmbedding {
+            note_id,
+            version: Some(version),
+        }),
+        Step::DeleteNarration => Command::DeleteNarration(DeleteNarration {
+            note_id,
+            version: Some(version),
+        }),
+        Step::CleanupEmbeddings => Command::DeleteEmbedding(DeleteEmbedding {
+            note_id,
+            version: None,
+        }),
+        Step::CleanupNarrations => Command::DeleteNarration(DeleteNarration {
+            note_id,
+            version: None,
+        }),
     }
 }
 
-fn request(saga: &NotePipeline, step: Step, attempt: i32, now: i64) -> Vec<Action> {
-    let command_id = ids::saga_command_id(saga.saga_id, step.name(), attempt);
-    vec![
-        Action::Record(SagaEvent::StepRequested(StepRequested {
-            saga_id: saga.saga_id,
-            note_id: saga.note_id,
-            version: saga.version,
-            step: step.name().into(),
-            attempt,
-            command_id,
-            occurred_at: now,
-        })),
-        Action::Send {
-            command_id,
-            command: step_command(saga, step),
-        },
-    ]
+/// Builds the saga's events and commands; every event goes through [`apply`] at once,
+/// so later decisions of the same reaction see it.
+struct Reaction<'p> {
+    saga: NotePipeline,
+    policy: &'p Policy,
+    now: i64,
+    actions: Vec<Action>,
 }
 
-/// The command a running saga is waiting on, to re-send after a restart (same id, so
-/// the processor answers it once).
-pub fn pending_command(saga: &NotePipeline) -> Option<Action> {
-    (saga.status == Status::Running).then(|| Action::Send {
-        command_id: saga.command_id,
-        command: step_command(saga, saga.step),
-    })
+impl<'p> Reaction<'p> {
+    fn new(saga: NotePipeline, policy: &'p Policy, now: i64) -> Self {
+        Self {
+            saga,
+            policy,
+            now,
+            actions: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, event: SagaEvent) {
+        self.saga = apply(Some(self.saga.clone()), &event).expect("a started saga stays");
+        self.actions.push(Action::Record(event));
+    }
+
+    fn send(&mut self, command_id: Uuid, command: Command) {
+        self.actions.push(Action::Send {
+            command_id,
+            command,
+        });
+    }
+
+    fn ids(&self) -> (Uuid, Uuid, i64) {
+        (self.saga.saga_id, self.saga.note_id, self.saga.version)
+    }
+
+    /// Sends attempt `attempt` of `step`, forward or compensation.
+    fn request(&mut self, step: Step, attempt: i32) {
+        let (saga_id, note_id, version) = self.ids();
+        let command_id = ids::saga_command_id(saga_id, step.name(), attempt);
+        let deadline_at = self.now + self.policy.deadline_ms(step, self.saga.text.len());
+        if step.is_compensation() {
+            let (cause, superseded_by) = match &self.saga.cause {
+                Some(Cause::Supersession(by)) => ("supersession", *by),
+                _ => ("failure", None),
+            };
+            let reason = self.compensation_reason();
+            self.record(SagaEvent::CompensationRequested(CompensationRequested {
+                saga_id,
+                note_id,
+                version,
+                step: step.name().into(),
+                attempt,
+                command_id,
+                deadline_at,
+                cause: cause.into(),
+                superseded_by,
+                reason,
+                occurred_at: self.now,
+            }));
+        } else {
+            self.record(SagaEvent::StepRequested(StepRequested {
+                saga_id,
+                note_id,
+                version,
+                step: step.name().into(),
+                attempt,
+                command_id,
+                deadline_at,
+                occurred_at: self.now,
+            }));
+        }
+        let command = step_command(&self.saga, step);
+        self.send(command_id, command);
+    }
+
+    fn compensation_reason(&self) -> String {
+        match &self.saga.cause {
+            Some(Cause::Supersession(Some(by))) => format!("superseded by version {by}"),
+            Some(Cause::Supersession(None)) => "note deleted".into(),
+            _ => self.saga.failure.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Runs the next forward step, or completes.
+    fn advance(&mut self) {
+        let steps = plan(self.saga.kind, self.saga.retire_version);
+        match steps.get(self.saga.done.len()) {
+            Some(next) => self.request(*next, 1),
+            None => {
+                let (saga_id, note_id, version) = self.ids();
+                self.record(SagaEvent::SagaCompleted(SagaCompleted {
+                    saga_id,
+                    note_id,
+                    version,
+                    occurred_at: self.now,
+                }));
+            }
+        }
+    }
+
+    /// Runs the next compensation, or ends the compensation.
+    fn compensate_next(&mut self) {
+        let next = self
+            .saga
+            .compensations
+            .iter()
+            .find(|step| !self.saga.compensated.contains(step))
+            .copied();
+        if let Some(step) = next {
+            self.request(step, 1);
+            return;
+        }
+        let (saga_id, note_id, version) = self.ids();
+        match self.saga.cause.clone() {
+            Some(Cause::Supersession(by_version)) => {
+                let reason = self.compensation_reason();
+                self.record(SagaEvent::SagaSuperseded(SagaSuperseded {
+                    saga_id,
+                    note_id,
+                    version,
+                    by_version,
+                    reason,
+                    occurred_at: self.now,
+                }));
+            }
+            _ => {
+                let reason = self.saga.failure.clone().unwrap_or_default();
+                self.record(SagaEvent::SagaCompensated(SagaCompensated {
+                    saga_id,
+                    note_id,
+                    version,
+                    reason: reason.clone(),
+                    occurred_at: self.now,
+                }));
+                self.send(
+                    ids::saga_command_id(saga_id, "mark_failed", 1),
+                    Command::MarkNoteVersionFailed(MarkNoteVersionFailed {
+                        note_id,
+                        version,
+                        reason,
+                    }),
+                );
+            }
+        }
+    }
+
+    /// Starts compensating: the plan is fixed by `apply` from the steps done and the one
+    /// in flight; an empty plan ends at once.
+    fn start_compensation(&mut self, cause: Cause) {
+        let mut plan = compensation_plan(&self.saga);
+        if plan.is_empty() {
+            self.saga.cause = Some(cause);
+            return self.compensate_next();
+        }
+        // The cause travels in the first CompensationRequested; set it for `request`.
+        self.saga.cause = Some(cause);
+        let first = plan.remove(0);
+        self.request(first, 1);
+    }
+
+    /// A step (forward or compensation) answered.
+    fn succeeded(&mut self, pending: &Pending) {
+        let (saga_id, note_id, version) = self.ids();
+        if pending.step.is_compensation() {
+            self.record(SagaEvent::StepCompensated(StepCompensated {
+                saga_id,
+                note_id,
+                version,
+                step: pending.step.name().into(),
+                attempt: pending.attempt,
+                occurred_at: self.now,
+            }));
+            self.compensate_next();
+        } else {
+            self.record(SagaEvent::StepSucceeded(StepSucceeded {
+                saga_id,
+                note_id,
+                version,
+                step: pending.step.name().into(),
+                attempt: pending.attempt,
+                occurred_at: self.now,
+            }));
+            self.advance();
+        }
+    }
+
+    /// An attempt failed (a failure reply, or deadlines passed too often).
+    fn failed(&mut self, pending: &Pending, retryable: bool, reason: &str) {
+        let (saga_id, note_id, version) = self.ids();
+        self.record(SagaEvent::StepFailed(StepFailed {
+            saga_id,
+            note_id,
+            version,
+            step: pending.step.name().into(),
+            attempt: pending.attempt,
+            retryable,
+            reason: reason.into(),
+            occurred_at: self.now,
+        }));
+        let used = pending.attempt - self.saga.budget_from + 1;
+        let retry = (retryable || pending.step.must_finish())
+            && used < self.policy.budget(pending.step);
+        if retry {
+            self.record(SagaEvent::StepRetried(StepRetried {
+                saga_id,
+                note_id,
+                version,
+                step: pending.step.name().into(),
+                attempt: pending.attempt + 1,
+                retry_at: self.now + self.policy.backoff_ms(pending.attempt),
+                reason: reason.into(),
+                occurred_at: self.now,
+            }));
+        } else if pending.step.must_finish() {
+            self.record(SagaEvent::SagaCompensationFailed(SagaCompensationFailed {
+                saga_id,
+                note_id,
+                version,
+                step: pending.step.name().into(),
+                reason: reason.into(),
+                occurred_at: self.now,
+            }));
+        } else {
+            self.start_compensation(Cause::Failure);
+        }
+    }
+}
+
+/// The compensations of a saga that stops now: the steps it did and the one in flight,
+/// last first (a step in flight may still take effect; its delete is queued behind it).
+pub fn compensation_plan(saga: &NotePipeline) -> Vec<Step> {
+    let in_flight = saga
+        .pending
+        .as_ref()
+        .map(|p| p.step)
+        .filter(|step| !step.must_finish());
+    saga.done
+        .iter()
+        .copied()
+        .chain(in_flight)
+        .rev()
+        .filter_map(Step::compensation)
+        .collect()
+}
+
+/// The version a new publish saga retires: the newest version a saga of the same note
+/// published (its artifacts are the ones readers see).
+pub fn published_version<'a>(sagas: impl IntoIterator<Item = &'a NotePipeline>) -> Option<i64> {
+    sagas
+        .into_iter()
+        .filter(|s| s.kind == Kind::Publish && s.published())
+        .map(|s| s.version)
+        .max()
 }
 
 /// Decides what `input` means for the saga (`None` when it has not started), at `now`.
-pub fn react(saga: Option<&NotePipeline>, input: &Input, now: i64) -> Vec<Action> {
+pub fn react(
+    saga: Option<&NotePipeline>,
+    input: &Input,
+    policy: &Policy,
+    now: i64,
+) -> Vec<Action> {
     match (saga, input) {
         (
             None,
@@ -203,326 +771,278 @@ pub fn react(saga: Option<&NotePipeline>, input: &Input, now: i64) -> Vec<Action
                 note_id,
                 version,
                 text,
+                retire_version,
             },
-        ) => {
-            let saga_id = ids::saga_id(*note_id, *version);
-            let started = SagaEvent::SagaStarted(SagaStarted {
-                saga_id,
-                note_id: *note_id,
-                version: *version,
-                text: text.clone(),
-                occurred_at: now,
-            });
-            let saga = apply(None, &started).expect("SagaStarted starts a saga");
-            let mut actions = vec![Action::Record(started)];
-            actions.extend(request(&saga, STEPS[0], 1, now));
-            actions
-        }
-        (Some(saga), Input::Succeeded { step })
-            if saga.status == Status::Running && saga.step == *step =>
-        {
-            let mut actions = vec![Action::Record(SagaEvent::StepSucceeded(StepSucceeded {
-                saga_id: saga.saga_id,
-                note_id: saga.note_id,
-                version: saga.version,
-                step: step.name().into(),
-                attempt: saga.attempt,
-                occurred_at: now,
-            }))];
-            match step.next() {
-                Some(next) => actions.extend(request(saga, next, 1, now)),
-                None => actions.push(Action::Record(SagaEvent::SagaCompleted(SagaCompleted {
-                    saga_id: saga.saga_id,
-                    note_id: saga.note_id,
-                    version: saga.version,
-                    occurred_at: now,
-                }))),
+        ) => start(
+            ids::saga_id(*note_id, *version),
+            Kind::Publish,
+            *note_id,
+            *version,
+            text,
+            retire_version.filter(|retired| retired < version),
+            policy,
+            now,
+        ),
+        (None, Input::NoteDeleted { note_id, version }) => start(
+            ids::cleanup_saga_id(*note_id),
+            Kind::Cleanup,
+            *note_id,
+            *version,
+            "",
+            None,
+            policy,
+            now,
+        ),
+        (Some(saga), Input::Reply { command_id, reply }) if saga.status.is_active() => {
+            let Some(pending) = saga.pending.clone() else {
+                return Vec::new();
+            };
+            if saga.awaited_command() != Some(*command_id) {
+                return Vec::new();
             }
-            actions
+            let mut reaction = Reaction::new(saga.clone(), policy, now);
+            match reply {
+                Reply::Succeeded => reaction.succeeded(&pending),
+                Reply::Failed { retryable, reason } => {
+                    reaction.failed(&pending, *retryable, reason)
+                }
+            }
+            reaction.actions
         }
-        (
-            Some(saga),
-            Input::Failed {
-                step,
-                retryable,
-                reason,
-            },
-        ) if saga.status == Status::Running && saga.step == *step => {
-            vec![
-                Action::Record(SagaEvent::StepFailed(StepFailed {
-                    saga_id: saga.saga_id,
-                    note_id: saga.note_id,
-                    version: saga.version,
-                    step: step.name().into(),
-                    attempt: saga.attempt,
-                    retryable: *retryable,
-                    reason: reason.clone(),
-                    occurred_at: now,
-                })),
-                Action::Send {
-                    command_id: ids::saga_command_id(saga.saga_id, "mark_failed", 1),
-                    command: Command::MarkNoteVersionFailed(MarkNoteVersionFailed {
-                        note_id: saga.note_id,
-                        version: saga.version,
-                        reason: format!("{} failed: {reason}", step.name()),
-                    }),
-                },
-            ]
+        (Some(saga), Input::Cancel { by_version })
+            if saga.status == Status::Running && saga.kind == Kind::Publish && !saga.published() =>
+        {
+            let mut reaction = Reaction::new(saga.clone(), policy, now);
+            reaction.start_compensation(Cause::Supersession(*by_version));
+            reaction.actions
         }
-        // Duplicates, late replies and replies for another step change nothing.
+        (Some(saga), Input::Tick) if saga.status.is_active() => tick(saga, policy, now),
+        (Some(saga), Input::OperatorRetry) if saga.status == Status::CompensationFailed => {
+            let Some(pending) = saga.pending.clone() else {
+                return Vec::new();
+            };
+            let mut reaction = Reaction::new(saga.clone(), policy, now);
+            reaction.request(pending.step, pending.attempt + 1);
+            reaction.actions
+        }
+        // Duplicates, late replies, replies to another attempt, cancels after the pivot:
+        // nothing changes.
         _ => Vec::new(),
     }
 }
 
+#[allow(clippy::too_many_arguments)]
+fn start(
+    saga_id: Uuid,
+    kind: Kind,
+    note_id: Uuid,
+    version: i64,
+    text: &str,
+    retire_version: Option<i64>,
+    policy: &Policy,
+    now: i64,
+) -> Vec<Action> {
+    let started = SagaEvent::SagaStarted(SagaStarted {
+        saga_id,
+        note_id,
+        version,
+        text: text.into(),
+        kind: kind.as_str().into(),
+        retire_version,
+        occurred_at: now,
+    });
+    let saga = apply(None, &started).expect("SagaStarted starts a saga");
+    let mut reaction = Reaction::new(saga, policy, now);
+    reaction.actions.push(Action::Record(started));
+    reaction.advance();
+    reaction.actions
+}
+
+fn tick(saga: &NotePipeline, policy: &Policy, now: i64) -> Vec<Action> {
+    let mut reaction = Reaction::new(saga.clone(), policy, now);
+    if let Some(pending) = saga.pending.clone() {
+        match pending.retry_at {
+            Some(retry_at) if retry_at <= now => reaction.request(pending.step, pending.attempt),
+            Some(_) => {}
+            None if pending.deadline_at <= now => {
+                if pending.resends < policy.max_resends {
+                    let (saga_id, note_id, version) = reaction.ids();
+                    reaction.record(SagaEvent::DeadlinePassed(DeadlinePassed {
+                        saga_id,
+                        note_id,
+                        version,
+                        step: pending.step.name().into(),
+                        attempt: pending.attempt,
+                        command_id: pending.command_id,
+                        resend: pending.resends + 1,
+                        deadline_at: now + policy.deadline_ms(pending.step, saga.text.len()),
+                        occurred_at: now,
+                    }));
+                    // The same id: the first command may only be queued behind others.
+                    let command = step_command(saga, pending.step);
+                    reaction.send(pending.command_id, command);
+                } else {
+                    let reason = format!(
+                        "no reply within the deadline after {} re-sends",
+                        pending.resends
+                    );
+                    reaction.failed(&pending, true, &reason);
+                }
+            }
+            None => {}
+        }
+    }
+    if reaction.actions.is_empty() && !saga.stuck && now - saga.last_progress_at >= policy.stuck_after_ms
+    {
+        let (saga_id, note_id, version) = reaction.ids();
+        reaction.record(SagaEvent::SagaStuck(SagaStuck {
+            saga_id,
+            note_id,
+            version,
+            status: saga.status.as_str().into(),
+            idle_ms: now - saga.last_progress_at,
+            occurred_at: now,
+        }));
+    }
+    reaction.actions
+}
+
+/// The command a saga waits on, to send again after the orchestrator restarts (same
+/// id, so a processor that already answered answers the same way).
+pub fn pending_command(saga: &NotePipeline) -> Option<Action> {
+    if !saga.status.is_active() {
+        return None;
+    }
+    let pending = saga.pending.as_ref().filter(|p| p.retry_at.is_none())?;
+    Some(Action::Send {
+        command_id: pending.command_id,
+        command: step_command(saga, pending.step),
+    })
+}
+
+fn step_of(name: &str) -> Option<Step> {
+    Step::from_name(name)
+}
+
 /// Folds one of the saga's own events into its state.
 pub fn apply(saga: Option<NotePipeline>, event: &SagaEvent) -> Option<NotePipeline> {
-    match (saga, event) {
-        (None, SagaEvent::SagaStarted(e)) => Some(NotePipeline {
+    if let (None, SagaEvent::SagaStarted(e)) = (&saga, event) {
+        return Some(NotePipeline {
             saga_id: e.saga_id,
+            kind: Kind::from_name(&e.kind),
             note_id: e.note_id,
             version: e.version,
             text: e.text.clone(),
+            retire_version: e.retire_version,
             status: Status::Running,
-            step: STEPS[0],
-            attempt: 0,
-            command_id: Uuid::nil(),
+            done: Vec::new(),
+            pending: None,
+            cause: None,
+            compensations: Vec::new(),
+            compensated: Vec::new(),
             failure: None,
-        }),
-        (Some(mut saga), SagaEvent::StepRequested(e)) => {
-            if let Some(step) = Step::from_name(&e.step) {
-                saga.step = step;
-                saga.attempt = e.attempt;
-                saga.command_id = e.command_id;
-            }
-            Some(saga)
-        }
-        (Some(mut saga), SagaEvent::StepFailed(e)) => {
-            saga.status = Status::Failed;
-            saga.failure = Some(format!("{} failed: {}", e.step, e.reason));
-            Some(saga)
-        }
-        (Some(mut saga), SagaEvent::SagaCompleted(_)) => {
-            saga.status = Status::Completed;
-            Some(saga)
-        }
-        (saga, _) => saga,
+            budget_from: 1,
+            stuck: false,
+            last_progress_at: e.occurred_at,
+            seq: 1,
+        });
     }
+    let mut saga = saga?;
+    match event {
+        SagaEvent::SagaStarted(_) => return Some(saga),
+        // Written by the API, not by the saga: not part of its numbered history.
+        SagaEvent::SagaRetryRequested(_) => {
+            if let Some(pending) = &saga.pending {
+                saga.budget_from = pending.attempt + 1;
+            }
+            return Some(saga);
+        }
+        _ => {}
+    }
+    saga.seq += 1;
+    if let SagaEvent::SagaStuck(_) = event {
+        saga.stuck = true;
+        return Some(saga);
+    }
+    saga.stuck = false;
+    saga.last_progress_at = event.occurred_at();
+    if let Some(status) = status_after(event) {
+        saga.status = status;
+    }
+    match event {
+        SagaEvent::StepRequested(e) => {
+            if let Some(step) = step_of(&e.step) {
+                set_pending(&mut saga, step, e.attempt, e.command_id, e.deadline_at);
+            }
+        }
+        SagaEvent::CompensationRequested(e) => {
+            if saga.cause.is_none() {
+                saga.cause = Some(match e.cause.as_str() {
+                    "supersession" => Cause::Supersession(e.superseded_by),
+                    _ => Cause::Failure,
+                });
+                saga.compensations = compensation_plan(&saga);
+            }
+            if let Some(step) = step_of(&e.step) {
+                set_pending(&mut saga, step, e.attempt, e.command_id, e.deadline_at);
+            }
+        }
+        SagaEvent::StepSucceeded(e) => {
+            if let Some(step) = step_of(&e.step) {
+                saga.done.push(step);
+            }
+            saga.pending = None;
+        }
+        SagaEvent::StepCompensated(e) => {
+            if let Some(step) = step_of(&e.step) {
+                saga.compensated.push(step);
+            }
+            saga.pending = None;
+        }
+        SagaEvent::StepFailed(e) => {
+            if !step_of(&e.step).is_some_and(Step::must_finish) {
+                saga.failure = Some(format!("{} failed: {}", e.step, e.reason));
+            }
+        }
+        SagaEvent::StepRetried(e) => {
+            if let Some(pending) = saga.pending.as_mut() {
+                pending.attempt = e.attempt;
+                pending.command_id = Uuid::nil();
+                pending.resends = 0;
+                pending.retry_at = Some(e.retry_at);
+            }
+        }
+        SagaEvent::DeadlinePassed(e) => {
+            if let Some(pending) = saga.pending.as_mut() {
+                pending.resends = e.resend;
+                pending.deadline_at = e.deadline_at;
+            }
+        }
+        SagaEvent::SagaSuperseded(e) => {
+            saga.cause = Some(Cause::Supersession(e.by_version));
+            saga.pending = None;
+        }
+        SagaEvent::SagaCompensated(_) | SagaEvent::SagaCompleted(_) => saga.pending = None,
+        // The parked step stays pending: an operator retry resumes it.
+        _ => {}
+    }
+    Some(saga)
+}
+
+fn set_pending(saga: &mut NotePipeline, step: Step, attempt: i32, command_id: Uuid, deadline: i64) {
+    let same_step = saga.pending.as_ref().is_some_and(|p| p.step == step);
+    if !same_step {
+        saga.budget_from = attempt;
+    }
+    saga.pending = Some(Pending {
+        step,
+        attempt,
+        command_id,
+        deadline_at: deadline,
+        resends: 0,
+        retry_at: None,
+    });
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const NOTE: Uuid = Uuid::from_u128(42);
-
-    fn kinds(actions: &[Action]) -> Vec<String> {
-        actions
-            .iter()
-            .map(|a| match a {
-                Action::Record(e) => notesaga_events::Message::event_type(e).to_owned(),
-                Action::Send { command, .. } => match command {
-                    Command::GenerateEmbedding(_) => "send GenerateEmbedding",
-                    Command::NarrateNote(_) => "send NarrateNote",
-                    Command::PublishNoteVersion(_) => "send PublishNoteVersion",
-                    Command::MarkNoteVersionFailed(_) => "send MarkNoteVersionFailed",
-                }
-                .to_owned(),
-            })
-            .collect()
-    }
-
-    fn run(saga: Option<NotePipeline>, actions: &[Action]) -> Option<NotePipeline> {
-        actions.iter().fold(saga, |saga, action| match action {
-            Action::Record(event) => apply(saga, event),
-            Action::Send { .. } => saga,
-        })
-    }
-
-    fn started() -> NotePipeline {
-        let input = Input::VersionCreated {
-            note_id: NOTE,
-            version: 1,
-            text: "t".into(),
-        };
-        run(None, &react(None, &input, 0)).unwrap()
-    }
-
-    fn at(step: Step) -> NotePipeline {
-        let mut saga = started();
-        for s in STEPS.iter().take_while(|s| **s != step) {
-            saga = run(
-                Some(saga.clone()),
-                &react(Some(&saga), &Input::Succeeded { step: *s }, 0),
-            )
-            .unwrap();
-        }
-        saga
-    }
-
-    fn ok(step: Step) -> Input {
-        Input::Succeeded { step }
-    }
-
-    fn failed(step: Step) -> Input {
-        Input::Failed {
-            step,
-            retryable: false,
-            reason: "boom".into(),
-        }
-    }
-
-    #[test]
-    fn react_table() {
-        let created = Input::VersionCreated {
-            note_id: NOTE,
-            version: 1,
-            text: "t".into(),
-        };
-        let completed = run(
-            Some(at(Step::Publish)),
-            &react(Some(&at(Step::Publish)), &ok(Step::Publish), 0),
-        )
-        .unwrap();
-        let failed_saga = run(
-            Some(started()),
-            &react(Some(&started()), &failed(Step::Embedding), 0),
-        )
-        .unwrap();
-        let cases: Vec<(&str, Option<NotePipeline>, Input, Vec<&str>)> = vec![
-            (
-                "start",
-                None,
-                created.clone(),
-                vec!["SagaStarted", "StepRequested", "send GenerateEmbedding"],
-            ),
-            ("duplicate start", Some(started()), created, vec![]),
-            ("reply before start", None, ok(Step::Embedding), vec![]),
-            (
-                "embedding ok",
-                Some(at(Step::Embedding)),
-                ok(Step::Embedding),
-                vec!["StepSucceeded", "StepRequested", "send NarrateNote"],
-            ),
-            (
-                "narration ok",
-                Some(at(Step::Narration)),
-                ok(Step::Narration),
-                vec!["StepSucceeded", "StepRequested", "send PublishNoteVersion"],
-            ),
-            (
-                "published",
-                Some(at(Step::Publish)),
-                ok(Step::Publish),
-                vec!["StepSucceeded", "SagaCompleted"],
-            ),
-            (
-                "duplicate embedding reply",
-                Some(at(Step::Narration)),
-                ok(Step::Embedding),
-                vec![],
-            ),
-            (
-                "out-of-order publish reply",
-                Some(at(Step::Embedding)),
-                ok(Step::Publish),
-                vec![],
-            ),
-            (
-                "late failure after success",
-                Some(at(Step::Narration)),
-                failed(Step::Embedding),
-                vec![],
-            ),
-            (
-                "embedding failed",
-                Some(at(Step::Embedding)),
-                failed(Step::Embedding),
-                vec!["StepFailed", "send MarkNoteVersionFailed"],
-            ),
-            (
-                "narration failed",
-                Some(at(Step::Narration)),
-                failed(Step::Narration),
-                vec!["StepFailed", "send MarkNoteVersionFailed"],
-            ),
-            (
-                "reply after completion",
-                Some(completed.clone()),
-                ok(Step::Publish),
-                vec![],
-            ),
-            (
-                "reply after failure",
-                Some(failed_saga.clone()),
-                ok(Step::Embedding),
-                vec![],
-            ),
-            (
-                "failure after failure",
-                Some(failed_saga.clone()),
-                failed(Step::Embedding),
-                vec![],
-            ),
-        ];
-        for (name, saga, input, expected) in cases {
-            assert_eq!(kinds(&react(saga.as_ref(), &input, 0)), expected, "{name}");
-        }
-        assert_eq!(completed.status, Status::Completed);
-        assert_eq!(failed_saga.status, Status::Failed);
-        assert_eq!(
-            failed_saga.failure.as_deref(),
-            Some("embedding failed: boom")
-        );
-    }
-
-    #[test]
-    fn ids_are_deterministic() {
-        let a = react(
-            None,
-            &Input::VersionCreated {
-                note_id: NOTE,
-                version: 3,
-                text: "x".into(),
-            },
-            1,
-        );
-        let b = react(
-            None,
-            &Input::VersionCreated {
-                note_id: NOTE,
-                version: 3,
-                text: "x".into(),
-            },
-            2,
-        );
-        let ids = |actions: &[Action]| {
-            actions
-                .iter()
-                .filter_map(|a| match a {
-                    Action::Send { command_id, .. } => Some(*command_id),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(ids(&a), ids(&b));
-        assert_eq!(started().saga_id, notesaga_events::ids::saga_id(NOTE, 1));
-    }
-
-    #[test]
-    fn a_running_saga_resends_its_step_with_the_same_id() {
-        let saga = at(Step::Narration);
-        match pending_command(&saga) {
-            Some(Action::Send {
-                command_id,
-                command: Command::NarrateNote(_),
-            }) => assert_eq!(command_id, saga.command_id),
-            other => panic!("unexpected {other:?}"),
-        }
-        let done = run(
-            Some(at(Step::Publish)),
-            &react(Some(&at(Step::Publish)), &ok(Step::Publish), 0),
-        )
-        .unwrap();
-        assert_eq!(pending_command(&done), None);
-    }
-}
+mod tests;

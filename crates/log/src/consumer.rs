@@ -64,12 +64,36 @@ pub trait Handler<M>: Send {
 
     /// The group took these `(topic, partition)`s away: drop any state kept for them.
     fn revoked(&mut self, _partitions: &[(String, i32)]) {}
+
+    /// The group gave this member these `(topic, partition)`s: a handler whose state
+    /// must be live before any record arrives (the orchestrator's deadlines) rebuilds it
+    /// here.
+    fn assigned(
+        &mut self,
+        _partitions: &[(String, i32)],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Called every tick of [`ConsumerLoop::with_tick`], between records: time-driven
+    /// work (deadlines, retries after a backoff, stall detection).
+    fn tick(&mut self) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async { Ok(()) }
+    }
 }
 
-/// Records partitions revoked by a rebalance until the loop hands them to the handler.
+/// Records partitions revoked or assigned by a rebalance until the loop hands them to
+/// the handler.
 #[derive(Debug, Default)]
 struct LoopContext {
     revoked: Mutex<Vec<(String, i32)>>,
+    assigned: Mutex<Vec<(String, i32)>>,
+}
+
+impl LoopContext {
+    fn take(list: &Mutex<Vec<(String, i32)>>) -> Vec<(String, i32)> {
+        std::mem::take(&mut *list.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 impl ClientContext for LoopContext {}
@@ -92,6 +116,19 @@ impl ConsumerContext for LoopContext {
             Rebalance::Error(err) => warn!(%err, "rebalance error"),
         }
     }
+
+    fn post_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
+        if let Rebalance::Assign(list) = rebalance {
+            let mut assigned = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
+            for element in list.elements() {
+                assigned.push((element.topic().to_owned(), element.partition()));
+            }
+        }
+    }
 }
 
 /// A consumer group member reading `topics` and handing records to a [`Handler`].
@@ -102,6 +139,7 @@ pub struct ConsumerLoop {
     topics: Vec<String>,
     publisher: Publisher,
     retry: RetryPolicy,
+    tick: Option<std::time::Duration>,
 }
 
 impl ConsumerLoop {
@@ -118,7 +156,14 @@ impl ConsumerLoop {
             topics: topics.iter().map(|t| (*t).to_owned()).collect(),
             publisher,
             retry: RetryPolicy::default(),
+            tick: None,
         }
+    }
+
+    /// Calls [`Handler::tick`] every `every`, between records.
+    pub fn with_tick(mut self, every: std::time::Duration) -> Self {
+        self.tick = Some(every);
+        self
     }
 
     /// Runs until `shutdown` is cancelled: finishes the record in hand, commits the
@@ -136,22 +181,31 @@ impl ConsumerLoop {
         consumer.subscribe(&topics)?;
         info!(group = %self.group, topics = ?self.topics, "consuming");
 
+        // Without a tick the timer never fires (a day is as good as never here).
+        let mut ticks = tokio::time::interval(
+            self.tick
+                .unwrap_or(std::time::Duration::from_secs(86_400)),
+        );
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let message = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                message = consumer.recv() => message,
+                _ = ticks.tick(), if self.tick.is_some() => None,
+                message = consumer.recv() => Some(message),
             };
-            let revoked = std::mem::take(
-                &mut *consumer
-                    .context()
-                    .revoked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()),
-            );
+            let revoked = LoopContext::take(&consumer.context().revoked);
             if !revoked.is_empty() {
                 handler.revoked(&revoked);
             }
+            let assigned = LoopContext::take(&consumer.context().assigned);
+            if !assigned.is_empty() {
+                self.hook("assigned", handler.assigned(&assigned)).await?;
+            }
+            let Some(message) = message else {
+                self.hook("tick", handler.tick()).await?;
+                continue;
+            };
             let message = match message {
                 Ok(message) => message,
                 Err(err) => {
@@ -169,6 +223,26 @@ impl ConsumerLoop {
         }
         consumer.unsubscribe();
         Ok(())
+    }
+
+    /// Runs a hook; a transient failure is logged and tried again at the next tick or
+    /// record (the hooks are idempotent), a permanent one stops the loop.
+    async fn hook(
+        &self,
+        name: &str,
+        hook: impl Future<Output = Result<(), HandlerError>>,
+    ) -> Result<()> {
+        match hook.await {
+            Ok(()) => Ok(()),
+            Err(HandlerError::Transient(reason)) => {
+                warn!(group = %self.group, hook = name, %reason, "hook failed; will retry");
+                Ok(())
+            }
+            Err(HandlerError::Permanent(reason)) => Err(crate::Error::Handler(format!(
+                "{name} hook of {} failed: {reason}",
+                self.group
+            ))),
+        }
     }
 
     async fn process<M, H>(

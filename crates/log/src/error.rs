@@ -44,6 +44,9 @@ pub enum Error {
         /// Why (bad magic byte, unknown schema id, unexpected type, invalid payload).
         reason: String,
     },
+    /// A handler hook failed for good.
+    #[error("{0}")]
+    Handler(String),
     /// The broker did not answer in time.
     #[error("timed out: {0}")]
     Timeout(String),

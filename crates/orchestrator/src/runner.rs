@@ -1,4 +1,5 @@
-//! The orchestrator's handler.
+//! The orchestrator's handler: feeds the sagas what it reads and what the clock says,
+//! and carries out their actions.
 
 use std::collections::{HashMap, HashSet};
 
@@ -10,36 +11,74 @@ use notesaga_events::{
     now_millis,
     saga::SagaEvent,
     topics::{EMBEDDING_COMMANDS, NARRATION_COMMANDS, NOTES_COMMANDS, SAGA_NOTE_PIPELINE},
+    Message as _,
 };
 use notesaga_log::{
-    reader::read_partition, Handler, HandlerError, Incoming, KafkaConfig, Metadata, Publisher,
+    reader::read_partition, FlowEvent, Handler, HandlerError, Incoming, KafkaConfig, Metadata,
+    Publisher,
 };
-use notesaga_sagas::note_pipeline::{apply, pending_command, react, Action, Command, NotePipeline};
-use tracing::info;
+use notesaga_sagas::note_pipeline::{
+    apply, pending_command, published_version, react, Action, Command, Input, Kind,
+    NotePipeline, Policy, Status, ALL_STATUSES,
+};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use notesaga_log::FlowEvent;
+use crate::observed::{observe, Observed};
+
+/// Metric: sagas this instance holds, by state (gauge).
+pub const SAGAS: &str = "notesaga_sagas";
+/// Metric: sagas reported stuck and not progressed since (gauge).
+pub const SAGAS_STUCK: &str = "notesaga_sagas_stuck";
+/// Metric: saga events appended, by type (counter).
+pub const SAGA_EVENTS_TOTAL: &str = "notesaga_saga_events_total";
+
+/// The sagas of one partition of `saga.note-pipeline`.
+#[derive(Debug, Default)]
+struct Partition {
+    sagas: HashMap<Uuid, NotePipeline>,
+    /// The correlation id of the record that started each saga, for timer-caused work.
+    correlation: HashMap<Uuid, String>,
+}
+
+impl Partition {
+    fn of_note(&self, note_id: Uuid) -> impl Iterator<Item = &NotePipeline> {
+        self.sagas.values().filter(move |s| s.note_id == note_id)
+    }
+}
 
 /// Runs note-pipeline sagas.
 #[derive(Debug)]
 pub struct Orchestrator {
     kafka: KafkaConfig,
     publisher: Publisher,
-    /// Sagas of each partition this instance has rebuilt, by saga id.
-    partitions: HashMap<i32, HashMap<Uuid, NotePipeline>>,
+    policy: Policy,
+    /// Sagas of each partition this instance has rebuilt.
+    partitions: HashMap<i32, Partition>,
+    /// Partitions the group gave this instance (rebuilt eagerly, so deadlines set
+    /// before a crash fire after the restart even if no record arrives).
+    assigned: HashSet<i32>,
 }
 
 impl Orchestrator {
-    /// An orchestrator writing through `publisher` and rebuilding through `kafka`.
+    /// An orchestrator with the default [`Policy`].
     pub fn new(kafka: KafkaConfig, publisher: Publisher) -> Self {
+        Self::with_policy(kafka, publisher, Policy::default())
+    }
+
+    /// An orchestrator writing through `publisher`, rebuilding through `kafka`, with
+    /// the deadlines and budgets of `policy`.
+    pub fn with_policy(kafka: KafkaConfig, publisher: Publisher, policy: Policy) -> Self {
         Self {
             kafka,
             publisher,
+            policy,
             partitions: HashMap::new(),
+            assigned: HashSet::new(),
         }
     }
 
-    async fn rebuild(&self, partition: i32) -> Result<HashMap<Uuid, NotePipeline>, HandlerError> {
+    async fn rebuild(&self, partition: i32) -> Result<Partition, HandlerError> {
         let events = read_partition::<SagaEvent>(
             &self.kafka,
             self.publisher.codec(),
@@ -48,26 +87,36 @@ impl Orchestrator {
         )
         .await?;
         let mut seen = HashSet::new();
-        let mut sagas: HashMap<Uuid, NotePipeline> = HashMap::new();
+        let mut rebuilt = Partition::default();
         for event in &events {
+            // First writer wins: a second record with an id already read is a duplicate
+            // or a zombie's version of the same position.
             if !seen.insert(event.metadata.event_id) {
                 continue;
             }
             let saga_id = event.message.saga_id();
-            if let Some(saga) = apply(sagas.remove(&saga_id), &event.message) {
-                sagas.insert(saga_id, saga);
+            if let Some(saga) = apply(rebuilt.sagas.remove(&saga_id), &event.message) {
+                rebuilt.sagas.insert(saga_id, saga);
             }
+            rebuilt
+                .correlation
+                .entry(saga_id)
+                .or_insert_with(|| event.metadata.correlation_id.clone());
         }
-        // A crash may have come between appending StepRequested and sending the
-        // command: send it again with the same id (the processor answers it once).
+        // A crash may have come between appending a request and sending its command:
+        // send it again with the same id (the processor answers it once).
         let mut resent = 0;
-        for saga in sagas.values() {
+        for saga in rebuilt.sagas.values() {
             if let Some(Action::Send {
                 command_id,
                 command,
             }) = pending_command(saga)
             {
-                let cause = Metadata::new(command_id, saga.saga_id.to_string());
+                let correlation = rebuilt.correlation.get(&saga.saga_id).cloned();
+                let cause = Metadata::new(
+                    command_id,
+                    correlation.unwrap_or_else(|| saga.saga_id.to_string()),
+                );
                 self.send(command_id, &command, &cause).await?;
                 resent += 1;
             }
@@ -75,11 +124,19 @@ impl Orchestrator {
         info!(
             partition,
             events = events.len(),
-            sagas = sagas.len(),
+            sagas = rebuilt.sagas.len(),
             resent,
             "rebuilt saga partition"
         );
-        Ok(sagas)
+        Ok(rebuilt)
+    }
+
+    async fn ensure_rebuilt(&mut self, partition: i32) -> Result<(), HandlerError> {
+        if !self.partitions.contains_key(&partition) {
+            let rebuilt = self.rebuild(partition).await?;
+            self.partitions.insert(partition, rebuilt);
+        }
+        Ok(())
     }
 
     async fn send(
@@ -89,96 +146,247 @@ impl Orchestrator {
         cause: &Metadata,
     ) -> Result<(), HandlerError> {
         let metadata = cause.caused(command_id).with_command(command_id);
+        let publisher = &self.publisher;
         match command {
             Command::GenerateEmbedding(c) => {
-                self.publisher
-                    .publish(
-                        EMBEDDING_COMMANDS,
-                        &EmbeddingCommand::GenerateEmbedding(c.clone()),
-                        &metadata,
-                    )
-                    .await?
+                let message = EmbeddingCommand::GenerateEmbedding(c.clone());
+                publisher.publish(EMBEDDING_COMMANDS, &message, &metadata).await?
+            }
+            Command::DeleteEmbedding(c) => {
+                let message = EmbeddingCommand::DeleteEmbedding(c.clone());
+                publisher.publish(EMBEDDING_COMMANDS, &message, &metadata).await?
             }
             Command::NarrateNote(c) => {
-                self.publisher
-                    .publish(
-                        NARRATION_COMMANDS,
-                        &NarrationCommand::NarrateNote(c.clone()),
-                        &metadata,
-                    )
-                    .await?
+                let message = NarrationCommand::NarrateNote(c.clone());
+                publisher.publish(NARRATION_COMMANDS, &message, &metadata).await?
+            }
+            Command::DeleteNarration(c) => {
+                let message = NarrationCommand::DeleteNarration(c.clone());
+                publisher.publish(NARRATION_COMMANDS, &message, &metadata).await?
             }
             Command::PublishNoteVersion(c) => {
-                self.publisher
-                    .publish(
-                        NOTES_COMMANDS,
-                        &NotesCommand::PublishNoteVersion(c.clone()),
-                        &metadata,
-                    )
-                    .await?
+                let message = NotesCommand::PublishNoteVersion(c.clone());
+                publisher.publish(NOTES_COMMANDS, &message, &metadata).await?
             }
             Command::MarkNoteVersionFailed(c) => {
-                self.publisher
-                    .publish(
-                        NOTES_COMMANDS,
-                        &NotesCommand::MarkNoteVersionFailed(c.clone()),
-                        &metadata,
-                    )
-                    .await?
+                let message = NotesCommand::MarkNoteVersionFailed(c.clone());
+                publisher.publish(NOTES_COMMANDS, &message, &metadata).await?
             }
         };
         Ok(())
+    }
+
+    /// Feeds `input` to saga `saga_id` of `partition` and carries out what it decides:
+    /// each event appended (id from its position in the saga's history) and folded,
+    /// each command sent, in order.
+    async fn drive(
+        &mut self,
+        partition: i32,
+        saga_id: Uuid,
+        input: &Input,
+        cause: &Metadata,
+    ) -> Result<(), HandlerError> {
+        let now = now_millis();
+        let state = self.partitions.get(&partition).expect("rebuilt first");
+        let mut saga = state.sagas.get(&saga_id).cloned();
+        let actions = react(saga.as_ref(), input, &self.policy, now);
+        if actions.is_empty() {
+            if !matches!(input, Input::Tick) {
+                debug!(%saga_id, ?input, "nothing to do (duplicate, late or superseded)");
+            }
+            return Ok(());
+        }
+        for action in &actions {
+            match action {
+                Action::Record(event) => {
+                    let position = saga.as_ref().map_or(0, |s| s.seq);
+                    let metadata = cause.caused(ids::saga_event_id(saga_id, position));
+                    self.publisher
+                        .publish(SAGA_NOTE_PIPELINE, event, &metadata)
+                        .await?;
+                    metrics::counter!(SAGA_EVENTS_TOTAL, "type" => event.event_type())
+                        .increment(1);
+                    saga = apply(saga, event);
+                    if let Some(saga) = &saga {
+                        info!(
+                            %saga_id,
+                            note_id = %saga.note_id,
+                            version = saga.version,
+                            event = event.event_type(),
+                            status = saga.status.as_str(),
+                            "saga advanced"
+                        );
+                        let state = self.partitions.get_mut(&partition).expect("rebuilt");
+                        state.sagas.insert(saga_id, saga.clone());
+                        state
+                            .correlation
+                            .entry(saga_id)
+                            .or_insert_with(|| cause.correlation_id.clone());
+                    }
+                }
+                Action::Send {
+                    command_id,
+                    command,
+                } => self.send(*command_id, command, cause).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out what `observed` (a record of `partition`) means.
+    async fn observed(
+        &mut self,
+        partition: i32,
+        observed: Observed,
+        incoming: &Incoming<FlowEvent>,
+    ) -> Result<(), HandlerError> {
+        let cause = &incoming.metadata;
+        let state = self.partitions.get(&partition).expect("rebuilt first");
+        match observed {
+            Observed::VersionCreated {
+                note_id,
+                version,
+                text,
+            } => {
+                // Only the latest version is ever published: cancel older in-flight ones.
+                let older: Vec<Uuid> = state
+                    .of_note(note_id)
+                    .filter(|s| s.kind == Kind::Publish && s.version < version)
+                    .map(|s| s.saga_id)
+                    .collect();
+                for saga_id in older {
+                    let cancel = Input::Cancel {
+                        by_version: Some(version),
+                    };
+                    self.drive(partition, saga_id, &cancel, cause).await?;
+                }
+                let state = self.partitions.get(&partition).expect("rebuilt first");
+                let retire_version = published_version(state.of_note(note_id));
+                let input = Input::VersionCreated {
+                    note_id,
+                    version,
+                    text,
+                    retire_version,
+                };
+                let saga_id = ids::saga_id(note_id, version);
+                self.drive(partition, saga_id, &input, cause).await
+            }
+            Observed::NoteDeleted { note_id, version } => {
+                let publishing: Vec<Uuid> = state
+                    .of_note(note_id)
+                    .filter(|s| s.kind == Kind::Publish)
+                    .map(|s| s.saga_id)
+                    .collect();
+                for saga_id in publishing {
+                    let cancel = Input::Cancel { by_version: None };
+                    self.drive(partition, saga_id, &cancel, cause).await?;
+                }
+                let input = Input::NoteDeleted { note_id, version };
+                let saga_id = ids::cleanup_saga_id(note_id);
+                self.drive(partition, saga_id, &input, cause).await
+            }
+            Observed::Reply {
+                note_id,
+                command_id,
+                reply,
+            } => {
+                let waiting = state
+                    .of_note(note_id)
+                    .find(|s| s.status.is_active() && s.awaited_command() == Some(command_id))
+                    .map(|s| s.saga_id);
+                match waiting {
+                    Some(saga_id) => {
+                        let input = Input::Reply { command_id, reply };
+                        self.drive(partition, saga_id, &input, cause).await
+                    }
+                    None => {
+                        info!(%note_id, %command_id, topic = %incoming.topic, "reply ignored: no saga waits for it (late, duplicate or cancelled)");
+                        Ok(())
+                    }
+                }
+            }
+            Observed::RetryRequested { saga_id } => {
+                let FlowEvent::Saga(request) = &incoming.message else {
+                    return Ok(());
+                };
+                let state = self.partitions.get_mut(&partition).expect("rebuilt first");
+                let Some(saga) = state.sagas.remove(&saga_id) else {
+                    warn!(%saga_id, "retry requested for an unknown saga");
+                    return Ok(());
+                };
+                let saga = apply(Some(saga), request).expect("a saga stays");
+                state.sagas.insert(saga_id, saga);
+                self.drive(partition, saga_id, &Input::OperatorRetry, cause)
+                    .await
+            }
+        }
+    }
+
+    fn report_gauges(&self) {
+        let sagas = self.partitions.values().flat_map(|p| p.sagas.values());
+        let mut counts: HashMap<Status, usize> = HashMap::new();
+        let mut stuck = 0;
+        for saga in sagas {
+            *counts.entry(saga.status).or_default() += 1;
+            stuck += usize::from(saga.stuck);
+        }
+        for status in ALL_STATUSES {
+            let count = counts.get(&status).copied().unwrap_or(0);
+            metrics::gauge!(SAGAS, "state" => status.as_str()).set(count as f64);
+        }
+        metrics::gauge!(SAGAS_STUCK).set(stuck as f64);
     }
 }
 
 impl Handler<FlowEvent> for Orchestrator {
     async fn handle(&mut self, incoming: &Incoming<FlowEvent>) -> Result<(), HandlerError> {
         let partition = incoming.partition;
-        if !self.partitions.contains_key(&partition) {
-            let sagas = self.rebuild(partition).await?;
-            self.partitions.insert(partition, sagas);
+        self.ensure_rebuilt(partition).await?;
+        match observe(&incoming.message, incoming.metadata.command_id) {
+            Some(observed) => self.observed(partition, observed, incoming).await,
+            None => Ok(()),
         }
-        let Some((note_id, version, input)) = crate::observed::to_input(&incoming.message) else {
-            return Ok(());
-        };
-        let saga_id = ids::saga_id(note_id, version);
-        let sagas = self.partitions.get(&partition).expect("rebuilt above");
-        let actions = react(sagas.get(&saga_id), &input, now_millis());
-        if actions.is_empty() {
-            tracing::debug!(%saga_id, ?input, "nothing to do (duplicate or late reply)");
-        }
-        let mut saga = sagas.get(&saga_id).cloned();
-        for (index, action) in actions.iter().enumerate() {
-            match action {
-                Action::Record(event) => {
-                    let event_id = ids::saga_event_id(saga_id, incoming.metadata.event_id, index);
-                    let metadata = incoming.metadata.caused(event_id);
-                    self.publisher
-                        .publish(SAGA_NOTE_PIPELINE, event, &metadata)
-                        .await?;
-                    saga = apply(saga, event);
-                    if let Some(saga) = &saga {
-                        self.partitions
-                            .get_mut(&partition)
-                            .expect("rebuilt above")
-                            .insert(saga_id, saga.clone());
-                        info!(%saga_id, %note_id, version, event = notesaga_events::Message::event_type(event), status = saga.status.as_str(), "saga advanced");
-                    }
-                }
-                Action::Send {
-                    command_id,
-                    command,
-                } => {
-                    self.send(*command_id, command, &incoming.metadata).await?;
-                }
-            }
-        }
-        Ok(())
     }
 
     fn revoked(&mut self, partitions: &[(String, i32)]) {
         for (_, partition) in partitions {
             self.partitions.remove(partition);
+            self.assigned.remove(partition);
         }
+    }
+
+    async fn assigned(&mut self, partitions: &[(String, i32)]) -> Result<(), HandlerError> {
+        self.assigned
+            .extend(partitions.iter().map(|(_, partition)| *partition));
+        self.tick().await
+    }
+
+    async fn tick(&mut self) -> Result<(), HandlerError> {
+        let mut assigned: Vec<i32> = self.assigned.iter().copied().collect();
+        assigned.sort_unstable();
+        for partition in assigned {
+            self.ensure_rebuilt(partition).await?;
+        }
+        let active: Vec<(i32, Uuid, String)> = self
+            .partitions
+            .iter()
+            .flat_map(|(partition, state)| {
+                state
+                    .sagas
+                    .values()
+                    .filter(|s| s.status.is_active())
+                    .map(|s| {
+                        let correlation = state.correlation.get(&s.saga_id).cloned();
+                        let correlation = correlation.unwrap_or_else(|| s.saga_id.to_string());
+                        (*partition, s.saga_id, correlation)
+                    })
+            })
+            .collect();
+        for (partition, saga_id, correlation) in active {
+            let cause = Metadata::new(Uuid::new_v4(), correlation);
+            self.drive(partition, saga_id, &Input::Tick, &cause).await?;
+        }
+        self.report_gauges();
+        Ok(())
     }
 }
