@@ -1,17 +1,27 @@
-//! Answers `embedding.commands` (group `notesaga.embedding`): upsert the embedding by
-//! (note, version), then (re-)send the reply, then the loop commits. A crash anywhere
-//! repeats a step harmlessly: the upsert writes nothing new and the reply has the same id.
+//! Answers `embedding.commands` (group `notesaga.embedding`).
+//!
+//! `GenerateEmbedding`: upsert the embedding by (note, version), then (re-)send the reply,
+//! then the loop commits. `DeleteEmbedding`: delete the rows of one version or of every
+//! version, then reply. A crash anywhere repeats a step harmlessly: the upsert writes
+//! nothing new, a repeated delete removes nothing, and the reply has the same id.
+//!
+//! A failed delete is an answer, not a handler error: `EmbeddingDeletionFailed` goes to
+//! the saga, which owns the retries (and the visible `compensation_failed` state when they
+//! do not help), instead of this loop retrying the record behind the saga's back.
 
 use notesaga_events::{
-    embedding::{EmbeddingCommand, EmbeddingEvent, EmbeddingFailed, EmbeddingGenerated},
+    embedding::{
+        DeleteEmbedding, EmbeddingCommand, EmbeddingDeleted, EmbeddingDeletionFailed,
+        EmbeddingEvent, EmbeddingFailed, EmbeddingGenerated, GenerateEmbedding,
+    },
     now_millis,
     topics::EMBEDDING_EVENTS,
 };
-use notesaga_log::{Handler, HandlerError, Incoming, Publisher};
-use tracing::info;
+use notesaga_log::{faults, Handler, HandlerError, Incoming, Publisher};
+use tracing::{info, warn};
 
 use crate::{
-    provider::Resilient,
+    provider::{Failed, Resilient},
     store::{EmbeddingStore, StoredEmbedding},
 };
 
@@ -36,57 +46,269 @@ impl EmbeddingProcessor {
 
 impl Handler<EmbeddingCommand> for EmbeddingProcessor {
     async fn handle(&mut self, incoming: &Incoming<EmbeddingCommand>) -> Result<(), HandlerError> {
-        let EmbeddingCommand::GenerateEmbedding(command) = &incoming.message;
         let command_id = incoming.metadata.command();
         let reply_meta = incoming.metadata.command_event(command_id, 0);
-        let stored = self
-            .store
-            .get(command.note_id, command.version)
-            .await
-            .map_err(|err| HandlerError::Transient(err.to_string()))?;
-        let outcome = match stored {
-            Some(stored) => Ok(stored),
-            None => match self.embedder.embed(&command.text).await {
-                Ok(vector) => {
-                    let fresh = StoredEmbedding {
-                        model: self.embedder.model().to_owned(),
-                        vector,
-                    };
-                    self.store
-                        .upsert(command.note_id, command.version, &fresh)
-                        .await
-                        .map(Ok)
-                        .map_err(|err| HandlerError::Transient(err.to_string()))?
-                }
-                Err(failed) => Err(failed),
-            },
-        };
-        let reply = match outcome {
-            Ok(stored) => {
-                info!(note_id = %command.note_id, version = command.version, model = %stored.model, "embedding stored");
-                EmbeddingEvent::EmbeddingGenerated(EmbeddingGenerated {
-                    note_id: command.note_id,
-                    version: command.version,
-                    model: stored.model,
-                    dimensions: stored.vector.len() as i32,
-                    vector: stored.vector,
-                    occurred_at: now_millis(),
-                })
+        let reply = match &incoming.message {
+            EmbeddingCommand::GenerateEmbedding(command) => {
+                generate(&self.store, &self.embedder, command).await?
             }
-            Err(failed) => {
-                tracing::warn!(note_id = %command.note_id, version = command.version, retryable = failed.retryable, reason = %failed.reason, "embedding failed");
-                EmbeddingEvent::EmbeddingFailed(EmbeddingFailed {
-                    note_id: command.note_id,
-                    version: command.version,
-                    retryable: failed.retryable,
-                    reason: failed.reason,
-                    occurred_at: now_millis(),
-                })
-            }
+            EmbeddingCommand::DeleteEmbedding(command) => delete(&self.store, command).await,
         };
         self.publisher
             .publish(EMBEDDING_EVENTS, &reply, &reply_meta)
             .await?;
         Ok(())
+    }
+}
+
+/// The reply to a `GenerateEmbedding`. A store failure is a handler error (the loop
+/// retries the record); a provider failure is an `EmbeddingFailed` reply.
+async fn generate(
+    store: &EmbeddingStore,
+    embedder: &Resilient,
+    command: &GenerateEmbedding,
+) -> Result<EmbeddingEvent, HandlerError> {
+    let stored = store
+        .get(command.note_id, command.version)
+        .await
+        .map_err(|err| HandlerError::Transient(err.to_string()))?;
+    let outcome = match stored {
+        Some(stored) => Ok(stored),
+        None => match embed(embedder, &command.text).await {
+            Ok(vector) => {
+                let fresh = StoredEmbedding {
+                    model: embedder.model().to_owned(),
+                    vector,
+                };
+                Ok(store
+                    .upsert(command.note_id, command.version, &fresh)
+                    .await
+                    .map_err(|err| HandlerError::Transient(err.to_string()))?)
+            }
+            Err(failed) => Err(failed),
+        },
+    };
+    Ok(match outcome {
+        Ok(stored) => {
+            info!(note_id = %command.note_id, version = command.version, model = %stored.model, "embedding stored");
+            EmbeddingEvent::EmbeddingGenerated(EmbeddingGenerated {
+                note_id: command.note_id,
+                version: command.version,
+                model: stored.model,
+                dimensions: stored.vector.len() as i32,
+                vector: stored.vector,
+                occurred_at: now_millis(),
+            })
+        }
+        Err(failed) => {
+            warn!(note_id = %command.note_id, version = command.version, retryable = failed.retryable, reason = %failed.reason, "embedding failed");
+            EmbeddingEvent::EmbeddingFailed(EmbeddingFailed {
+                note_id: command.note_id,
+                version: command.version,
+                retryable: failed.retryable,
+                reason: failed.reason,
+                occurred_at: now_millis(),
+            })
+        }
+    })
+}
+
+/// Embeds `text`; an injected fault stands for a provider outage, which a later attempt
+/// may get past.
+async fn embed(embedder: &Resilient, text: &str) -> Result<Vec<f32>, Failed> {
+    faults::check("embedding.generate").map_err(|reason| Failed {
+        retryable: true,
+        reason,
+    })?;
+    embedder.embed(text).await
+}
+
+/// The reply to a `DeleteEmbedding`: `EmbeddingDeleted` with the rows removed (0 when
+/// there was nothing left), or `EmbeddingDeletionFailed` when the store failed.
+async fn delete(store: &EmbeddingStore, command: &DeleteEmbedding) -> EmbeddingEvent {
+    let removed = match faults::check("embedding.delete") {
+        Ok(()) => store
+            .delete(command.note_id, command.version)
+            .await
+            .map_err(|err| err.to_string()),
+        Err(injected) => Err(injected),
+    };
+    match removed {
+        Ok(rows) => {
+            info!(note_id = %command.note_id, version = ?command.version, rows, "embeddings deleted");
+            EmbeddingEvent::EmbeddingDeleted(EmbeddingDeleted {
+                note_id: command.note_id,
+                version: command.version,
+                // A note has far fewer versions than i32::MAX; saturate rather than wrap.
+                deleted: i32::try_from(rows).unwrap_or(i32::MAX),
+                occurred_at: now_millis(),
+            })
+        }
+        Err(reason) => {
+            warn!(note_id = %command.note_id, version = ?command.version, %reason, "embedding deletion failed");
+            EmbeddingEvent::EmbeddingDeletionFailed(EmbeddingDeletionFailed {
+                note_id: command.note_id,
+                version: command.version,
+                reason,
+                occurred_at: now_millis(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use notesaga_log::{breaker::BreakerConfig, RetryPolicy};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::{provider::Provider, BuiltinEmbedder};
+
+    const NOTE: Uuid = Uuid::from_u128(7);
+
+    async fn sqlite() -> (tempfile::TempDir, String, EmbeddingStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("e.db").display());
+        let store = EmbeddingStore::connect(&url).await.unwrap();
+        (dir, url, store)
+    }
+
+    fn embedder() -> Resilient {
+        Resilient::new(
+            Provider::Builtin(BuiltinEmbedder),
+            RetryPolicy::default(),
+            BreakerConfig::default(),
+            1,
+        )
+    }
+
+    fn generate_command(version: i64) -> GenerateEmbedding {
+        GenerateEmbedding {
+            note_id: NOTE,
+            version,
+            text: "photosynthesis turns light into sugar".into(),
+        }
+    }
+
+    fn delete_command(version: Option<i64>) -> DeleteEmbedding {
+        DeleteEmbedding {
+            note_id: NOTE,
+            version,
+        }
+    }
+
+    fn deleted_rows(reply: &EmbeddingEvent) -> i32 {
+        match reply {
+            EmbeddingEvent::EmbeddingDeleted(d) => d.deleted,
+            other => panic!("expected EmbeddingDeleted, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn generate_then_delete_one_version_then_all() {
+        let (_dir, _url, store) = sqlite().await;
+        let embedder = embedder();
+        for version in [1, 2, 3] {
+            let reply = generate(&store, &embedder, &generate_command(version))
+                .await
+                .unwrap();
+            assert!(
+                matches!(reply, EmbeddingEvent::EmbeddingGenerated(ref g) if g.version == version),
+                "{reply:?}"
+            );
+        }
+
+        let reply = delete(&store, &delete_command(Some(2))).await;
+        assert_eq!(deleted_rows(&reply), 1);
+        match &reply {
+            EmbeddingEvent::EmbeddingDeleted(d) => {
+                assert_eq!((d.note_id, d.version), (NOTE, Some(2)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(store.get(NOTE, 2).await.unwrap().is_none());
+        assert!(store.get(NOTE, 1).await.unwrap().is_some());
+        // The redelivery: nothing left, still a success.
+        assert_eq!(
+            deleted_rows(&delete(&store, &delete_command(Some(2))).await),
+            0
+        );
+
+        assert_eq!(
+            deleted_rows(&delete(&store, &delete_command(None)).await),
+            2
+        );
+        assert_eq!(
+            deleted_rows(&delete(&store, &delete_command(None)).await),
+            0
+        );
+        assert!(store.get(NOTE, 1).await.unwrap().is_none());
+    }
+
+    /// A store that fails answers `EmbeddingDeletionFailed` (for the saga to retry)
+    /// instead of failing the handler.
+    #[tokio::test]
+    async fn store_failure_is_a_deletion_failed_reply() {
+        let (_dir, url, store) = sqlite().await;
+        let saboteur = notesaga_sql::connect(&url, 1).await.unwrap();
+        sqlx::query("DROP TABLE embedding_vectors")
+            .execute(&saboteur)
+            .await
+            .unwrap();
+        match delete(&store, &delete_command(Some(1))).await {
+            EmbeddingEvent::EmbeddingDeletionFailed(failed) => {
+                assert_eq!((failed.note_id, failed.version), (NOTE, Some(1)));
+                assert!(
+                    failed.reason.contains("embedding_vectors"),
+                    "{}",
+                    failed.reason
+                );
+            }
+            other => panic!("expected EmbeddingDeletionFailed, got {other:?}"),
+        }
+    }
+
+    /// The fault points, with the feature on: `NOTESAGA_FAULTS_DIR` is process-wide, and
+    /// nextest runs every test in its own process.
+    #[cfg(feature = "fault-injection")]
+    #[tokio::test]
+    async fn injected_faults_become_failure_replies() {
+        let (dir, _url, store) = sqlite().await;
+        let embedder = embedder();
+        std::env::set_var("NOTESAGA_FAULTS_DIR", dir.path());
+        std::fs::write(dir.path().join("embedding.generate"), "1").unwrap();
+        std::fs::write(dir.path().join("embedding.delete"), "1").unwrap();
+
+        match generate(&store, &embedder, &generate_command(1))
+            .await
+            .unwrap()
+        {
+            EmbeddingEvent::EmbeddingFailed(failed) => {
+                assert!(failed.retryable);
+                assert!(failed.reason.contains("embedding.generate"), "{failed:?}");
+            }
+            other => panic!("expected EmbeddingFailed, got {other:?}"),
+        }
+        assert!(store.get(NOTE, 1).await.unwrap().is_none());
+        let reply = generate(&store, &embedder, &generate_command(1))
+            .await
+            .unwrap();
+        assert!(
+            matches!(reply, EmbeddingEvent::EmbeddingGenerated(_)),
+            "{reply:?}"
+        );
+
+        match delete(&store, &delete_command(None)).await {
+            EmbeddingEvent::EmbeddingDeletionFailed(failed) => {
+                assert!(failed.reason.contains("embedding.delete"), "{failed:?}");
+            }
+            other => panic!("expected EmbeddingDeletionFailed, got {other:?}"),
+        }
+        // The injected failure deleted nothing; the retry does.
+        assert!(store.get(NOTE, 1).await.unwrap().is_some());
+        assert_eq!(
+            deleted_rows(&delete(&store, &delete_command(None)).await),
+            1
+        );
     }
 }

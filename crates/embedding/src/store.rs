@@ -1,4 +1,5 @@
-//! The embedding store: one row per (note, version), written with an idempotent upsert.
+//! The embedding store: one row per (note, version), written with an idempotent upsert
+//! and removed with an idempotent delete.
 
 use sqlx::{AnyPool, Row as _};
 use uuid::Uuid;
@@ -106,5 +107,27 @@ impl EmbeddingStore {
             .get(note_id, version)
             .await?
             .unwrap_or_else(|| embedding.clone()))
+    }
+
+    /// Deletes the embedding of `version`, or of every version of the note when `None`;
+    /// returns how many rows went. Deleting what is not there removes 0 rows and is not an
+    /// error, so a redelivered or retried delete succeeds.
+    pub async fn delete(&self, note_id: Uuid, version: Option<i64>) -> Result<u64> {
+        let result = match version {
+            Some(version) => {
+                sqlx::query("DELETE FROM embedding_vectors WHERE note_id = $1 AND version = $2")
+                    .bind(note_id.to_string())
+                    .bind(version)
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("DELETE FROM embedding_vectors WHERE note_id = $1")
+                    .bind(note_id.to_string())
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        Ok(result.rows_affected())
     }
 }

@@ -3,10 +3,13 @@
 //! `handle` decides (events or a rejection); `apply` folds an event into the state. The
 //! fold is first-writer-wins per version: an event that does not follow the state (a
 //! second `NoteEdited` for a version already taken, written by a zombie producer) is
-//! ignored, and every reader of `notes.events` applies the same rule.
+//! ignored, and every reader of `notes.events` applies the same rule. A deletion is
+//! terminal: the first `NoteDeleted` in log order deletes the note, whatever version it
+//! names, and every later event of the note is ignored.
 
 use notesaga_events::notes::{
-    NoteCreated, NoteEdited, NotePublicationFailed, NotePublished, NotesCommand, NotesEvent,
+    NoteCreated, NoteDeleted, NoteEdited, NotePublicationFailed, NotePublished, NotesCommand,
+    NotesEvent,
 };
 
 use crate::validation::check_note;
@@ -22,6 +25,8 @@ pub struct Note {
     pub published_version: Option<i64>,
     /// The latest version whose publication failed.
     pub failed_version: Option<i64>,
+    /// The note was deleted: it takes no more commands.
+    pub deleted: bool,
 }
 
 /// Machine-readable reason of a rejection.
@@ -37,6 +42,8 @@ pub enum RejectionCode {
     VersionConflict,
     /// Only the latest version may be published.
     NotLatestVersion,
+    /// The note was deleted.
+    NoteDeleted,
 }
 
 impl RejectionCode {
@@ -48,6 +55,7 @@ impl RejectionCode {
             Self::AlreadyExists => "already_exists",
             Self::VersionConflict => "version_conflict",
             Self::NotLatestVersion => "not_latest_version",
+            Self::NoteDeleted => "note_deleted",
         }
     }
 }
@@ -81,15 +89,49 @@ fn validate(title: &str, body: &str) -> Result<(), Rejection> {
     Err(reject(RejectionCode::ValidationFailed, message))
 }
 
+/// The checks every command on an existing note starts with. `owner` is the sender of a
+/// user command; saga commands carry none. Another user's note answers `not_found`, even
+/// when deleted, so a user learns nothing about notes that are not theirs.
+fn existing(note: &Note, note_id: uuid::Uuid, owner: Option<&str>) -> Result<(), Rejection> {
+    let theirs = owner.is_some_and(|owner| note.owner.as_deref() != Some(owner));
+    if note.version == 0 || theirs {
+        return Err(reject(
+            RejectionCode::NotFound,
+            format!("no note {note_id}"),
+        ));
+    }
+    if note.deleted {
+        return Err(reject(
+            RejectionCode::NoteDeleted,
+            format!("note {note_id} was deleted"),
+        ));
+    }
+    Ok(())
+}
+
+fn expect_version(note: &Note, expected: Option<i64>) -> Result<(), Rejection> {
+    match expected {
+        Some(expected) if expected != note.version => Err(reject(
+            RejectionCode::VersionConflict,
+            format!("expected version {expected}, latest is {}", note.version),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Decides what `command` does to `note`, at time `now` (ms since the epoch).
 pub fn handle(note: &Note, command: &NotesCommand, now: i64) -> Result<Vec<NotesEvent>, Rejection> {
     match command {
         NotesCommand::CreateNote(c) => {
             if note.version > 0 {
-                return Err(reject(
-                    RejectionCode::AlreadyExists,
-                    format!("note {} exists", c.note_id),
-                ));
+                // The id stays taken after a deletion. Only the owner learns that it was
+                // deleted; to anyone else the id is merely taken, as for a live note.
+                let code = if note.deleted && note.owner.as_deref() == Some(c.owner.as_str()) {
+                    RejectionCode::NoteDeleted
+                } else {
+                    RejectionCode::AlreadyExists
+                };
+                return Err(reject(code, format!("note {} exists", c.note_id)));
             }
             validate(&c.title, &c.body)?;
             Ok(vec![NotesEvent::NoteCreated(NoteCreated {
@@ -102,20 +144,8 @@ pub fn handle(note: &Note, command: &NotesCommand, now: i64) -> Result<Vec<Notes
             })])
         }
         NotesCommand::EditNote(c) => {
-            if note.version == 0 || note.owner.as_deref() != Some(c.owner.as_str()) {
-                return Err(reject(
-                    RejectionCode::NotFound,
-                    format!("no note {}", c.note_id),
-                ));
-            }
-            if let Some(expected) = c.expected_version {
-                if expected != note.version {
-                    return Err(reject(
-                        RejectionCode::VersionConflict,
-                        format!("expected version {expected}, latest is {}", note.version),
-                    ));
-                }
-            }
+            existing(note, c.note_id, Some(&c.owner))?;
+            expect_version(note, c.expected_version)?;
             validate(&c.title, &c.body)?;
             Ok(vec![NotesEvent::NoteEdited(NoteEdited {
                 note_id: c.note_id,
@@ -127,12 +157,7 @@ pub fn handle(note: &Note, command: &NotesCommand, now: i64) -> Result<Vec<Notes
             })])
         }
         NotesCommand::PublishNoteVersion(c) => {
-            if note.version == 0 {
-                return Err(reject(
-                    RejectionCode::NotFound,
-                    format!("no note {}", c.note_id),
-                ));
-            }
+            existing(note, c.note_id, None)?;
             if c.version != note.version {
                 return Err(reject(
                     RejectionCode::NotLatestVersion,
@@ -149,7 +174,8 @@ pub fn handle(note: &Note, command: &NotesCommand, now: i64) -> Result<Vec<Notes
             })])
         }
         NotesCommand::MarkNoteVersionFailed(c) => {
-            if note.version == 0 || c.version > note.version || c.version < 1 {
+            existing(note, c.note_id, None)?;
+            if c.version > note.version || c.version < 1 {
                 return Err(reject(
                     RejectionCode::NotFound,
                     format!("no version {} of note {}", c.version, c.note_id),
@@ -167,11 +193,25 @@ pub fn handle(note: &Note, command: &NotesCommand, now: i64) -> Result<Vec<Notes
                 },
             )])
         }
+        NotesCommand::DeleteNote(c) => {
+            existing(note, c.note_id, Some(&c.owner))?;
+            expect_version(note, c.expected_version)?;
+            Ok(vec![NotesEvent::NoteDeleted(NoteDeleted {
+                note_id: c.note_id,
+                owner: c.owner.clone(),
+                version: note.version,
+                occurred_at: now,
+            })])
+        }
     }
 }
 
 /// Folds `event` into `note`; events that do not follow the state are ignored.
 pub fn apply(mut note: Note, event: &NotesEvent) -> Note {
+    if note.deleted {
+        // Nothing follows a deletion: whatever a zombie appended after it is ignored.
+        return note;
+    }
     match event {
         NotesEvent::NoteCreated(e) if note.version == 0 && e.version == 1 => {
             note.owner = Some(e.owner.clone());
@@ -188,17 +228,32 @@ pub fn apply(mut note: Note, event: &NotesEvent) -> Note {
         NotesEvent::NotePublicationFailed(e) if e.version <= note.version => {
             note.failed_version = Some(e.version);
         }
-        _ => {}
+        // Not version-matched: the writer accepted the deletion and told its sender so;
+        // a zombie's edit that won the race for the next version must not undo that.
+        NotesEvent::NoteDeleted(_) if note.version > 0 => {
+            note.deleted = true;
+        }
+        NotesEvent::NoteCreated(_)
+        | NotesEvent::NoteEdited(_)
+        | NotesEvent::NotePublished(_)
+        | NotesEvent::NotePublicationFailed(_)
+        | NotesEvent::NoteDeleted(_) => {}
     }
     note
 }
 
 #[cfg(test)]
 mod tests {
-    use notesaga_events::notes::{CreateNote, EditNote, MarkNoteVersionFailed, PublishNoteVersion};
+    use notesaga_events::notes::{
+        CreateNote, DeleteNote, EditNote, MarkNoteVersionFailed, PublishNoteVersion,
+    };
     use uuid::Uuid;
 
     use super::*;
+    use RejectionCode::{
+        AlreadyExists, NotFound, NotLatestVersion, NoteDeleted as Deleted, ValidationFailed,
+        VersionConflict,
+    };
 
     const ID: Uuid = Uuid::from_u128(7);
 
@@ -210,20 +265,24 @@ mod tests {
         }
     }
 
-    fn create(title: &str) -> NotesCommand {
+    fn create(owner: &str, title: &str) -> NotesCommand {
         NotesCommand::CreateNote(CreateNote {
             note_id: ID,
-            owner: "ann".into(),
+            owner: owner.into(),
             title: title.into(),
             body: "b".into(),
         })
     }
 
     fn edit(owner: &str, expected: Option<i64>) -> NotesCommand {
+        edit_titled(owner, expected, "t2")
+    }
+
+    fn edit_titled(owner: &str, expected: Option<i64>, title: &str) -> NotesCommand {
         NotesCommand::EditNote(EditNote {
             note_id: ID,
             owner: owner.into(),
-            title: "t2".into(),
+            title: title.into(),
             body: "b2".into(),
             expected_version: expected,
         })
@@ -244,10 +303,24 @@ mod tests {
         })
     }
 
+    fn delete(owner: &str, expected: Option<i64>) -> NotesCommand {
+        NotesCommand::DeleteNote(DeleteNote {
+            note_id: ID,
+            owner: owner.into(),
+            expected_version: expected,
+        })
+    }
+
     /// The event types a command yields, or its rejection code.
     type Expected = Result<Vec<&'static str>, RejectionCode>;
 
-    /// Every command in every state: the event types it yields, or the rejection code.
+    fn ok(events: &[&'static str]) -> Expected {
+        Ok(events.to_vec())
+    }
+
+    /// Every command in every state (no note, live at v1 and v2, published, failed,
+    /// deleted), as the owner and as someone else, with a matching and a stale
+    /// `expected_version`: the event types it yields, or the rejection code.
     #[test]
     fn handle_table() {
         let empty = Note::default();
@@ -265,86 +338,226 @@ mod tests {
             failed_version: Some(1),
             ..created("ann")
         };
+        let deleted = Note {
+            deleted: true,
+            ..v2.clone()
+        };
         let cases: Vec<(&str, &Note, NotesCommand, Expected)> = vec![
-            ("create new", &empty, create("t"), Ok(vec!["NoteCreated"])),
+            // CreateNote
+            (
+                "create new",
+                &empty,
+                create("ann", "t"),
+                ok(&["NoteCreated"]),
+            ),
             (
                 "create blank title",
                 &empty,
-                create(" "),
-                Err(RejectionCode::ValidationFailed),
+                create("ann", " "),
+                Err(ValidationFailed),
             ),
             (
                 "create existing",
                 &v1,
-                create("t"),
-                Err(RejectionCode::AlreadyExists),
+                create("ann", "t"),
+                Err(AlreadyExists),
             ),
             (
-                "edit missing",
-                &empty,
-                edit("ann", None),
-                Err(RejectionCode::NotFound),
-            ),
-            (
-                "edit other owner",
+                "create existing other owner",
                 &v1,
-                edit("bob", None),
-                Err(RejectionCode::NotFound),
+                create("bob", "t"),
+                Err(AlreadyExists),
             ),
-            ("edit", &v1, edit("ann", None), Ok(vec!["NoteEdited"])),
+            ("create deleted", &deleted, create("ann", "t"), Err(Deleted)),
+            (
+                "create deleted other owner",
+                &deleted,
+                create("bob", "t"),
+                Err(AlreadyExists),
+            ),
+            // EditNote
+            ("edit missing", &empty, edit("ann", None), Err(NotFound)),
+            (
+                "edit missing expected",
+                &empty,
+                edit("ann", Some(1)),
+                Err(NotFound),
+            ),
+            ("edit other owner", &v1, edit("bob", None), Err(NotFound)),
+            (
+                "edit other owner expected ok",
+                &v1,
+                edit("bob", Some(1)),
+                Err(NotFound),
+            ),
+            (
+                "edit other owner stale",
+                &v2,
+                edit("bob", Some(1)),
+                Err(NotFound),
+            ),
+            ("edit", &v1, edit("ann", None), ok(&["NoteEdited"])),
             (
                 "edit expected ok",
                 &v1,
                 edit("ann", Some(1)),
-                Ok(vec!["NoteEdited"]),
+                ok(&["NoteEdited"]),
+            ),
+            (
+                "edit expected ok at v2",
+                &v2,
+                edit("ann", Some(2)),
+                ok(&["NoteEdited"]),
             ),
             (
                 "edit stale",
                 &v2,
                 edit("ann", Some(1)),
-                Err(RejectionCode::VersionConflict),
+                Err(VersionConflict),
             ),
             (
-                "publish missing",
-                &empty,
-                publish(1),
-                Err(RejectionCode::NotFound),
-            ),
-            ("publish latest", &v1, publish(1), Ok(vec!["NotePublished"])),
-            (
-                "publish old",
-                &v2,
-                publish(1),
-                Err(RejectionCode::NotLatestVersion),
-            ),
-            (
-                "publish future",
+                "edit future",
                 &v1,
-                publish(2),
-                Err(RejectionCode::NotLatestVersion),
+                edit("ann", Some(2)),
+                Err(VersionConflict),
             ),
-            ("publish again", &published, publish(1), Ok(vec![])),
             (
-                "fail missing",
-                &empty,
-                fail(1),
-                Err(RejectionCode::NotFound),
-            ),
-            ("fail future", &v1, fail(2), Err(RejectionCode::NotFound)),
-            (
-                "fail latest",
+                "edit blank title",
                 &v1,
-                fail(1),
-                Ok(vec!["NotePublicationFailed"]),
+                edit_titled("ann", None, ""),
+                Err(ValidationFailed),
             ),
             (
-                "fail older",
+                "edit stale and blank title",
                 &v2,
-                fail(2),
-                Ok(vec!["NotePublicationFailed"]),
+                edit_titled("ann", Some(1), ""),
+                Err(VersionConflict),
             ),
-            ("fail again", &failed, fail(1), Ok(vec![])),
-            ("fail published", &published, fail(1), Ok(vec![])),
+            ("edit deleted", &deleted, edit("ann", None), Err(Deleted)),
+            (
+                "edit deleted expected ok",
+                &deleted,
+                edit("ann", Some(2)),
+                Err(Deleted),
+            ),
+            (
+                "edit deleted stale",
+                &deleted,
+                edit("ann", Some(1)),
+                Err(Deleted),
+            ),
+            (
+                "edit deleted other owner",
+                &deleted,
+                edit("bob", None),
+                Err(NotFound),
+            ),
+            // PublishNoteVersion
+            ("publish missing", &empty, publish(1), Err(NotFound)),
+            ("publish latest", &v1, publish(1), ok(&["NotePublished"])),
+            ("publish old", &v2, publish(1), Err(NotLatestVersion)),
+            ("publish future", &v1, publish(2), Err(NotLatestVersion)),
+            ("publish again", &published, publish(1), ok(&[])),
+            (
+                "publish failed",
+                &failed,
+                publish(1),
+                ok(&["NotePublished"]),
+            ),
+            ("publish deleted", &deleted, publish(2), Err(Deleted)),
+            ("publish deleted old", &deleted, publish(1), Err(Deleted)),
+            // MarkNoteVersionFailed
+            ("fail missing", &empty, fail(1), Err(NotFound)),
+            ("fail future", &v1, fail(2), Err(NotFound)),
+            ("fail zero", &v1, fail(0), Err(NotFound)),
+            ("fail latest", &v1, fail(1), ok(&["NotePublicationFailed"])),
+            ("fail older", &v2, fail(2), ok(&["NotePublicationFailed"])),
+            ("fail again", &failed, fail(1), ok(&[])),
+            ("fail published", &published, fail(1), ok(&[])),
+            ("fail deleted", &deleted, fail(2), Err(Deleted)),
+            ("fail deleted published", &deleted, fail(1), Err(Deleted)),
+            // DeleteNote
+            ("delete missing", &empty, delete("ann", None), Err(NotFound)),
+            (
+                "delete missing expected",
+                &empty,
+                delete("ann", Some(1)),
+                Err(NotFound),
+            ),
+            ("delete", &v1, delete("ann", None), ok(&["NoteDeleted"])),
+            (
+                "delete expected ok",
+                &v1,
+                delete("ann", Some(1)),
+                ok(&["NoteDeleted"]),
+            ),
+            (
+                "delete expected ok at v2",
+                &v2,
+                delete("ann", Some(2)),
+                ok(&["NoteDeleted"]),
+            ),
+            (
+                "delete stale",
+                &v2,
+                delete("ann", Some(1)),
+                Err(VersionConflict),
+            ),
+            (
+                "delete future",
+                &v1,
+                delete("ann", Some(2)),
+                Err(VersionConflict),
+            ),
+            (
+                "delete other owner",
+                &v1,
+                delete("bob", None),
+                Err(NotFound),
+            ),
+            (
+                "delete other owner expected ok",
+                &v1,
+                delete("bob", Some(1)),
+                Err(NotFound),
+            ),
+            (
+                "delete other owner stale",
+                &v2,
+                delete("bob", Some(1)),
+                Err(NotFound),
+            ),
+            (
+                "delete published",
+                &published,
+                delete("ann", None),
+                ok(&["NoteDeleted"]),
+            ),
+            (
+                "delete failed",
+                &failed,
+                delete("ann", None),
+                ok(&["NoteDeleted"]),
+            ),
+            ("delete again", &deleted, delete("ann", None), Err(Deleted)),
+            (
+                "delete again expected ok",
+                &deleted,
+                delete("ann", Some(2)),
+                Err(Deleted),
+            ),
+            (
+                "delete again stale",
+                &deleted,
+                delete("ann", Some(1)),
+                Err(Deleted),
+            ),
+            (
+                "delete deleted other owner",
+                &deleted,
+                delete("bob", None),
+                Err(NotFound),
+            ),
         ];
         for (name, state, command, expected) in cases {
             let got = handle(state, &command, 5)
@@ -364,14 +577,49 @@ mod tests {
     }
 
     #[test]
+    fn rejection_codes_on_the_wire() {
+        let codes = [
+            (ValidationFailed, "validation_failed"),
+            (NotFound, "not_found"),
+            (AlreadyExists, "already_exists"),
+            (VersionConflict, "version_conflict"),
+            (NotLatestVersion, "not_latest_version"),
+            (Deleted, "note_deleted"),
+        ];
+        for (code, wire) in codes {
+            assert_eq!(code.as_str(), wire);
+        }
+    }
+
+    #[test]
+    fn deletion_names_the_latest_version_and_the_owner() {
+        let v3 = Note {
+            version: 3,
+            published_version: Some(2),
+            ..created("ann")
+        };
+        let events = handle(&v3, &delete("ann", None), 42).expect("accepted");
+        assert_eq!(
+            events,
+            vec![NotesEvent::NoteDeleted(NoteDeleted {
+                note_id: ID,
+                owner: "ann".into(),
+                version: 3,
+                occurred_at: 42,
+            })]
+        );
+    }
+
+    #[test]
     fn handled_events_apply_to_the_next_state() {
         let mut note = Note::default();
         for command in [
-            create("t"),
+            create("ann", "t"),
             edit("ann", Some(1)),
             publish(2),
             edit("ann", None),
             fail(3),
+            delete("ann", Some(3)),
         ] {
             for event in handle(&note, &command, 1).expect("accepted") {
                 note = apply(note, &event);
@@ -383,21 +631,76 @@ mod tests {
                 owner: Some("ann".into()),
                 version: 3,
                 published_version: Some(2),
-                failed_version: Some(3)
+                failed_version: Some(3),
+                deleted: true,
             }
         );
+        for command in [edit("ann", None), publish(3), fail(3), delete("ann", None)] {
+            let rejection = handle(&note, &command, 1).expect_err("note is deleted");
+            assert_eq!(rejection.code, Deleted, "{command:?}");
+        }
+    }
+
+    fn deleted_event(version: i64) -> NotesEvent {
+        NotesEvent::NoteDeleted(NoteDeleted {
+            note_id: ID,
+            owner: "ann".into(),
+            version,
+            occurred_at: 1,
+        })
+    }
+
+    fn edited(version: i64) -> NotesEvent {
+        NotesEvent::NoteEdited(NoteEdited {
+            note_id: ID,
+            owner: "ann".into(),
+            version,
+            title: "a".into(),
+            body: "a".into(),
+            occurred_at: 1,
+        })
+    }
+
+    #[test]
+    fn deletion_is_terminal_in_the_fold() {
+        let deleted = apply(created("ann"), &deleted_event(1));
+        assert!(deleted.deleted);
+        // What a zombie appended after the deletion changes nothing.
+        for later in [
+            edited(2),
+            NotesEvent::NotePublished(NotePublished {
+                note_id: ID,
+                version: 1,
+                occurred_at: 1,
+            }),
+            NotesEvent::NotePublicationFailed(NotePublicationFailed {
+                note_id: ID,
+                version: 1,
+                reason: "r".into(),
+                occurred_at: 1,
+            }),
+            deleted_event(1),
+        ] {
+            assert_eq!(apply(deleted.clone(), &later), deleted, "{later:?}");
+        }
+    }
+
+    #[test]
+    fn deletion_of_an_unknown_note_is_ignored() {
+        assert_eq!(apply(Note::default(), &deleted_event(1)), Note::default());
+    }
+
+    #[test]
+    fn deletion_that_lost_a_version_race_still_deletes() {
+        // The deleter decided at v1; a zombie's v2 reached the log first.
+        let note = apply(apply(created("ann"), &edited(2)), &deleted_event(1));
+        assert_eq!(note.version, 2);
+        assert!(note.deleted);
     }
 
     #[test]
     fn first_writer_wins_per_version() {
-        let first = NotesEvent::NoteEdited(NoteEdited {
-            note_id: ID,
-            owner: "ann".into(),
-            version: 2,
-            title: "a".into(),
-            body: "a".into(),
-            occurred_at: 1,
-        });
+        let first = edited(2);
         let zombie = NotesEvent::NoteEdited(NoteEdited {
             title: "z".into(),
             ..match &first {
@@ -407,15 +710,7 @@ mod tests {
         });
         let note = apply(apply(created("ann"), &first), &zombie);
         assert_eq!(note.version, 2);
-        let skipped = NotesEvent::NoteEdited(NoteEdited {
-            note_id: ID,
-            owner: "ann".into(),
-            version: 5,
-            title: "a".into(),
-            body: "a".into(),
-            occurred_at: 1,
-        });
-        assert_eq!(apply(created("ann"), &skipped).version, 1);
+        assert_eq!(apply(created("ann"), &edited(5)).version, 1);
         let republished = NotesEvent::NotePublished(NotePublished {
             note_id: ID,
             version: 1,

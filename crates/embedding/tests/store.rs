@@ -1,0 +1,60 @@
+//! The embedding store's delete against each backend: one version, every version of a
+//! note, a repeat (0 rows, no error), other notes untouched, and a version that can be
+//! stored again after its deletion (a retried saga attempt regenerates it).
+
+use anyhow::Result;
+use notesaga_embedding::{store::StoredEmbedding, EmbeddingStore};
+use notesaga_testkit::PostgresDatabase;
+use uuid::Uuid;
+
+fn embedding(model: &str) -> StoredEmbedding {
+    StoredEmbedding {
+        model: model.into(),
+        vector: vec![0.6, 0.8],
+    }
+}
+
+async fn delete_scenario(store: &EmbeddingStore) -> Result<()> {
+    let note = Uuid::new_v4();
+    let other = Uuid::new_v4();
+    for version in [1, 2, 3] {
+        store.upsert(note, version, &embedding("m")).await?;
+    }
+    store.upsert(other, 1, &embedding("m")).await?;
+
+    assert_eq!(store.delete(note, Some(2)).await?, 1);
+    assert!(store.get(note, 2).await?.is_none());
+    assert!(store.get(note, 1).await?.is_some());
+    assert!(store.get(note, 3).await?.is_some());
+    assert_eq!(store.delete(note, Some(2)).await?, 0, "repeat");
+    assert_eq!(store.delete(note, Some(9)).await?, 0, "never stored");
+
+    assert_eq!(store.delete(note, None).await?, 2);
+    assert!(store.get(note, 1).await?.is_none());
+    assert!(store.get(note, 3).await?.is_none());
+    assert_eq!(store.delete(note, None).await?, 0, "repeat of all");
+    assert!(store.get(other, 1).await?.is_some(), "other note untouched");
+
+    // No tombstone: a deleted version takes a fresh embedding, not the deleted one.
+    let again = store.upsert(note, 2, &embedding("m2")).await?;
+    assert_eq!(again.model, "m2");
+    assert_eq!(
+        store.get(note, 2).await?.map(|e| e.model),
+        Some("m2".into())
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn delete_on_sqlite() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("e.db").display());
+    delete_scenario(&EmbeddingStore::connect(&url).await?).await
+}
+
+/// Needs the PostgreSQL server at `NOTESAGA_TEST_POSTGRES_URL`, as the flow tests do.
+#[tokio::test]
+async fn delete_on_postgres() -> Result<()> {
+    let db = PostgresDatabase::create().await?;
+    delete_scenario(&EmbeddingStore::connect(&db.url()).await?).await
+}
