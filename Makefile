@@ -27,14 +27,18 @@ tools:
 	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 
+# The test build compiles the fault points the end-to-end tests drive (never in release).
+TEST_FEATURES := --features notesaga-cli/fault-injection
+
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets $(TEST_FEATURES) -- -D warnings
 
 # The tests start the workspace's own binaries (broker, notesaga), so build them first.
 test: deps tools
-	$(CARGO) build --locked --bins
-	$(CARGO) nextest run --locked --workspace
+	$(CARGO) build --locked --bins $(TEST_FEATURES)
+	$(CARGO) nextest run --locked --workspace $(TEST_FEATURES)
 
 verify: lint test
 

@@ -5,10 +5,11 @@
 
 pub mod notes;
 pub mod runner;
+pub mod sagas;
 pub mod store;
 
 pub use runner::Projector;
-pub use store::{NoteView, ReadStore};
+pub use store::{NoteView, ReadStore, SagaFilter, SagaView, TimelineEntry};
 
 /// Why a projection failed.
 #[derive(Debug, thiserror::Error)]

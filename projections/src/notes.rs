@@ -1,5 +1,6 @@
 //! The notes projection: folds `notes.events`, `embedding.events` and
-//! `narration.events` into the `notes` and `note_artifacts` tables.
+//! `narration.events` into the `notes` and `note_artifacts` tables, and (through
+//! [`crate::sagas`]) `saga.note-pipeline` into the saga timeline.
 //!
 //! Every statement is idempotent and version-guarded, so applying a record twice, or a
 //! zombie's second copy of a version, changes nothing: the first in log order wins, as
@@ -9,6 +10,7 @@ use chrono::{TimeZone as _, Utc};
 use notesaga_events::{embedding::EmbeddingEvent, narration::NarrationEvent, notes::NotesEvent};
 use notesaga_log::FlowEvent;
 use sqlx::{Any, Transaction};
+use uuid::Uuid;
 
 use crate::Result;
 
@@ -16,7 +18,7 @@ use crate::Result;
 pub const NAME: &str = "notes";
 
 /// The topics it reads.
-pub const TOPICS: [&str; 3] = notesaga_log::FLOW_EVENT_TOPICS;
+pub const TOPICS: [&str; 4] = notesaga_log::FLOW_EVENT_TOPICS;
 
 fn rfc3339(millis: i64) -> String {
     Utc.timestamp_millis_opt(millis)
@@ -25,9 +27,48 @@ fn rfc3339(millis: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Applies one record inside the batch's transaction.
-pub async fn apply(tx: &mut Transaction<'static, Any>, record: &FlowEvent) -> Result<()> {
+/// Applies one record (id `event_id`, at `offset` of its partition) inside the batch's
+/// transaction.
+pub async fn apply(
+    tx: &mut Transaction<'static, Any>,
+    record: &FlowEvent,
+    event_id: Uuid,
+    offset: i64,
+) -> Result<()> {
     match record {
+        FlowEvent::Saga(event) => crate::sagas::apply(tx, event, event_id, offset).await?,
+        FlowEvent::Notes(NotesEvent::NoteDeleted(e)) => {
+            sqlx::query(
+                "UPDATE notes SET deleted_at = $1, updated_at = $2 \
+                 WHERE note_id = $3 AND deleted_at IS NULL",
+            )
+            .bind(rfc3339(e.occurred_at))
+            .bind(rfc3339(e.occurred_at))
+            .bind(e.note_id.to_string())
+            .execute(&mut **tx)
+            .await?;
+        }
+        FlowEvent::Embedding(EmbeddingEvent::EmbeddingDeleted(e)) => {
+            forget_artifact(
+                tx,
+                e.note_id,
+                e.version,
+                "embedding_model = NULL, embedding_dimensions = NULL, embedding_vector = NULL",
+            )
+            .await?;
+        }
+        FlowEvent::Narration(NarrationEvent::NarrationDeleted(e)) => {
+            forget_artifact(
+                tx,
+                e.note_id,
+                e.version,
+                "audio_key = NULL, audio_duration_ms = NULL, audio_size_bytes = NULL",
+            )
+            .await?;
+        }
+        // The saga retries a failed delete; nothing changed.
+        FlowEvent::Embedding(EmbeddingEvent::EmbeddingDeletionFailed(_))
+        | FlowEvent::Narration(NarrationEvent::NarrationDeletionFailed(_)) => {}
         FlowEvent::Notes(NotesEvent::NoteCreated(e)) => {
             let at = rfc3339(e.occurred_at);
             sqlx::query(
@@ -122,5 +163,35 @@ pub async fn apply(tx: &mut Transaction<'static, Any>, record: &FlowEvent) -> Re
         FlowEvent::Embedding(EmbeddingEvent::EmbeddingFailed(_))
         | FlowEvent::Narration(NarrationEvent::NarrationFailed(_)) => {}
     }
+    Ok(())
+}
+
+/// Clears one kind of artifact of one version (`Some`) or of every version (`None`).
+async fn forget_artifact(
+    tx: &mut Transaction<'static, Any>,
+    note_id: Uuid,
+    version: Option<i64>,
+    clear: &str,
+) -> Result<()> {
+    let note_id = note_id.to_string();
+    match version {
+        Some(version) => {
+            sqlx::query(&format!(
+                "UPDATE note_artifacts SET {clear} WHERE note_id = $1 AND version = $2"
+            ))
+            .bind(note_id)
+            .bind(version)
+            .execute(&mut **tx)
+            .await?
+        }
+        None => {
+            sqlx::query(&format!(
+                "UPDATE note_artifacts SET {clear} WHERE note_id = $1"
+            ))
+            .bind(note_id)
+            .execute(&mut **tx)
+            .await?
+        }
+    };
     Ok(())
 }

@@ -164,7 +164,8 @@ impl Projector {
                 continue;
             }
             if let Some(record) = record {
-                notes::apply(&mut tx, record).await?;
+                let (_, metadata) = notesaga_log::Metadata::from_message(message);
+                notes::apply(&mut tx, record, metadata.event_id, message.offset()).await?;
                 applied += 1;
             }
             *next_offset = message.offset() + 1;

@@ -8,6 +8,7 @@
 
 mod notes;
 pub mod problem;
+mod sagas;
 
 use std::sync::Arc;
 
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit;
     Router::new()
         .merge(notes::routes())
+        .merge(sagas::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)

@@ -10,7 +10,7 @@ use axum::{
 };
 use bytes::Bytes;
 use notesaga_events::{
-    notes::{CreateNote, EditNote, NotesCommand},
+    notes::{CreateNote, DeleteNote, EditNote, NotesCommand},
     topics::NOTES_COMMANDS,
 };
 use notesaga_log::Metadata;
@@ -28,7 +28,10 @@ use crate::{
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/notes", post(create_note))
-        .route("/v1/notes/{note_id}", get(get_note).put(edit_note))
+        .route(
+            "/v1/notes/{note_id}",
+            get(get_note).put(edit_note).delete(delete_note),
+        )
         .route("/v1/notes/{note_id}/audio", get(get_audio))
 }
 
@@ -140,7 +143,7 @@ fn title_and_body(body: &Value) -> Result<(String, String), Problem> {
     }
 }
 
-fn request_id(headers: &HeaderMap) -> String {
+pub(crate) fn request_id(headers: &HeaderMap) -> String {
     headers
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
@@ -203,20 +206,70 @@ async fn edit_note(
         .note(note_id)
         .await
         .map_err(|err| Problem::unavailable("the read store", &err))?;
-    let Some(note) = known else {
-        return Err(
-            Problem::new(StatusCode::NOT_FOUND, "note-not-found", "Note not found")
-                .detail(format!("no note {note_id}")),
-        );
-    };
+    let note = live(note_id, known)?;
     let command = NotesCommand::EditNote(EditNote {
         note_id,
         owner: note.owner,
         title,
         body,
-        expected_version: None,
+        expected_version: if_match(&headers)?,
     });
     send(&state, command, &headers).await
+}
+
+/// `DELETE /v1/notes/{id}`: a `DeleteNote` command; the note answers 410 once the
+/// projection has seen `NoteDeleted`, and a cleanup saga removes every artifact.
+async fn delete_note(
+    State(state): State<AppState>,
+    Path(note_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let note_id = parse_note_id(&note_id)?;
+    let known = state
+        .store
+        .note(note_id)
+        .await
+        .map_err(|err| Problem::unavailable("the read store", &err))?;
+    let note = live(note_id, known)?;
+    let command = NotesCommand::DeleteNote(DeleteNote {
+        note_id,
+        owner: note.owner,
+        expected_version: if_match(&headers)?,
+    });
+    send(&state, command, &headers).await
+}
+
+/// The note, if it exists and is not deleted (404 / 410 otherwise).
+fn live(
+    note_id: Uuid,
+    known: Option<notesaga_projections::NoteView>,
+) -> Result<notesaga_projections::NoteView, Problem> {
+    match known {
+        None => Err(
+            Problem::new(StatusCode::NOT_FOUND, "note-not-found", "Note not found")
+                .detail(format!("no note {note_id}")),
+        ),
+        Some(note) if note.deleted_at.is_some() => Err(gone(note_id)),
+        Some(note) => Ok(note),
+    }
+}
+
+fn gone(note_id: Uuid) -> Problem {
+    Problem::new(StatusCode::GONE, "note-deleted", "Note deleted")
+        .detail(format!("note {note_id} was deleted"))
+}
+
+/// `If-Match: "N"` as the command's expected version.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    let version = text.trim_start_matches("W/").trim_matches('"');
+    version.parse::<i64>().map(Some).map_err(|_| {
+        Problem::new(StatusCode::BAD_REQUEST, "bad-if-match", "Bad If-Match")
+            .detail(format!("If-Match must be a note version ETag like \"3\", not {text:?}"))
+    })
 }
 
 fn audio_url(note_id: Uuid) -> String {
@@ -237,6 +290,9 @@ async fn get_note(
             Problem::new(StatusCode::NOT_FOUND, "note-not-found", "Note not found")
                 .detail(format!("no note {note_id}"))
         })?;
+    if note.deleted_at.is_some() {
+        return Err(gone(note_id));
+    }
     let published = note.published.as_ref();
     let mut view = json!({
         "note_id": note.note_id,
@@ -280,6 +336,9 @@ async fn get_audio(
         .await
         .map_err(|err| Problem::unavailable("the read store", &err))?
         .ok_or_else(no_audio)?;
+    if note.deleted_at.is_some() {
+        return Err(no_audio());
+    }
     let key = note
         .published
         .and_then(|p| p.audio_key)

@@ -6,7 +6,8 @@
 //! switch can make a production deployment fail by accident. With the feature, a point
 //! fails while the file `$NOTESAGA_FAULTS_DIR/<point>` says so: a number N fails the next
 //! N calls (the file counts down), `always` fails every call; removing the file is the
-//! "fix" a test applies before an operator retry.
+//! "fix" a test applies before an operator retry. A pause point ([`pause`]) sleeps the
+//! number of milliseconds its file holds, to play a hanging provider.
 
 /// Whether the fault point `point` (e.g. `narration.delete`) fails this call.
 #[cfg(feature = "fault-injection")]
@@ -39,6 +40,27 @@ pub fn check(point: &str) -> Result<(), String> {
 pub fn check(_point: &str) -> Result<(), String> {
     Ok(())
 }
+
+/// Sleeps as long as the file `$NOTESAGA_FAULTS_DIR/<point>` says (milliseconds), to
+/// make a step hang past its saga deadline.
+#[cfg(feature = "fault-injection")]
+pub async fn pause(point: &str) {
+    let Some(dir) = std::env::var_os("NOTESAGA_FAULTS_DIR") else {
+        return;
+    };
+    let path = std::path::Path::new(&dir).join(point);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(millis) = text.trim().parse::<u64>() {
+            tracing::warn!(point, millis, "fault point: pausing");
+            tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+        }
+    }
+}
+
+/// Sleeps as long as the pause point says: never, without the `fault-injection` feature.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub async fn pause(_point: &str) {}
 
 #[cfg(all(test, feature = "fault-injection"))]
 mod tests {

@@ -365,6 +365,70 @@ pub mod client {
         Ok((response.status().as_u16(), response.json().await?))
     }
 
+    /// `DELETE /v1/notes/{id}`; returns `(status, body)`.
+    pub async fn delete(base: &str, id: &str) -> Result<(u16, Value)> {
+        let response = reqwest::Client::new()
+            .delete(format!("{base}/v1/notes/{id}"))
+            .send()
+            .await?;
+        Ok((response.status().as_u16(), response.json().await?))
+    }
+
+    /// `GET {path}` on the API; returns `(status, body)`.
+    pub async fn get_json(base: &str, path: &str) -> Result<(u16, Value)> {
+        let response = reqwest::get(format!("{base}{path}")).await?;
+        Ok((response.status().as_u16(), response.json().await?))
+    }
+
+    /// `GET /v1/notes/{id}/sagas`: the note's sagas.
+    pub async fn note_sagas(base: &str, id: &str) -> Result<Vec<Value>> {
+        let (status, body) = get_json(base, &format!("/v1/notes/{id}/sagas")).await?;
+        if status != 200 {
+            bail!("GET sagas of {id}: {status} {body}");
+        }
+        Ok(body["sagas"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Polls until `done` holds for the note (`GET /v1/notes/{id}`: status and body).
+    pub async fn wait_note(
+        base: &str,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(u16, &Value) -> bool,
+    ) -> Result<(u16, Value)> {
+        let deadline = Instant::now() + timeout;
+        let mut last = (0, Value::Null);
+        while Instant::now() < deadline {
+            let (status, note) = get(base, id).await.context("GET note")?;
+            if done(status, &note) {
+                return Ok((status, note));
+            }
+            last = (status, note);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("note {id} not as expected within {timeout:?}; last seen {last:?}")
+    }
+
+    /// Polls the note's sagas until `done` holds for them.
+    pub async fn wait_sagas(
+        base: &str,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Result<Vec<Value>> {
+        let deadline = Instant::now() + timeout;
+        let mut last = Vec::new();
+        while Instant::now() < deadline {
+            let sagas = note_sagas(base, id).await?;
+            if done(&sagas) {
+                return Ok(sagas);
+            }
+            last = sagas;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        bail!("sagas of note {id} not as expected within {timeout:?}; last seen {last:#?}")
+    }
+
     /// Polls `GET /v1/notes/{id}` until `version` is published (or failed: an error).
     pub async fn wait_published(
         base: &str,
@@ -561,6 +625,7 @@ pub struct Cluster {
     roles: std::collections::BTreeMap<String, ChildProcess>,
     broker: BrokerProcess,
     storage: Vec<String>,
+    env: Vec<(String, String)>,
     /// `http://HOST:PORT` of the registry.
     pub registry_url: String,
     /// `http://HOST:PORT` of the API.
@@ -594,6 +659,16 @@ impl Cluster {
     /// The broker, the registry and only `roles` (each once, static membership under its
     /// own name), with `storage` flags.
     pub async fn start_roles(storage: &[&str], roles: &[&str]) -> Result<Self> {
+        Self::start_configured(storage, roles, &[]).await
+    }
+
+    /// The broker, the registry and `roles`, each role with the environment `env` too
+    /// (saga policy, provider settings, `NOTESAGA_FAULTS_DIR`); restarts keep it.
+    pub async fn start_configured(
+        storage: &[&str],
+        roles: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let broker = BrokerProcess::start()?;
         let data = tempfile::tempdir()?;
         let registry_addr = free_addr();
@@ -614,6 +689,10 @@ impl Cluster {
             roles: std::collections::BTreeMap::from([("registry".to_owned(), registry)]),
             broker,
             storage: storage.iter().map(|s| (*s).to_owned()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             registry_url,
             http_url: format!("http://{http_addr}"),
             http_addr,
@@ -663,7 +742,59 @@ impl Cluster {
         if role == "api" {
             command.args(["--http-addr", &self.http_addr]);
         }
+        command.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         Ok(command)
+    }
+
+    /// Runs `notesaga check` against this cluster's broker, registry and stores, waiting
+    /// up to `wait` for in-flight sagas; returns `(success, report)`.
+    pub fn check(&self, wait: Duration) -> Result<(bool, String)> {
+        let mut command = notesaga()?;
+        command
+            .args([
+                "check",
+                "--kafka-addr",
+                self.broker.addr(),
+                "--registry-url",
+                &self.registry_url,
+                "--wait",
+                &wait.as_secs().to_string(),
+            ])
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .args(&self.storage);
+        let output = command.output().context("cannot run notesaga check")?;
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok((output.status.success(), report))
+    }
+
+    /// Runs `notesaga check` and fails with its report unless it is clean.
+    pub fn assert_consistent(&self, wait: Duration) -> Result<String> {
+        let (clean, report) = self.check(wait)?;
+        if !clean {
+            bail!("notesaga check found violations:\n{report}");
+        }
+        Ok(report)
+    }
+
+    /// Runs `notesaga saga ARGS…` against this cluster's API; returns `(status, output)`.
+    pub fn saga_cli(&self, args: &[&str]) -> Result<(std::process::ExitStatus, String)> {
+        let output = notesaga()?
+            .arg("saga")
+            .args(args)
+            .args(["--api", &self.http_url])
+            .output()
+            .context("cannot run notesaga saga")?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok((output.status, text))
     }
 
     /// Starts (or restarts) `role`, under the name `role` or `instance` for a second copy,

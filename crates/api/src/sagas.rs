@@ -1,0 +1,201 @@
+//! `/v1/sagas`: the saga timeline read model, and the operator's retry of a parked saga.
+
+use axum::{
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use notesaga_events::{
+    now_millis,
+    saga::{SagaEvent, SagaRetryRequested},
+    topics::SAGA_NOTE_PIPELINE,
+};
+use notesaga_log::Metadata;
+use notesaga_projections::{SagaFilter, SagaView};
+use notesaga_sagas::note_pipeline::{Status, ALL_STATUSES};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{notes::request_id, problem::Problem, AppState};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/sagas", get(list_sagas))
+        .route("/v1/sagas/{saga_id}", get(get_saga))
+        .route("/v1/notes/{note_id}/sagas", get(note_sagas))
+        .route("/v1/admin/sagas/{saga_id}/retry", post(retry_saga))
+}
+
+/// Query of `GET /v1/sagas`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    state: Option<String>,
+    stuck: Option<bool>,
+    limit: Option<i64>,
+}
+
+fn bad_request(slug: &str, title: &str, detail: String) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, slug, title).detail(detail)
+}
+
+fn parse_id(raw: &str, what: &str) -> Result<Uuid, Problem> {
+    Uuid::parse_str(raw).map_err(|_| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            &format!("{what}-not-found"),
+            &format!("{} not found", capitalised(what)),
+        )
+        .detail(format!("{raw:?} is not a {what} id"))
+    })
+}
+
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+fn saga_not_found(saga_id: Uuid) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "saga-not-found", "Saga not found")
+        .detail(format!("no saga {saga_id}"))
+}
+
+async fn list_sagas(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(query) =
+        query.map_err(|err| bad_request("bad-query", "Bad query", err.body_text()))?;
+    if let Some(wanted) = &query.state {
+        if Status::from_name(wanted).is_none() {
+            let known: Vec<&str> = ALL_STATUSES.iter().map(|s| s.as_str()).collect();
+            return Err(bad_request(
+                "bad-state",
+                "Unknown saga state",
+                format!("state must be one of {}, not {wanted:?}", known.join(", ")),
+            ));
+        }
+    }
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(bad_request(
+            "bad-limit",
+            "Bad limit",
+            format!("limit must be between 1 and 1000, not {limit}"),
+        ));
+    }
+    let filter = SagaFilter {
+        state: query.state,
+        stuck: query.stuck.unwrap_or(false),
+        note_id: None,
+        limit,
+    };
+    let sagas = state
+        .store
+        .sagas(&filter)
+        .await
+        .map_err(|err| Problem::unavailable("the read store", &err))?;
+    Ok(Json(json!({ "sagas": sagas })).into_response())
+}
+
+async fn get_saga(
+    State(state): State<AppState>,
+    Path(saga_id): Path<String>,
+) -> Result<Response, Problem> {
+    let saga_id = parse_id(&saga_id, "saga")?;
+    let saga = state
+        .store
+        .saga(saga_id)
+        .await
+        .map_err(|err| Problem::unavailable("the read store", &err))?
+        .ok_or_else(|| saga_not_found(saga_id))?;
+    let timeline = state
+        .store
+        .timeline(saga_id)
+        .await
+        .map_err(|err| Problem::unavailable("the read store", &err))?;
+    let mut body = serde_json::to_value(&saga).map_err(|err| Problem::internal(&err))?;
+    body["timeline"] = serde_json::to_value(timeline).map_err(|err| Problem::internal(&err))?;
+    Ok(Json(body).into_response())
+}
+
+async fn note_sagas(
+    State(state): State<AppState>,
+    Path(note_id): Path<String>,
+) -> Result<Response, Problem> {
+    let note_id = parse_id(&note_id, "note")?;
+    let known = state
+        .store
+        .note(note_id)
+        .await
+        .map_err(|err| Problem::unavailable("the read store", &err))?;
+    if known.is_none() {
+        return Err(
+            Problem::new(StatusCode::NOT_FOUND, "note-not-found", "Note not found")
+                .detail(format!("no note {note_id}")),
+        );
+    }
+    let filter = SagaFilter {
+        note_id: Some(note_id),
+        limit: 1000,
+        ..SagaFilter::default()
+    };
+    let sagas: Vec<SagaView> = state
+        .store
+        .sagas(&filter)
+        .await
+        .map_err(|err| Problem::unavailable("the read store", &err))?;
+    Ok(Json(json!({ "note_id": note_id, "sagas": sagas })).into_response())
+}
+
+/// `POST /v1/admin/sagas/{id}/retry`: asks the orchestrator (through
+/// `saga.note-pipeline`, which it reads) to try a parked saga's step again with a fresh
+/// budget. Only a `compensation_failed` saga can be retried.
+async fn retry_saga(
+    State(state): State<AppState>,
+    Path(saga_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let saga_id = parse_id(&saga_id, "saga")?;
+    let saga = state
+        .store
+        .saga(saga_id)
+        .await
+        .map_err(|err| Problem::unavailable("the read store", &err))?
+        .ok_or_else(|| saga_not_found(saga_id))?;
+    if saga.state != Status::CompensationFailed.as_str() {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "saga-not-parked",
+            "Saga is not parked",
+        )
+        .detail(format!(
+            "only a compensation_failed saga can be retried; {saga_id} is {}",
+            saga.state
+        )));
+    }
+    let request = SagaEvent::SagaRetryRequested(SagaRetryRequested {
+        saga_id,
+        note_id: saga.note_id,
+        version: saga.version,
+        requested_by: state.config.default_owner.clone(),
+        occurred_at: now_millis(),
+    });
+    let metadata = Metadata::new(Uuid::new_v4(), request_id(&headers));
+    state
+        .publisher
+        .publish(SAGA_NOTE_PIPELINE, &request, &metadata)
+        .await
+        .map_err(|err| Problem::unavailable("the log", &err))?;
+    tracing::info!(%saga_id, note_id = %saga.note_id, "operator retry requested");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"saga_id": saga_id, "state": saga.state, "retry": "requested"})),
+    )
+        .into_response())
+}
