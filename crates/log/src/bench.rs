@@ -216,3 +216,36 @@ pub async fn run_log_bench(
     );
     Ok((best_plain, best_log))
 }
+
+/// Reads every partition of `topic` (`partitions` of them) from offset 0 to its high
+/// watermark as raw bytes with a plain rdkafka consumer; returns how many records and
+/// records/s. The yardstick of state rebuilds, which read the same records and decode
+/// them.
+pub async fn plain_read_rate(
+    kafka: &KafkaConfig,
+    topic: &str,
+    partitions: i32,
+) -> Result<(usize, f64)> {
+    use rdkafka::{Offset, TopicPartitionList};
+    let mut config = kafka.client();
+    config
+        .set("group.id", fresh_topic("reader"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest");
+    let mut expected = 0;
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        let (low, high) = crate::reader::watermarks(&config, topic, partition).await?;
+        expected += usize::try_from(high - low).unwrap_or(0);
+        assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
+    }
+    let consumer: StreamConsumer = config.create()?;
+    let started = Instant::now();
+    consumer.assign(&assignment)?;
+    let mut seen = 0;
+    while seen < expected {
+        consumer.recv().await?;
+        seen += 1;
+    }
+    Ok((seen, seen as f64 / started.elapsed().as_secs_f64()))
+}

@@ -3,6 +3,7 @@
 //! [`processor`] that runs it against `notes.commands`.
 
 pub mod aggregate;
+pub mod bench;
 pub mod processor;
 pub mod validation;
 

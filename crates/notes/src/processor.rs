@@ -150,6 +150,12 @@ impl NotesProcessor {
         Ok(state)
     }
 
+    /// Rebuilds one partition's state as an assignment does, and drops it (the notes
+    /// benchmark times this).
+    pub async fn rebuild_for_bench(&self, partition: i32) -> Result<usize, HandlerError> {
+        Ok(self.rebuild(partition).await?.notes.len())
+    }
+
     async fn send_outcome(
         &self,
         outcome: &NotesOutcome,
