@@ -1,38 +1,20 @@
 //! Embedding providers, chosen by configuration (`NOTESAGA_EMBEDDING_PROVIDER`):
 //! the [`BuiltinEmbedder`] and any OpenAI-compatible `POST /v1/embeddings` server
-//! (OpenAI, Ollama, vLLM, TEI). [`Resilient`] wraps either with the retry policy, a
-//! circuit breaker and a concurrency limit.
+//! (OpenAI, Ollama, vLLM, TEI). [`Resilient`] wraps either with the machinery every
+//! provider shares (`notesaga_log::provider`): the retry policy, a circuit breaker, a
+//! concurrency limit and one classification of HTTP failures.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
+pub use notesaga_log::provider::{Failed, ProviderError};
 use notesaga_log::{
-    breaker::{BreakerConfig, CircuitBreaker},
-    retry::Attempt,
+    breaker::BreakerConfig,
+    provider::{self, Resilience},
     RetryPolicy,
 };
 use serde::Deserialize;
-use tokio::sync::Semaphore;
 
 use crate::embedder::BuiltinEmbedder;
-
-/// Why a provider call failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ProviderError {
-    /// Timeouts, connection errors, HTTP 5xx and 429: another attempt may succeed.
-    #[error("{reason}")]
-    Retryable {
-        /// What happened.
-        reason: String,
-        /// The delay the server asked for (`Retry-After`).
-        retry_after: Option<Duration>,
-    },
-    /// HTTP 4xx other than 429, invalid input or answer: retrying cannot help.
-    #[error("{0}")]
-    Permanent(String),
-}
 
 /// An OpenAI-compatible embeddings server.
 #[derive(Debug, Clone)]
@@ -53,18 +35,6 @@ struct EmbeddingData {
     embedding: Vec<f32>,
 }
 
-/// Reads a `Retry-After` header given in seconds.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
 impl OpenAiEmbedder {
     /// A client of `{url}/v1/embeddings` for `model`, each request bounded by `timeout`.
     pub fn new(url: &str, model: &str, api_key: Option<String>, timeout: Duration) -> Self {
@@ -82,6 +52,7 @@ impl OpenAiEmbedder {
 
     /// One request, classified.
     pub async fn embed(&self, text: &str) -> Result<Vec<f32>, ProviderError> {
+        const WHAT: &str = "embedding provider";
         let mut request = self
             .client
             .post(format!("{}/v1/embeddings", self.url))
@@ -89,39 +60,14 @@ impl OpenAiEmbedder {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|err| ProviderError::Retryable {
-                reason: if err.is_timeout() {
-                    format!("embedding provider timed out: {err}")
-                } else {
-                    format!("embedding provider unreachable: {err}")
-                },
-                retry_after: None,
-            })?;
-        let status = response.status();
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            return Err(ProviderError::Retryable {
-                reason: format!("embedding provider answered {status}"),
-                retry_after: retry_after(response.headers()),
-            });
-        }
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(ProviderError::Permanent(format!(
-                "embedding provider refused the request ({status}): {}",
-                body.chars().take(300).collect::<String>()
-            )));
-        }
-        let body: EmbeddingsResponse =
-            response
-                .json()
-                .await
-                .map_err(|err| ProviderError::Retryable {
-                    reason: format!("unreadable embeddings answer: {err}"),
-                    retry_after: None,
-                })?;
+        let response = provider::send(WHAT, request).await?;
+        let body: EmbeddingsResponse = response.json().await.map_err(|err| {
+            if err.is_decode() {
+                ProviderError::retryable(format!("unreadable embeddings answer: {err}"))
+            } else {
+                provider::transport(WHAT, &err)
+            }
+        })?;
         body.data
             .into_iter()
             .next()
@@ -157,22 +103,12 @@ impl Provider {
     }
 }
 
-/// A provider behind the retry policy, a circuit breaker and a concurrency limit.
+/// A provider behind the retry policy, a circuit breaker and a concurrency limit (the
+/// shared [`Resilience`]).
 #[derive(Debug, Clone)]
 pub struct Resilient {
     provider: Provider,
-    retry: RetryPolicy,
-    breaker: Arc<CircuitBreaker>,
-    limit: Arc<Semaphore>,
-}
-
-/// A failure after the policy gave up: whether a later attempt may succeed, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failed {
-    /// Whether a new attempt (a new command) may succeed.
-    pub retryable: bool,
-    /// What went wrong, last attempt first.
-    pub reason: String,
+    resilience: Resilience,
 }
 
 impl Resilient {
@@ -185,9 +121,7 @@ impl Resilient {
     ) -> Self {
         Self {
             provider,
-            retry,
-            breaker: Arc::new(CircuitBreaker::new(breaker)),
-            limit: Arc::new(Semaphore::new(concurrency.max(1))),
+            resilience: Resilience::new("embedding", retry, breaker, concurrency),
         }
     }
 
@@ -199,54 +133,8 @@ impl Resilient {
     /// Embeds `text`, retrying transient failures within the policy's budget.
     pub async fn embed(&self, text: &str) -> Result<Vec<f32>, Failed> {
         if text.trim().is_empty() {
-            return Err(Failed {
-                retryable: false,
-                reason: "text is empty".into(),
-            });
+            return Err(Failed::permanent("text is empty"));
         }
-        let _permit = self
-            .limit
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        self.retry
-            .run(|attempt| async move {
-                if let Err(open) = self.breaker.allow(Instant::now()) {
-                    // Fail fast; the wait the breaker asks for counts as a retry delay.
-                    return Err(Attempt::Transient {
-                        error: Failed {
-                            retryable: true,
-                            reason: open.to_string(),
-                        },
-                        after: Some(open.retry_in),
-                    });
-                }
-                let result = self.provider.embed(text).await;
-                self.breaker.record(
-                    !matches!(result, Err(ProviderError::Retryable { .. })),
-                    Instant::now(),
-                );
-                match result {
-                    Ok(vector) => Ok(vector),
-                    Err(ProviderError::Permanent(reason)) => Err(Attempt::Permanent(Failed {
-                        retryable: false,
-                        reason,
-                    })),
-                    Err(ProviderError::Retryable {
-                        reason,
-                        retry_after,
-                    }) => {
-                        tracing::warn!(attempt, %reason, "embedding attempt failed");
-                        Err(Attempt::Transient {
-                            error: Failed {
-                                retryable: true,
-                                reason: format!("{reason} (attempt {attempt})"),
-                            },
-                            after: retry_after,
-                        })
-                    }
-                }
-            })
-            .await
+        self.resilience.run(|_| self.provider.embed(text)).await
     }
 }

@@ -1,6 +1,8 @@
 //! Where audio lives: a small blob-store interface, implemented on the filesystem under
 //! the data directory. Writes go to a temporary file that is renamed into place, so a
-//! reader (or a crash) never sees half a file under a key.
+//! reader (or a crash) never sees half a file under a key. A staging file is named
+//! after its key (`.<name>.<uuid>.partial`), so deleting a key also sweeps what a crashed
+//! render of it left behind.
 
 use std::{
     future::Future,
@@ -16,8 +18,12 @@ pub trait BlobStore: Send + Sync {
     fn commit(&self, staging: &Path, key: &str) -> impl Future<Output = io::Result<()>> + Send;
     /// Size of the blob, or `None` when there is none.
     fn size(&self, key: &str) -> impl Future<Output = io::Result<Option<u64>>> + Send;
-    /// Removes the blob; removing a missing blob succeeds.
-    fn delete(&self, key: &str) -> impl Future<Output = io::Result<()>> + Send;
+    /// Removes the blob (and any staging file left for it); removing a missing blob
+    /// succeeds. Returns whether there was a blob to remove.
+    fn delete(&self, key: &str) -> impl Future<Output = io::Result<bool>> + Send;
+    /// Removes every blob whose key starts with `prefix/` (e.g. `narrations/<note>`) and
+    /// any staging file among them; returns how many blobs there were.
+    fn delete_all(&self, prefix: &str) -> impl Future<Output = io::Result<u32>> + Send;
 }
 
 /// Blobs as files under a root directory.
@@ -53,7 +59,11 @@ impl BlobStore for FsBlobStore {
         let path = self.path(key)?;
         let dir = path.parent().expect("keys have a directory");
         std::fs::create_dir_all(dir)?;
-        Ok(dir.join(format!(".{}.partial", uuid::Uuid::new_v4().simple())))
+        let name = path
+            .file_name()
+            .expect("keys end in a name")
+            .to_string_lossy();
+        Ok(dir.join(format!(".{name}.{}.partial", uuid::Uuid::new_v4().simple())))
     }
 
     async fn commit(&self, staging: &Path, key: &str) -> io::Result<()> {
@@ -70,17 +80,71 @@ impl BlobStore for FsBlobStore {
         }
     }
 
-    async fn delete(&self, key: &str) -> io::Result<()> {
-        match tokio::fs::remove_file(self.path(key)?).await {
-            Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err),
-            _ => Ok(()),
+    async fn delete(&self, key: &str) -> io::Result<bool> {
+        let path = self.path(key)?;
+        let existed = remove_file(&path).await?;
+        let dir = path.parent().expect("keys have a directory");
+        let name = path
+            .file_name()
+            .expect("keys end in a name")
+            .to_string_lossy();
+        let staging = format!(".{name}.");
+        sweep(dir, |file| {
+            file.starts_with(&staging) && file.ends_with(".partial")
+        })
+        .await?;
+        Ok(existed)
+    }
+
+    async fn delete_all(&self, prefix: &str) -> io::Result<u32> {
+        let dir = self.path(prefix)?;
+        let removed = sweep(&dir, |_| true).await?;
+        Ok(removed)
+    }
+}
+
+/// Removes a file; returns whether it was there.
+async fn remove_file(path: &Path) -> io::Result<bool> {
+    match tokio::fs::remove_file(path).await {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// Removes the files of `dir` whose names `pick` selects, then `dir` itself if that
+/// left it empty (a note with no audio leaves no directory behind). Returns how many
+/// blobs (not staging files, whose names start with a dot) were removed.
+async fn sweep(dir: &Path, pick: impl Fn(&str) -> bool) -> io::Result<u32> {
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(err) => return Err(err),
+    };
+    let mut removed = 0;
+    while let Some(entry) = entries.next_entry().await? {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !entry.file_type().await?.is_file() || !pick(&name) {
+            continue;
+        }
+        if remove_file(&entry.path()).await? && !name.starts_with('.') {
+            removed += 1;
         }
     }
+    // Not empty (another version's audio) or already gone: either is fine.
+    let _ = tokio::fs::remove_dir(dir).await;
+    Ok(removed)
 }
 
 /// The key of the narration of one note version.
 pub fn narration_key(note_id: uuid::Uuid, version: i64) -> String {
-    format!("narrations/{note_id}/{version}.wav")
+    format!("{}/{version}.wav", narration_prefix(note_id))
+}
+
+/// The prefix of the keys of every narration of a note.
+pub fn narration_prefix(note_id: uuid::Uuid) -> String {
+    format!("narrations/{note_id}")
 }
 
 #[cfg(test)]
@@ -97,9 +161,78 @@ mod tests {
         std::fs::write(&staging, b"abc").unwrap();
         store.commit(&staging, &key).await.unwrap();
         assert_eq!(store.size(&key).await.unwrap(), Some(3));
-        store.delete(&key).await.unwrap();
-        store.delete(&key).await.unwrap();
+        assert!(store.delete(&key).await.unwrap());
+        assert!(!store.delete(&key).await.unwrap(), "nothing left to delete");
         assert_eq!(store.size(&key).await.unwrap(), None);
+    }
+
+    /// Files under the root, relative, sorted.
+    fn files(root: &Path) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut dirs = vec![root.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    found.push(path.strip_prefix(root).unwrap().display().to_string());
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    async fn put(store: &FsBlobStore, key: &str) {
+        let staging = store.staging_path(key).unwrap();
+        std::fs::write(&staging, key).unwrap();
+        store.commit(&staging, key).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn deleting_a_version_sweeps_its_leftovers_and_keeps_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::new(dir.path());
+        let note = uuid::Uuid::from_u128(7);
+        put(&store, &narration_key(note, 1)).await;
+        put(&store, &narration_key(note, 2)).await;
+        // What a render of version 1 that crashed half way leaves behind.
+        std::fs::write(
+            store.staging_path(&narration_key(note, 1)).unwrap(),
+            b"half",
+        )
+        .unwrap();
+        assert!(store.delete(&narration_key(note, 1)).await.unwrap());
+        assert_eq!(
+            files(dir.path()),
+            vec![format!("{}/2.wav", narration_prefix(note))]
+        );
+        assert!(store.delete(&narration_key(note, 2)).await.unwrap());
+        assert!(files(dir.path()).is_empty());
+        assert!(
+            !dir.path().join(narration_prefix(note)).exists(),
+            "the emptied note directory is gone too"
+        );
+    }
+
+    #[tokio::test]
+    async fn deleting_all_removes_every_version_of_one_note_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::new(dir.path());
+        let (note, other) = (uuid::Uuid::from_u128(7), uuid::Uuid::from_u128(8));
+        for version in 1..=3 {
+            put(&store, &narration_key(note, version)).await;
+        }
+        put(&store, &narration_key(other, 1)).await;
+        std::fs::write(
+            store.staging_path(&narration_key(note, 4)).unwrap(),
+            b"half",
+        )
+        .unwrap();
+        assert_eq!(store.delete_all(&narration_prefix(note)).await.unwrap(), 3);
+        assert_eq!(files(dir.path()), vec![narration_key(other, 1)]);
+        assert_eq!(store.delete_all(&narration_prefix(note)).await.unwrap(), 0);
     }
 
     #[test]

@@ -1,4 +1,14 @@
-//! Just enough of RIFF/WAVE to know how long a file plays.
+//! Just enough of RIFF/WAVE to know how long a file plays, and to join the audio of
+//! several files into one ([`WavWriter`]).
+
+use std::{io, path::Path};
+
+use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
+
+/// The format code of integer PCM (`WAVE_FORMAT_PCM`).
+pub const PCM: u16 = 1;
+/// The format tag whose real format code is in its sub-format GUID.
+const EXTENSIBLE: u16 = 0xFFFE;
 
 /// Why a byte string is not a playable PCM WAV.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,6 +27,8 @@ pub enum WavError {
 /// The playable facts of a WAV file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WavInfo {
+    /// Format code: [`PCM`] for integer PCM (an extensible header's sub-format counts).
+    pub encoding: u16,
     /// Samples per second.
     pub sample_rate: u32,
     /// Channels.
@@ -60,20 +72,30 @@ pub fn parse(header: &[u8], file_len: u64) -> Result<WavInfo, WavError> {
         let body = at + 8;
         match id {
             b"fmt " => {
+                let tag = u16_at(header, body).ok_or(WavError::NoFormat)?;
+                let encoding = if tag == EXTENSIBLE {
+                    // The first two bytes of the sub-format GUID are the format code.
+                    u16_at(header, body + 24).ok_or(WavError::NoFormat)?
+                } else {
+                    tag
+                };
                 format = Some((
+                    encoding,
                     u16_at(header, body + 2).ok_or(WavError::NoFormat)?,
                     u32_at(header, body + 4).ok_or(WavError::NoFormat)?,
                     u16_at(header, body + 14).ok_or(WavError::NoFormat)?,
                 ));
             }
             b"data" => {
-                let (channels, sample_rate, bits_per_sample) = format.ok_or(WavError::NoFormat)?;
+                let (encoding, channels, sample_rate, bits_per_sample) =
+                    format.ok_or(WavError::NoFormat)?;
                 let available = file_len.saturating_sub(body as u64);
                 let data_bytes = match size {
                     0 | u32::MAX => available,
                     size => u64::from(size).min(available),
                 };
                 return Ok(WavInfo {
+                    encoding,
                     sample_rate,
                     channels,
                     bits_per_sample,
@@ -196,6 +218,114 @@ pub async fn open(path: &std::path::Path) -> Result<(tokio::fs::File, u64, DataC
     Ok((file, size, chunk))
 }
 
+/// Why audio could not be added to a [`WavWriter`].
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The piece is not a playable WAV.
+    #[error("not a playable WAV: {0}")]
+    Invalid(#[from] WavError),
+    /// The piece is not integer PCM, whose bytes can be concatenated.
+    #[error("unsupported WAV encoding (format code {0}): only integer PCM can be joined")]
+    Unsupported(u16),
+    /// The piece's format differs from the first piece's.
+    #[error(
+        "audio format changed between chunks: {}, then {}",
+        describe(.first),
+        describe(.then)
+    )]
+    FormatChanged {
+        /// The format of the file so far.
+        first: WavInfo,
+        /// The format of the piece refused.
+        then: WavInfo,
+    },
+    /// Writing the file failed.
+    #[error("writing audio: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl JoinError {
+    /// Whether the same pieces could be joined on another try: only when the disk
+    /// failed; a bad or mismatched piece stays bad.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::Io(_))
+    }
+}
+
+fn describe(info: &WavInfo) -> String {
+    format!(
+        "{} Hz, {} channel(s), {} bit",
+        info.sample_rate, info.channels, info.bits_per_sample
+    )
+}
+
+/// One PCM WAV file built from the audio of several WAV pieces of one format, written
+/// to disk as each piece arrives (a long narration is never held in memory whole). The
+/// header is written last, when the length is known.
+#[derive(Debug)]
+pub struct WavWriter {
+    file: tokio::fs::File,
+    format: Option<WavInfo>,
+    data_bytes: u64,
+}
+
+impl WavWriter {
+    /// Creates (or truncates) `path`, leaving room for the header.
+    pub async fn create(path: &Path) -> io::Result<Self> {
+        let mut file = tokio::fs::File::create(path).await?;
+        file.write_all(&[0u8; 44]).await?;
+        Ok(Self {
+            file,
+            format: None,
+            data_bytes: 0,
+        })
+    }
+
+    /// Appends the audio of the WAV file `piece` (whole, in memory). The first piece
+    /// sets the format; a piece of another format is refused.
+    pub async fn append(&mut self, piece: &[u8]) -> Result<(), JoinError> {
+        let chunk = data_chunk(piece, piece.len() as u64)?;
+        let info = chunk.info;
+        if info.encoding != PCM {
+            return Err(JoinError::Unsupported(info.encoding));
+        }
+        let same = |a: &WavInfo| {
+            (a.sample_rate, a.channels, a.bits_per_sample)
+                == (info.sample_rate, info.channels, info.bits_per_sample)
+        };
+        match &self.format {
+            Some(first) if !same(first) => {
+                return Err(JoinError::FormatChanged {
+                    first: *first,
+                    then: info,
+                })
+            }
+            Some(_) => {}
+            None => self.format = Some(info),
+        }
+        let start = chunk.offset as usize;
+        // `data_chunk` bounds the data by the bytes present, so this cannot overrun.
+        let audio = &piece[start..start + info.data_bytes as usize];
+        self.file.write_all(audio).await?;
+        self.data_bytes += audio.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the header and flushes the file to disk; returns what it holds.
+    pub async fn finish(mut self) -> Result<WavInfo, JoinError> {
+        let format = self.format.ok_or(WavError::NoData)?;
+        self.file.seek(io::SeekFrom::Start(0)).await?;
+        self.file
+            .write_all(&pcm_header(&format, self.data_bytes))
+            .await?;
+        self.file.sync_all().await?;
+        Ok(WavInfo {
+            data_bytes: self.data_bytes,
+            ..format
+        })
+    }
+}
+
 #[cfg(test)]
 mod join_tests {
     use super::*;
@@ -203,6 +333,7 @@ mod join_tests {
     #[test]
     fn a_written_header_reads_back() {
         let info = WavInfo {
+            encoding: PCM,
             sample_rate: 22_050,
             channels: 1,
             bits_per_sample: 16,
@@ -213,5 +344,71 @@ mod join_tests {
         assert_eq!(chunk.offset, 44);
         assert_eq!(chunk.info.data_bytes, 88_200);
         assert_eq!(chunk.info.duration_ms(), 2000);
+    }
+}
+
+#[cfg(test)]
+mod writer_tests {
+    use super::*;
+
+    /// A PCM WAV of `samples` mono 16-bit samples, each equal to its index.
+    fn piece(sample_rate: u32, samples: u16) -> Vec<u8> {
+        let info = WavInfo {
+            encoding: PCM,
+            sample_rate,
+            channels: 1,
+            bits_per_sample: 16,
+            data_bytes: 0,
+        };
+        let mut bytes = pcm_header(&info, u64::from(samples) * 2).to_vec();
+        bytes.extend((0..samples).flat_map(u16::to_le_bytes));
+        bytes
+    }
+
+    #[tokio::test]
+    async fn pieces_join_into_one_wav_holding_all_their_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("joined.wav");
+        let mut writer = WavWriter::create(&path).await.unwrap();
+        writer.append(&piece(8_000, 8_000)).await.unwrap();
+        writer.append(&piece(8_000, 4_000)).await.unwrap();
+        let info = writer.finish().await.unwrap();
+        assert_eq!(info.duration_ms(), 1_500);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), 44 + 24_000);
+        assert_eq!(parse(&bytes, bytes.len() as u64).unwrap(), info);
+        // The second piece's first sample follows the first piece's last one.
+        assert_eq!(&bytes[44 + 15_998..44 + 16_002], &[0x3f, 0x1f, 0, 0]);
+    }
+
+    #[tokio::test]
+    async fn a_piece_of_another_format_is_refused_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = WavWriter::create(&dir.path().join("x.wav")).await.unwrap();
+        writer.append(&piece(24_000, 10)).await.unwrap();
+        let err = writer.append(&piece(22_050, 10)).await.unwrap_err();
+        assert!(matches!(err, JoinError::FormatChanged { .. }), "{err}");
+        assert!(!err.retryable());
+        assert!(err.to_string().contains("24000 Hz"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn float_audio_and_garbage_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = WavWriter::create(&dir.path().join("x.wav")).await.unwrap();
+        let mut float = piece(24_000, 10);
+        float[20] = 3; // WAVE_FORMAT_IEEE_FLOAT
+        let err = writer.append(&float).await.unwrap_err();
+        assert!(matches!(err, JoinError::Unsupported(3)), "{err}");
+        let err = writer.append(b"ID3 this is an mp3").await.unwrap_err();
+        assert!(
+            matches!(err, JoinError::Invalid(WavError::NotWave)),
+            "{err}"
+        );
+        assert!(!err.retryable());
+        assert!(
+            writer.finish().await.is_err(),
+            "no audio, no file to speak of"
+        );
     }
 }
