@@ -62,7 +62,14 @@ pub fn entry(event: &SagaEvent) -> Entry {
             let forward = Step::from_name(&e.step).is_some_and(|s| !s.must_finish());
             Entry {
                 error: Some(e.reason.clone()),
-                detail: Some(if e.retryable { "retryable" } else { "not retryable" }.into()),
+                detail: Some(
+                    if e.retryable {
+                        "retryable"
+                    } else {
+                        "not retryable"
+                    }
+                    .into(),
+                ),
                 failure_reason: forward.then(|| format!("{} failed: {}", e.step, e.reason)),
                 ..at(&e.step, e.attempt)
             }
@@ -101,7 +108,10 @@ pub fn entry(event: &SagaEvent) -> Entry {
             ..Entry::default()
         },
         SagaEvent::SagaStuck(e) => Entry {
-            detail: Some(format!("no progress for {} ms while {}", e.idle_ms, e.status)),
+            detail: Some(format!(
+                "no progress for {} ms while {}",
+                e.idle_ms, e.status
+            )),
             ..Entry::default()
         },
         SagaEvent::SagaRetryRequested(e) => Entry {
@@ -204,7 +214,10 @@ mod tests {
             }))
         };
         let narration = failed("narration");
-        assert_eq!(narration.failure_reason.as_deref(), Some("narration failed: boom"));
+        assert_eq!(
+            narration.failure_reason.as_deref(),
+            Some("narration failed: boom")
+        );
         assert_eq!(narration.error.as_deref(), Some("boom"));
         assert_eq!(narration.attempt, Some(2));
         assert_eq!(narration.state, None);

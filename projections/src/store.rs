@@ -205,9 +205,8 @@ impl ReadStore {
         } else {
             format!("WHERE {}", conditions.join(" AND "))
         };
-        let sql = format!(
-            "{SAGA_COLUMNS} {filter_sql} ORDER BY updated_at DESC, saga_id LIMIT ${limit}"
-        );
+        let sql =
+            format!("{SAGA_COLUMNS} {filter_sql} ORDER BY updated_at DESC, saga_id LIMIT ${limit}");
         let mut query = sqlx::query(&sql);
         if let Some(state) = &filter.state {
             query = query.bind(state.clone());

@@ -305,6 +305,9 @@ pub struct Pending {
     pub resends: i32,
     /// Set while waiting out a backoff: when to send the attempt, ms.
     pub retry_at: Option<i64>,
+    /// Set once the attempt failed (`retryable`, reason) until the saga decided what
+    /// follows: a crash between the two leaves it for the next tick to decide.
+    pub failed: Option<(bool, String)>,
 }
 
 /// The state of one saga instance, folded from its events.
@@ -357,7 +360,7 @@ impl NotePipeline {
     pub fn awaited_command(&self) -> Option<Uuid> {
         self.pending
             .as_ref()
-            .filter(|p| p.retry_at.is_none())
+            .filter(|p| p.retry_at.is_none() && p.failed.is_none())
             .map(|p| p.command_id)
     }
 }
@@ -701,9 +704,15 @@ impl<'p> Reaction<'p> {
             reason: reason.into(),
             occurred_at: self.now,
         }));
+        self.after_failure(pending, retryable, reason);
+    }
+
+    /// What follows a recorded failure: another attempt, parking, or compensation.
+    fn after_failure(&mut self, pending: &Pending, retryable: bool, reason: &str) {
+        let (saga_id, note_id, version) = self.ids();
         let used = pending.attempt - self.saga.budget_from + 1;
-        let retry = (retryable || pending.step.must_finish())
-            && used < self.policy.budget(pending.step);
+        let retry =
+            (retryable || pending.step.must_finish()) && used < self.policy.budget(pending.step);
         if retry {
             self.record(SagaEvent::StepRetried(StepRetried {
                 saga_id,
@@ -758,12 +767,7 @@ pub fn published_version<'a>(sagas: impl IntoIterator<Item = &'a NotePipeline>) 
 }
 
 /// Decides what `input` means for the saga (`None` when it has not started), at `now`.
-pub fn react(
-    saga: Option<&NotePipeline>,
-    input: &Input,
-    policy: &Policy,
-    now: i64,
-) -> Vec<Action> {
+pub fn react(saga: Option<&NotePipeline>, input: &Input, policy: &Policy, now: i64) -> Vec<Action> {
     match (saga, input) {
         (
             None,
@@ -810,7 +814,9 @@ pub fn react(
             reaction.actions
         }
         (Some(saga), Input::Cancel { by_version })
-            if saga.status == Status::Running && saga.kind == Kind::Publish && !saga.published() =>
+            if saga.status == Status::Running
+                && saga.kind == Kind::Publish
+                && !saga.published() =>
         {
             let mut reaction = Reaction::new(saga.clone(), policy, now);
             reaction.start_compensation(Cause::Supersession(*by_version));
@@ -860,6 +866,21 @@ fn start(
 
 fn tick(saga: &NotePipeline, policy: &Policy, now: i64) -> Vec<Action> {
     let mut reaction = Reaction::new(saga.clone(), policy, now);
+    // A crash between two events of one reaction leaves an active saga with nothing
+    // out (after SagaStarted or a success) or with a failure not yet acted on: finish
+    // the reaction now.
+    match (&saga.pending, saga.status) {
+        (None, Status::Running) => reaction.advance(),
+        (None, Status::Compensating) => reaction.compensate_next(),
+        (Some(pending), _) if pending.failed.is_some() && pending.retry_at.is_none() => {
+            let (retryable, reason) = pending.failed.clone().expect("checked");
+            reaction.after_failure(pending, retryable, &reason);
+        }
+        _ => {}
+    }
+    if !reaction.actions.is_empty() {
+        return reaction.actions;
+    }
     if let Some(pending) = saga.pending.clone() {
         match pending.retry_at {
             Some(retry_at) if retry_at <= now => reaction.request(pending.step, pending.attempt),
@@ -892,7 +913,9 @@ fn tick(saga: &NotePipeline, policy: &Policy, now: i64) -> Vec<Action> {
             None => {}
         }
     }
-    if reaction.actions.is_empty() && !saga.stuck && now - saga.last_progress_at >= policy.stuck_after_ms
+    if reaction.actions.is_empty()
+        && !saga.stuck
+        && now - saga.last_progress_at >= policy.stuck_after_ms
     {
         let (saga_id, note_id, version) = reaction.ids();
         reaction.record(SagaEvent::SagaStuck(SagaStuck {
@@ -913,9 +936,10 @@ pub fn pending_command(saga: &NotePipeline) -> Option<Action> {
     if !saga.status.is_active() {
         return None;
     }
-    let pending = saga.pending.as_ref().filter(|p| p.retry_at.is_none())?;
+    let command_id = saga.awaited_command()?;
+    let pending = saga.pending.as_ref()?;
     Some(Action::Send {
-        command_id: pending.command_id,
+        command_id,
         command: step_command(saga, pending.step),
     })
 }
@@ -1003,6 +1027,9 @@ pub fn apply(saga: Option<NotePipeline>, event: &SagaEvent) -> Option<NotePipeli
             if !step_of(&e.step).is_some_and(Step::must_finish) {
                 saga.failure = Some(format!("{} failed: {}", e.step, e.reason));
             }
+            if let Some(pending) = saga.pending.as_mut() {
+                pending.failed = Some((e.retryable, e.reason.clone()));
+            }
         }
         SagaEvent::StepRetried(e) => {
             if let Some(pending) = saga.pending.as_mut() {
@@ -1010,6 +1037,7 @@ pub fn apply(saga: Option<NotePipeline>, event: &SagaEvent) -> Option<NotePipeli
                 pending.command_id = Uuid::nil();
                 pending.resends = 0;
                 pending.retry_at = Some(e.retry_at);
+                pending.failed = None;
             }
         }
         SagaEvent::DeadlinePassed(e) => {
@@ -1041,6 +1069,7 @@ fn set_pending(saga: &mut NotePipeline, step: Step, attempt: i32, command_id: Uu
         deadline_at: deadline,
         resends: 0,
         retry_at: None,
+        failed: None,
     });
 }
 

@@ -267,8 +267,9 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
     let text = value.to_str().unwrap_or_default().trim();
     let version = text.trim_start_matches("W/").trim_matches('"');
     version.parse::<i64>().map(Some).map_err(|_| {
-        Problem::new(StatusCode::BAD_REQUEST, "bad-if-match", "Bad If-Match")
-            .detail(format!("If-Match must be a note version ETag like \"3\", not {text:?}"))
+        Problem::new(StatusCode::BAD_REQUEST, "bad-if-match", "Bad If-Match").detail(format!(
+            "If-Match must be a note version ETag like \"3\", not {text:?}"
+        ))
     })
 }
 

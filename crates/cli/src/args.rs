@@ -1,5 +1,6 @@
 //! Command-line arguments. Every flag has a `NOTESAGA_*` environment variable.
 
+use notesaga_sagas::note_pipeline::Policy;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -48,13 +49,20 @@ pub(crate) enum Command {
     /// Run the narration processor (consumer group notesaga.narration).
     Narration(NarrationArgs),
     /// Run the saga orchestrator (consumer group notesaga.orchestrator).
-    Orchestrator(RoleArgs),
+    Orchestrator(OrchestratorArgs),
     /// Run the read projections (consumer group notesaga.projector.notes).
     Projector(ProjectorArgs),
     /// Serve the Confluent-compatible schema registry, stored in the _schemas topic.
     Registry(RegistryArgs),
     /// Measure throughput and print figures (not a test).
     Bench(BenchArgs),
+    /// List, show and retry sagas through the HTTP API (exit 1: the API said no; 2: it
+    /// cannot be reached).
+    Saga(SagaArgs),
+    /// Check that the log and the stores agree on what is published: read every note and
+    /// saga event, the embedding store and the audio store, wait for the sagas at work to
+    /// settle, and report every violation (exit 1: a violation; 2: cannot read).
+    Check(CheckArgs),
 }
 
 /// Where the log and the registry are.
@@ -263,21 +271,133 @@ pub(crate) struct EmbeddingArgs {
     pub(crate) embedding_database_url: Option<String>,
 }
 
+/// Which speech provider, and how to reach it.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct NarrationProviderArgs {
+    /// `espeak` (espeak-ng on this machine) or `openai` (any OpenAI-compatible
+    /// `POST /v1/audio/speech` server: OpenAI, openedai-speech, Kokoro-FastAPI, LocalAI).
+    #[arg(long, env = "NOTESAGA_NARRATION_PROVIDER", default_value = "espeak")]
+    pub(crate) narration_provider: NarrationProviderKind,
+    /// espeak-ng voice.
+    #[arg(long, env = "NOTESAGA_ESPEAK_VOICE", default_value = "en")]
+    pub(crate) voice: String,
+    /// espeak-ng speaking rate in words per minute.
+    #[arg(long, env = "NOTESAGA_ESPEAK_RATE", default_value_t = 175)]
+    pub(crate) rate: u32,
+    /// The espeak-ng program.
+    #[arg(long, env = "NOTESAGA_ESPEAK_BIN", default_value = "espeak-ng")]
+    pub(crate) espeak_bin: String,
+    /// Base URL of the OpenAI-compatible server (`/v1/audio/speech` is appended).
+    #[arg(
+        long,
+        env = "NOTESAGA_NARRATION_URL",
+        default_value = "https://api.openai.com"
+    )]
+    pub(crate) narration_url: String,
+    /// Speech model sent to the server.
+    #[arg(long, env = "NOTESAGA_NARRATION_MODEL", default_value = "tts-1")]
+    pub(crate) narration_model: String,
+    /// Voice sent to the server.
+    #[arg(long, env = "NOTESAGA_NARRATION_VOICE", default_value = "alloy")]
+    pub(crate) narration_voice: String,
+    /// Bearer token for the server, if it needs one.
+    #[arg(long, env = "NOTESAGA_NARRATION_API_KEY", hide_env_values = true)]
+    pub(crate) narration_api_key: Option<String>,
+    /// Seconds any one request to the server may take…
+    #[arg(long, env = "NOTESAGA_NARRATION_TIMEOUT_SECS", default_value_t = 20)]
+    pub(crate) narration_timeout_secs: u64,
+    /// …plus this many milliseconds per character of its chunk of text.
+    #[arg(
+        long,
+        env = "NOTESAGA_NARRATION_TIMEOUT_MS_PER_CHAR",
+        default_value_t = 10
+    )]
+    pub(crate) narration_timeout_ms_per_char: u64,
+    /// Seconds from a command's start in which failed calls are retried…
+    #[arg(
+        long,
+        env = "NOTESAGA_NARRATION_RETRY_BUDGET_SECS",
+        default_value_t = 30
+    )]
+    pub(crate) narration_retry_budget_secs: u64,
+    /// …plus this many seconds per started 1,000 bytes of text. Keep the budget well
+    /// inside the saga's narration deadline (60 s + 10 s per KB by default).
+    #[arg(
+        long,
+        env = "NOTESAGA_NARRATION_RETRY_BUDGET_PER_KB_SECS",
+        default_value_t = 5
+    )]
+    pub(crate) narration_retry_budget_per_kb_secs: u64,
+    /// Attempts per command (across its chunks) before replying `NarrationFailed`.
+    #[arg(long, env = "NOTESAGA_NARRATION_ATTEMPTS", default_value_t = 4)]
+    pub(crate) narration_attempts: u32,
+    /// Engine runs or requests in flight at once.
+    #[arg(long, env = "NOTESAGA_NARRATION_CONCURRENCY", default_value_t = 2)]
+    pub(crate) narration_concurrency: usize,
+}
+
+/// The speech providers.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum NarrationProviderKind {
+    /// espeak-ng, run locally.
+    Espeak,
+    /// An OpenAI-compatible server.
+    Openai,
+}
+
+impl NarrationProviderArgs {
+    /// The engine behind retries (within a budget ending well before the saga's
+    /// narration deadline), a circuit breaker and a concurrency limit.
+    pub(crate) fn build(&self) -> notesaga_narration::Narrator {
+        use std::time::Duration;
+
+        use notesaga_narration::{
+            ChunkTimeout, Espeak, Narrator, OpenAiSpeech, RenderBudget, SpeechEngine,
+        };
+        let engine = match self.narration_provider {
+            NarrationProviderKind::Espeak => SpeechEngine::Espeak(Espeak {
+                binary: self.espeak_bin.clone(),
+                voice: self.voice.clone(),
+                rate: self.rate,
+            }),
+            NarrationProviderKind::Openai => SpeechEngine::OpenAi(OpenAiSpeech::new(
+                &self.narration_url,
+                &self.narration_model,
+                &self.narration_voice,
+                self.narration_api_key.clone(),
+                ChunkTimeout {
+                    base: Duration::from_secs(self.narration_timeout_secs),
+                    per_char: Duration::from_millis(self.narration_timeout_ms_per_char),
+                },
+            )),
+        };
+        let retry = notesaga_log::RetryPolicy {
+            initial_interval: Duration::from_millis(500),
+            max_attempts: self.narration_attempts,
+            ..notesaga_log::RetryPolicy::default()
+        };
+        let budget = RenderBudget {
+            base: Duration::from_secs(self.narration_retry_budget_secs),
+            per_kb: Duration::from_secs(self.narration_retry_budget_per_kb_secs),
+        };
+        Narrator::new(
+            engine,
+            retry,
+            budget,
+            notesaga_log::breaker::BreakerConfig::default(),
+            self.narration_concurrency,
+        )
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub(crate) struct NarrationArgs {
     #[command(flatten)]
     pub(crate) connection: Connection,
     #[command(flatten)]
     pub(crate) storage: Storage,
-    /// espeak-ng voice.
-    #[arg(long, env = "NOTESAGA_ESPEAK_VOICE", default_value = "en")]
-    pub(crate) voice: String,
-    /// Speaking rate in words per minute.
-    #[arg(long, env = "NOTESAGA_ESPEAK_RATE", default_value_t = 175)]
-    pub(crate) rate: u32,
-    /// The espeak-ng program.
-    #[arg(long, env = "NOTESAGA_ESPEAK_BIN", default_value = "espeak-ng")]
-    pub(crate) espeak_bin: String,
+    #[command(flatten)]
+    pub(crate) provider: NarrationProviderArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -321,11 +441,12 @@ pub(crate) struct DevArgs {
     /// The broker executable; default: `notesaga-broker` next to this binary, else on PATH.
     #[arg(long, env = "NOTESAGA_BROKER_BIN")]
     pub(crate) broker_bin: Option<PathBuf>,
-    /// espeak-ng voice.
-    #[arg(long, env = "NOTESAGA_ESPEAK_VOICE", default_value = "en")]
-    pub(crate) voice: String,
+    #[command(flatten)]
+    pub(crate) narration: NarrationProviderArgs,
     #[command(flatten)]
     pub(crate) embedding: EmbeddingProviderArgs,
+    #[command(flatten)]
+    pub(crate) saga: SagaPolicyArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -339,6 +460,25 @@ pub(crate) enum BenchTarget {
     /// Produce→consume throughput of notesaga's log layer against plain rdkafka on the
     /// same broker in the same run.
     Log(BenchLogArgs),
+    /// Notes processor throughput (1 KB bodies) and aggregate rebuild, each beside the
+    /// plain log rate of the same run. Run it against a fresh broker: it uses the real
+    /// `notes.*` topics.
+    Notes(BenchNotesArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BenchNotesArgs {
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+    /// Commands per run.
+    #[arg(long, default_value_t = 5_000)]
+    pub(crate) commands: usize,
+    /// Body size of each note, bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) body_size: usize,
+    /// Runs; the best of each figure is reported.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) runs: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -354,4 +494,160 @@ pub(crate) struct BenchLogArgs {
     /// Runs of each side (alternating); the best run of each is reported.
     #[arg(long, default_value_t = 3)]
     pub(crate) runs: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct OrchestratorArgs {
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+    #[command(flatten)]
+    pub(crate) saga: SagaPolicyArgs,
+}
+
+/// Deadlines, retry budgets and stall detection of the note-pipeline saga.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Saga policy")]
+pub(crate) struct SagaPolicyArgs {
+    /// Reply deadline of the embedding step, ms.
+    #[arg(long, env = "NOTESAGA_SAGA_EMBEDDING_DEADLINE_MS", default_value_t = Policy::default().embedding_deadline_ms)]
+    pub(crate) saga_embedding_deadline_ms: i64,
+    /// Reply deadline of the narration step for an empty text, ms (plus the per-KB part).
+    #[arg(long, env = "NOTESAGA_SAGA_NARRATION_DEADLINE_MS", default_value_t = Policy::default().narration_deadline_ms)]
+    pub(crate) saga_narration_deadline_ms: i64,
+    /// Narration deadline added per started 1,000 bytes of text, ms.
+    #[arg(long, env = "NOTESAGA_SAGA_NARRATION_DEADLINE_PER_KB_MS", default_value_t = Policy::default().narration_deadline_per_kb_ms)]
+    pub(crate) saga_narration_deadline_per_kb_ms: i64,
+    /// Reply deadline of publish and of every delete (compensation, retirement, cleanup), ms.
+    #[arg(long, env = "NOTESAGA_SAGA_OTHER_DEADLINE_MS", default_value_t = Policy::default().other_deadline_ms)]
+    pub(crate) saga_other_deadline_ms: i64,
+    /// Re-sends of the same command after passed deadlines before an attempt counts as failed.
+    #[arg(long, env = "NOTESAGA_SAGA_MAX_RESENDS", default_value_t = Policy::default().max_resends)]
+    pub(crate) saga_max_resends: i32,
+    /// Attempts of a forward step (embedding, narration, publish) before the saga fails.
+    #[arg(long, env = "NOTESAGA_SAGA_MAX_ATTEMPTS", default_value_t = Policy::default().max_attempts)]
+    pub(crate) saga_max_attempts: i32,
+    /// Attempts of a compensation, retirement or cleanup before the saga parks in
+    /// compensation_failed.
+    #[arg(long, env = "NOTESAGA_SAGA_MAX_COMPENSATION_ATTEMPTS", default_value_t = Policy::default().max_compensation_attempts)]
+    pub(crate) saga_max_compensation_attempts: i32,
+    /// First backoff between attempts, ms (doubled per attempt).
+    #[arg(long, env = "NOTESAGA_SAGA_BACKOFF_MS", default_value_t = Policy::default().backoff_base_ms)]
+    pub(crate) saga_backoff_ms: i64,
+    /// Longest backoff between attempts, ms.
+    #[arg(long, env = "NOTESAGA_SAGA_BACKOFF_MAX_MS", default_value_t = Policy::default().backoff_max_ms)]
+    pub(crate) saga_backoff_max_ms: i64,
+    /// A saga without progress for this long is reported stuck, ms.
+    #[arg(long, env = "NOTESAGA_SAGA_STUCK_AFTER_MS", default_value_t = Policy::default().stuck_after_ms)]
+    pub(crate) saga_stuck_after_ms: i64,
+    /// How often deadlines, backoffs and stalls are checked, ms.
+    #[arg(long, env = "NOTESAGA_SAGA_TICK_MS", default_value_t = 500)]
+    pub(crate) saga_tick_ms: u64,
+}
+
+impl SagaPolicyArgs {
+    pub(crate) fn policy(&self) -> Policy {
+        Policy {
+            embedding_deadline_ms: self.saga_embedding_deadline_ms,
+            narration_deadline_ms: self.saga_narration_deadline_ms,
+            narration_deadline_per_kb_ms: self.saga_narration_deadline_per_kb_ms,
+            other_deadline_ms: self.saga_other_deadline_ms,
+            max_resends: self.saga_max_resends,
+            max_attempts: self.saga_max_attempts.max(1),
+            max_compensation_attempts: self.saga_max_compensation_attempts.max(1),
+            backoff_base_ms: self.saga_backoff_ms,
+            backoff_max_ms: self.saga_backoff_max_ms,
+            stuck_after_ms: self.saga_stuck_after_ms,
+        }
+    }
+
+    pub(crate) fn tick(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.saga_tick_ms.max(10))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct SagaArgs {
+    /// Base URL of the HTTP API, e.g. `http://127.0.0.1:8080`; default: the `http_addr`
+    /// that a running `notesaga dev` wrote to DATA_DIR/node.json.
+    #[arg(long, env = "NOTESAGA_API_URL", global = true)]
+    pub(crate) api: Option<String>,
+    /// Data directory of a running `notesaga dev` (its node.json says where the API is);
+    /// used when --api is not given.
+    #[arg(
+        long,
+        env = "NOTESAGA_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
+    pub(crate) data_dir: PathBuf,
+    /// Bearer token sent as `Authorization: Bearer …` (for when the API checks one).
+    #[arg(long, env = "NOTESAGA_TOKEN", hide_env_values = true, global = true)]
+    pub(crate) token: Option<String>,
+    /// Print the API's JSON as it is instead of a table.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: SagaCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub(crate) enum SagaCommand {
+    /// Sagas, most recently changed first: id, note, version, kind, state, stuck,
+    /// step#attempt, last change and failure reason.
+    List(SagaListArgs),
+    /// One saga and its timeline.
+    Show {
+        /// The saga id.
+        id: String,
+    },
+    /// Ask the orchestrator to try a parked (compensation_failed) saga's step again with
+    /// a fresh attempt budget.
+    Retry {
+        /// The saga id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct SagaListArgs {
+    /// Only sagas in this state: running, compensating, completed, compensated,
+    /// compensation_failed or superseded.
+    #[arg(long)]
+    pub(crate) state: Option<String>,
+    /// Only sagas reported stuck (no progress for the configured time).
+    #[arg(long)]
+    pub(crate) stuck: bool,
+    /// At most this many (1 to 1000; the API's default is 100).
+    #[arg(long)]
+    pub(crate) limit: Option<i64>,
+}
+
+/// `notesaga check`: the same connection options as `notesaga dev`. Addresses not given
+/// come from DATA_DIR/node.json of a running (or last run) `notesaga dev`, else from the
+/// single node's defaults. (Not `Connection`: its defaults hide whether an address was
+/// given, and the check must know to fall back on node.json.)
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CheckArgs {
+    #[command(flatten)]
+    pub(crate) storage: Storage,
+    /// Kafka bootstrap servers; default: node.json's `kafka_addr`, else 127.0.0.1:9092.
+    #[arg(long, env = "NOTESAGA_KAFKA_ADDR")]
+    pub(crate) kafka_addr: Option<String>,
+    /// Schema registry, HOST:PORT or URL; default: node.json's `registry_addr`, else
+    /// 127.0.0.1:8081.
+    #[arg(long, alias = "registry-url", env = "NOTESAGA_REGISTRY_ADDR")]
+    pub(crate) registry_addr: Option<String>,
+    /// The embedding store's database; default as for `notesaga embedding`
+    /// (`embedding.db` in the data directory, or the --database-url PostgreSQL database).
+    #[arg(long, env = "NOTESAGA_EMBEDDING_DATABASE_URL")]
+    pub(crate) embedding_database_url: Option<String>,
+    /// Seconds to wait for sagas at work to settle before checking (0: check at once).
+    /// Whatever is still at work then is reported as in flight, not as a violation.
+    #[arg(
+        long,
+        env = "NOTESAGA_CHECK_WAIT",
+        default_value_t = 30,
+        value_name = "SECS"
+    )]
+    pub(crate) wait: u64,
 }

@@ -18,5 +18,18 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
             .await?;
             Ok(())
         }
+        BenchTarget::Notes(args) => {
+            crate::roles::wait_for_registry(&args.connection.registry_url).await?;
+            notesaga_notes::bench::run_notes_bench(
+                &args.connection.kafka(),
+                &args.connection.registry_url,
+                args.commands,
+                args.body_size,
+                args.connection.partitions,
+                args.runs,
+            )
+            .await?;
+            Ok(())
+        }
     }
 }

@@ -14,7 +14,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 use notesaga_api::ApiConfig;
 use notesaga_embedding::EmbeddingStore;
-use notesaga_narration::{Espeak, FsBlobStore};
+use notesaga_narration::FsBlobStore;
 use notesaga_projections::ReadStore;
 use tokio::{process::Child, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -35,6 +35,9 @@ fn broker_bin(explicit: Option<PathBuf>) -> PathBuf {
             .unwrap_or_else(|| PathBuf::from("notesaga-broker"))
     })
 }
+
+/// The file in the data directory that says where a running single node listens.
+pub(crate) const NODE_FILE: &str = "node.json";
 
 fn start_broker(bin: &Path, data_dir: &Path, kafka_addr: &str) -> Result<Child> {
     let log_path = data_dir.join("broker.log");
@@ -141,10 +144,7 @@ async fn run_roles(
     let read_store = ReadStore::connect(&storage.projections_url()?).await?;
     let embedding_store = EmbeddingStore::connect(&storage.embedding_url(&None)?).await?;
     let audio = FsBlobStore::new(storage.audio_dir());
-    let engine = Espeak {
-        voice: args.voice.clone(),
-        ..Espeak::default()
-    };
+    let narrator = args.narration.build();
 
     tasks.spawn({
         let (rt, token) = (rt.clone(), shutdown.clone());
@@ -164,13 +164,18 @@ async fn run_roles(
         async move {
             (
                 "narration",
-                roles::run_narration(rt, engine, audio, token).await,
+                roles::run_narration(rt, narrator, audio, token).await,
             )
         }
     });
     tasks.spawn({
-        let (rt, token) = (rt.clone(), shutdown.clone());
-        async move { ("orchestrator", roles::run_orchestrator(rt, token).await) }
+        let (rt, token, saga) = (rt.clone(), shutdown.clone(), args.saga.clone());
+        async move {
+            (
+                "orchestrator",
+                roles::run_orchestrator(rt, &saga, token).await,
+            )
+        }
     });
     tasks.spawn({
         let (rt, token, store) = (rt.clone(), shutdown.clone(), read_store.clone());
@@ -185,6 +190,16 @@ async fn run_roles(
             )
         }
     });
+
+    // Operator commands given `--data-dir` (saga, check) find the running node here.
+    let node = serde_json::json!({
+        "http_addr": args.http_addr,
+        "kafka_addr": args.kafka_addr,
+        "registry_addr": args.registry_addr,
+        "pid": std::process::id(),
+    });
+    std::fs::write(data_dir.join(NODE_FILE), format!("{node:#}\n"))
+        .with_context(|| format!("cannot write {}", data_dir.join(NODE_FILE).display()))?;
 
     eprintln!(
         "\nnotesaga is running\n  HTTP API         http://{}\n  schema registry  http://{}\n  Kafka broker     {}\n  data directory   {}\nPress Ctrl-C to stop.\n",

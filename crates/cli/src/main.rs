@@ -2,9 +2,13 @@
 
 mod args;
 mod bench;
+mod check;
 mod dev;
 mod roles;
+mod saga;
 mod telemetry;
+
+use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser as _;
@@ -12,11 +16,11 @@ use clap::Parser as _;
 use crate::args::{Cli, Command};
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     telemetry::init_tracing(&cli.log_format);
     let shutdown = roles::shutdown_on_signal();
-    match cli.command {
+    let done = match cli.command {
         Command::Dev(args) => dev::run(args, shutdown).await,
         Command::Api(args) => roles::api(args, shutdown).await,
         Command::Notes(args) => roles::notes(args, shutdown).await,
@@ -26,5 +30,9 @@ async fn main() -> Result<()> {
         Command::Projector(args) => roles::projector(args, shutdown).await,
         Command::Registry(args) => roles::registry(args, shutdown).await,
         Command::Bench(args) => bench::run(args).await,
-    }
+        // Operator commands whose exit code says how it went (see their docs).
+        Command::Saga(args) => return Ok(saga::run(args).await),
+        Command::Check(args) => return Ok(check::run(args, shutdown).await),
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }

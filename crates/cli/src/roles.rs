@@ -15,8 +15,9 @@ use notesaga_events::{
 };
 use notesaga_log::{
     topics::ensure_topics, AvroCodec, ConsumerLoop, FlowEvent, KafkaConfig, Publisher,
+    FLOW_EVENT_TOPICS,
 };
-use notesaga_narration::{Espeak, FsBlobStore, NarrationProcessor};
+use notesaga_narration::{FsBlobStore, NarrationProcessor, Narrator};
 use notesaga_notes::NotesProcessor;
 use notesaga_orchestrator::Orchestrator;
 use notesaga_projections::{Projector, ReadStore};
@@ -26,7 +27,8 @@ use tracing::{info, warn};
 
 use crate::{
     args::{
-        ApiArgs, Connection, EmbeddingArgs, NarrationArgs, ProjectorArgs, RegistryArgs, RoleArgs,
+        ApiArgs, Connection, EmbeddingArgs, NarrationArgs, OrchestratorArgs, ProjectorArgs,
+        RegistryArgs, RoleArgs, SagaPolicyArgs,
     },
     telemetry,
 };
@@ -164,11 +166,11 @@ pub(crate) async fn run_embedding(
 
 pub(crate) async fn run_narration(
     rt: Runtime,
-    engine: Espeak,
+    narrator: Narrator,
     blobs: FsBlobStore,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let handler = NarrationProcessor::new(engine, blobs, rt.publisher.clone());
+    let handler = NarrationProcessor::new(narrator, blobs, rt.publisher.clone());
     ConsumerLoop::new(
         rt.kafka,
         group("narration"),
@@ -180,18 +182,20 @@ pub(crate) async fn run_narration(
     Ok(())
 }
 
-pub(crate) async fn run_orchestrator(rt: Runtime, shutdown: CancellationToken) -> Result<()> {
-    let handler = Orchestrator::new(rt.kafka.clone(), rt.publisher.clone());
+pub(crate) async fn run_orchestrator(
+    rt: Runtime,
+    saga: &SagaPolicyArgs,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let handler = Orchestrator::with_policy(rt.kafka.clone(), rt.publisher.clone(), saga.policy());
+    // The replies it waits for, and saga.note-pipeline for operator requests.
     ConsumerLoop::new(
         rt.kafka,
         group("orchestrator"),
-        &[
-            topics::NOTES_EVENTS,
-            topics::EMBEDDING_EVENTS,
-            topics::NARRATION_EVENTS,
-        ],
+        &FLOW_EVENT_TOPICS,
         rt.publisher,
     )
+    .with_tick(saga.tick())
     .run::<FlowEvent, _>(handler, shutdown)
     .await?;
     Ok(())
@@ -275,22 +279,20 @@ pub(crate) async fn embedding(args: EmbeddingArgs, shutdown: CancellationToken) 
 
 pub(crate) async fn narration(args: NarrationArgs, shutdown: CancellationToken) -> Result<()> {
     let rt = connect(&args.connection).await?;
-    let engine = Espeak {
-        binary: args.espeak_bin,
-        voice: args.voice,
-        rate: args.rate,
-    };
     run_narration(
         rt,
-        engine,
+        args.provider.build(),
         FsBlobStore::new(args.storage.audio_dir()),
         shutdown,
     )
     .await
 }
 
-pub(crate) async fn orchestrator(args: RoleArgs, shutdown: CancellationToken) -> Result<()> {
-    run_orchestrator(connect(&args.connection).await?, shutdown).await
+pub(crate) async fn orchestrator(
+    args: OrchestratorArgs,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    run_orchestrator(connect(&args.connection).await?, &args.saga, shutdown).await
 }
 
 pub(crate) async fn projector(args: ProjectorArgs, shutdown: CancellationToken) -> Result<()> {

@@ -39,7 +39,8 @@ fn fault(faults: &Path, point: &str, value: &str) -> Result<()> {
 }
 
 async fn create(cluster: &Cluster, title: &str) -> Result<String> {
-    let (status, body) = client::create(&cluster.http_url, title, "A body worth narrating.").await?;
+    let (status, body) =
+        client::create(&cluster.http_url, title, "A body worth narrating.").await?;
     ensure!(status == 202, "create: {status} {body}");
     Ok(body["note_id"].as_str().context("note_id")?.to_owned())
 }
@@ -62,12 +63,17 @@ fn key_of(record: &notesaga_testkit::RawRecord) -> String {
 }
 
 fn audio_files(cluster: &Cluster, note_id: &str) -> usize {
-    let dir = cluster.data_dir().join("audio").join("narrations").join(note_id);
+    let dir = cluster
+        .data_dir()
+        .join("audio")
+        .join("narrations")
+        .join(note_id);
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn narration_failing_for_good_compensates_the_embedding_and_fails_the_version() -> Result<()> {
+async fn narration_failing_for_good_compensates_the_embedding_and_fails_the_version() -> Result<()>
+{
     let faults = TempDir::new()?;
     fault(faults.path(), "narration.render", "always")?;
     let cluster = cluster(faults.path(), &[]).await?;
@@ -78,29 +84,55 @@ async fn narration_failing_for_good_compensates_the_embedding_and_fails_the_vers
     })
     .await?;
     let reason = note["failure_reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("narration"), "failure_reason names the step: {note}");
+    assert!(
+        reason.contains("narration"),
+        "failure_reason names the step: {note}"
+    );
     assert!(note["published_version"].is_null(), "{note}");
 
     let sagas = client::note_sagas(&cluster.http_url, &note_id).await?;
     assert_eq!(states(&sagas)[&1], "compensated", "{sagas:#?}");
     let saga_id = sagas[0]["saga_id"].as_str().context("saga id")?;
-    let (status, saga) = client::get_json(&cluster.http_url, &format!("/v1/sagas/{saga_id}")).await?;
+    let (status, saga) =
+        client::get_json(&cluster.http_url, &format!("/v1/sagas/{saga_id}")).await?;
     assert_eq!(status, 200);
     let timeline: Vec<String> = saga["timeline"]
         .as_array()
         .context("timeline")?
         .iter()
-        .map(|e| format!("{} {}", e["event"].as_str().unwrap_or(""), e["step"].as_str().unwrap_or("")))
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["event"].as_str().unwrap_or(""),
+                e["step"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     // Two narration attempts (the budget), then the compensations in reverse order.
     let position = |entry: &str| timeline.iter().position(|e| e == entry);
-    assert!(timeline.iter().filter(|e| *e == "StepRequested narration").count() == 2, "{timeline:#?}");
-    let narration_undone = position("CompensationRequested delete_narration").context("delete narration")?;
-    let embedding_undone = position("CompensationRequested delete_embedding").context("delete embedding")?;
-    assert!(narration_undone < embedding_undone, "reverse order: {timeline:#?}");
-    assert_eq!(timeline.last().map(String::as_str), Some("SagaCompensated "));
+    assert!(
+        timeline
+            .iter()
+            .filter(|e| *e == "StepRequested narration")
+            .count()
+            == 2,
+        "{timeline:#?}"
+    );
+    let narration_undone =
+        position("CompensationRequested delete_narration").context("delete narration")?;
+    let embedding_undone =
+        position("CompensationRequested delete_embedding").context("delete embedding")?;
+    assert!(
+        narration_undone < embedding_undone,
+        "reverse order: {timeline:#?}"
+    );
+    assert_eq!(
+        timeline.last().map(String::as_str),
+        Some("SagaCompensated ")
+    );
 
-    let (status, _) = client::get_json(&cluster.http_url, &format!("/v1/notes/{note_id}/audio")).await?;
+    let (status, _) =
+        client::get_json(&cluster.http_url, &format!("/v1/notes/{note_id}/audio")).await?;
     assert_eq!(status, 404);
     assert_eq!(audio_files(&cluster, &note_id), 0);
     cluster.assert_consistent(Duration::from_secs(30))?;
@@ -110,8 +142,8 @@ async fn narration_failing_for_good_compensates_the_embedding_and_fails_the_vers
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hanging_narration_passes_its_deadline_is_retried_then_compensated() -> Result<()> {
     let faults = TempDir::new()?;
-    // Every render hangs 2.5 s, past the 1.5 s deadline.
-    fault(faults.path(), "narration.render.pause", "2500")?;
+    // Every narration command hangs 5 s: past the 1.5 s deadline and its re-send.
+    fault(faults.path(), "narration.render.pause", "5000")?;
     let cluster = cluster(faults.path(), &[]).await?;
     let note_id = create(&cluster, "Slow").await?;
 
@@ -130,8 +162,11 @@ async fn a_hanging_narration_passes_its_deadline_is_retried_then_compensated() -
     assert!(events.contains(&"DeadlinePassed"), "{events:?}");
     assert!(events.contains(&"StepRetried"), "{events:?}");
     assert!(events.contains(&"SagaCompensated"), "{events:?}");
-    let (_, note) = client::get(&cluster.http_url, &note_id).await?;
-    assert_eq!(note["status"], "failed", "{note}");
+    // MarkNoteVersionFailed follows SagaCompensated.
+    client::wait_note(&cluster.http_url, &note_id, WAIT, |status, note| {
+        status == 200 && note["status"] == "failed"
+    })
+    .await?;
 
     // The hung renders finish after the saga gave up; their audio must not survive:
     // the compensation is queued behind them on the same partition.
@@ -173,7 +208,9 @@ async fn a_compensation_failing_for_ever_parks_until_an_operator_retries_it() ->
     let cluster = cluster(faults.path(), &[]).await?;
     let note_id = create(&cluster, "Parked").await?;
     let sagas = client::wait_sagas(&cluster.http_url, &note_id, WAIT, |sagas| {
-        states(sagas).get(&1).is_some_and(|s| s == "compensation_failed")
+        states(sagas)
+            .get(&1)
+            .is_some_and(|s| s == "compensation_failed")
     })
     .await?;
     let saga_id = sagas[0]["saga_id"].as_str().context("saga id")?.to_owned();
@@ -194,7 +231,10 @@ async fn a_compensation_failing_for_ever_parks_until_an_operator_retries_it() ->
     })
     .await?;
     let (status, output) = cluster.saga_cli(&["retry", &saga_id])?;
-    assert!(!status.success(), "only a parked saga can be retried: {output}");
+    assert!(
+        !status.success(),
+        "only a parked saga can be retried: {output}"
+    );
     cluster.assert_consistent(Duration::from_secs(30))?;
     Ok(())
 }
@@ -204,22 +244,36 @@ async fn rapid_edits_publish_only_the_last_version_and_leave_nothing_behind() ->
     let faults = TempDir::new()?;
     let cluster = cluster(faults.path(), &[]).await?;
     let note_id = create(&cluster, "Draft 1").await?;
+    // Edits need the note to exist for the API (its read model); then a burst.
+    client::wait_note(&cluster.http_url, &note_id, WAIT, |status, _| status == 200).await?;
     for n in 2..=10 {
-        let (status, body) =
-            client::edit(&cluster.http_url, &note_id, &format!("Draft {n}"), "Edited in a burst.").await?;
+        let (status, body) = client::edit(
+            &cluster.http_url,
+            &note_id,
+            &format!("Draft {n}"),
+            "Edited in a burst.",
+        )
+        .await?;
         ensure!(status == 202, "edit {n}: {status} {body}");
     }
     let note = client::wait_published(&cluster.http_url, &note_id, 10, WAIT).await?;
     assert_eq!(note["title"], "Draft 10");
     let sagas = client::wait_sagas(&cluster.http_url, &note_id, WAIT, |sagas| {
         let states = states(sagas);
-        states.len() == 10 && states.values().all(|s| s == "completed" || s == "superseded")
+        states.len() == 10
+            && states
+                .values()
+                .all(|s| s == "completed" || s == "superseded")
     })
     .await?;
     let states = states(&sagas);
     assert_eq!(states[&10], "completed", "{states:?}");
     cluster.assert_consistent(Duration::from_secs(30))?;
-    assert_eq!(audio_files(&cluster, &note_id), 1, "only the published version's audio");
+    assert_eq!(
+        audio_files(&cluster, &note_id),
+        1,
+        "only the published version's audio"
+    );
     Ok(())
 }
 
@@ -228,7 +282,11 @@ async fn deleting_a_note_mid_saga_removes_everything() -> Result<()> {
     let faults = TempDir::new()?;
     // Keep the saga in flight long enough to delete in the middle of it.
     fault(faults.path(), "narration.render.pause", "1000")?;
-    let cluster = cluster(faults.path(), &[("NOTESAGA_SAGA_NARRATION_DEADLINE_MS", "20000")]).await?;
+    let cluster = cluster(
+        faults.path(),
+        &[("NOTESAGA_SAGA_NARRATION_DEADLINE_MS", "20000")],
+    )
+    .await?;
     let published = create(&cluster, "Published then deleted").await?;
     let note_id = create(&cluster, "Deleted mid-flight").await?;
     client::wait_sagas(&cluster.http_url, &note_id, WAIT, |sagas| {
@@ -242,15 +300,21 @@ async fn deleting_a_note_mid_saga_removes_everything() -> Result<()> {
     assert_eq!(status, 202, "{body}");
 
     for id in [&note_id, &published] {
-        let (status, _) = client::wait_note(&cluster.http_url, id, WAIT, |status, _| status == 410).await?;
+        let (status, _) =
+            client::wait_note(&cluster.http_url, id, WAIT, |status, _| status == 410).await?;
         assert_eq!(status, 410);
         let sagas = client::wait_sagas(&cluster.http_url, id, WAIT, |sagas| {
-            sagas.iter().any(|s| s["kind"] == "cleanup" && s["state"] == "completed")
-                && sagas.iter().all(|s| s["state"] != "running" && s["state"] != "compensating")
+            sagas
+                .iter()
+                .any(|s| s["kind"] == "cleanup" && s["state"] == "completed")
+                && sagas
+                    .iter()
+                    .all(|s| s["state"] != "running" && s["state"] != "compensating")
         })
         .await?;
         assert!(!sagas.is_empty());
-        let (status, _) = client::get_json(&cluster.http_url, &format!("/v1/notes/{id}/audio")).await?;
+        let (status, _) =
+            client::get_json(&cluster.http_url, &format!("/v1/notes/{id}/audio")).await?;
         assert_eq!(status, 404);
     }
     std::fs::remove_file(faults.path().join("narration.render.pause"))?;
@@ -269,7 +333,10 @@ async fn an_orchestrator_killed_mid_sagas_finishes_every_saga_exactly_once() -> 
         notes.push(create(&cluster, &format!("Crash {n}")).await?);
     }
     // Kill it once some sagas have started and before all have finished.
-    client::wait_sagas(&cluster.http_url, &notes[0], WAIT, |sagas| !sagas.is_empty()).await?;
+    client::wait_sagas(&cluster.http_url, &notes[0], WAIT, |sagas| {
+        !sagas.is_empty()
+    })
+    .await?;
     cluster.kill_role("orchestrator");
     for n in 12..20 {
         notes.push(create(&cluster, &format!("Crash {n}")).await?);
@@ -277,7 +344,15 @@ async fn an_orchestrator_killed_mid_sagas_finishes_every_saga_exactly_once() -> 
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.start_role("orchestrator")?;
     for id in &notes {
-        client::wait_published(&cluster.http_url, id, 1, WAIT).await?;
+        if let Err(err) = client::wait_published(&cluster.http_url, id, 1, WAIT).await {
+            let sagas = client::note_sagas(&cluster.http_url, id).await?;
+            let mut timelines = Vec::new();
+            for saga in &sagas {
+                let path = format!("/v1/sagas/{}", saga["saga_id"].as_str().unwrap_or(""));
+                timelines.push(client::get_json(&cluster.http_url, &path).await?.1);
+            }
+            anyhow::bail!("{err:#}; sagas: {timelines:#?}");
+        }
     }
     cluster.assert_consistent(Duration::from_secs(30))?;
 
@@ -295,7 +370,10 @@ async fn an_orchestrator_killed_mid_sagas_finishes_every_saga_exactly_once() -> 
             .insert(record.header("event_id").unwrap_or_default().to_owned());
     }
     assert_eq!(completed.len(), notes.len(), "every note's saga completed");
-    assert!(completed.values().all(|ids| ids.len() == 1), "{completed:#?}");
+    assert!(
+        completed.values().all(|ids| ids.len() == 1),
+        "{completed:#?}"
+    );
     for topic in ["embedding.events", "narration.events"] {
         let mut replies: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
         for record in read_topic(cluster.kafka_addr(), topic)? {

@@ -130,4 +130,21 @@ impl EmbeddingStore {
         };
         Ok(result.rows_affected())
     }
+
+    /// Every stored (note, version), ordered. Read-only; for `notesaga check`, which
+    /// compares the store with the log.
+    pub async fn versions(&self) -> Result<Vec<(Uuid, i64)>> {
+        let rows =
+            sqlx::query("SELECT note_id, version FROM embedding_vectors ORDER BY note_id, version")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                let note_id: String = row.try_get("note_id")?;
+                let note_id =
+                    Uuid::parse_str(&note_id).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
+                Ok((note_id, row.try_get("version")?))
+            })
+            .collect()
+    }
 }

@@ -182,10 +182,8 @@ impl ConsumerLoop {
         info!(group = %self.group, topics = ?self.topics, "consuming");
 
         // Without a tick the timer never fires (a day is as good as never here).
-        let mut ticks = tokio::time::interval(
-            self.tick
-                .unwrap_or(std::time::Duration::from_secs(86_400)),
-        );
+        let mut ticks =
+            tokio::time::interval(self.tick.unwrap_or(std::time::Duration::from_secs(86_400)));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let message = tokio::select! {

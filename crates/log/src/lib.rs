@@ -11,6 +11,7 @@
 //! - [`reader`]: reads one partition from the beginning, for state rebuilds.
 //! - [`retry`]: the one [`RetryPolicy`] every retry goes through; [`breaker`]: the
 //!   circuit breaker that makes a failing provider fail fast.
+//! - [`faults`]: fault points that exist only with the `fault-injection` feature.
 //! - [`bench`]: the produce→consume benchmark against plain rdkafka.
 
 pub mod bench;
@@ -21,8 +22,10 @@ pub mod consumer;
 pub mod dlq;
 pub mod envelope;
 pub mod error;
+pub mod faults;
 pub mod flow;
 pub mod producer;
+pub mod provider;
 pub mod reader;
 pub mod retry;
 pub mod telemetry;

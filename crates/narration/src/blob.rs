@@ -52,6 +52,35 @@ impl FsBlobStore {
         }
         Ok(self.root.join(key))
     }
+
+    /// The keys of every blob under `prefix/`, sorted; staging files are not blobs and
+    /// are left out. A prefix with nothing under it lists nothing. Read-only; for
+    /// `notesaga check`, which compares the store with the log.
+    pub async fn keys(&self, prefix: &str) -> io::Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut dirs = vec![(self.path(prefix)?, prefix.to_owned())];
+        while let Some((dir, key)) = dirs.pop() {
+            let mut entries = match tokio::fs::read_dir(&dir).await {
+                Ok(entries) => entries,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(err),
+            };
+            while let Some(entry) = entries.next_entry().await? {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let child = format!("{key}/{name}");
+                if entry.file_type().await?.is_dir() {
+                    dirs.push((entry.path(), child));
+                } else {
+                    keys.push(child);
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
 }
 
 impl BlobStore for FsBlobStore {

@@ -52,6 +52,8 @@ impl Narrations {
     /// The reply to `NarrateNote`. An error means the store could not even be looked
     /// at: the consumer loop retries the record.
     pub async fn narrate(&self, command: &NarrateNote) -> Result<NarrationEvent, HandlerError> {
+        // Test builds only: plays a provider that hangs on every call, re-sends included.
+        faults::pause("narration.render.pause").await;
         let key = narration_key(command.note_id, command.version);
         let existing = self
             .blobs

@@ -70,7 +70,11 @@ pub async fn run_notes_bench(
     let mut best: Option<NotesFigures> = None;
     for run in 1..=runs.max(1) {
         let sample = command(body_size);
-        let size = publisher.codec().encode(NOTES_COMMANDS, &sample).await?.len();
+        let size = publisher
+            .codec()
+            .encode(NOTES_COMMANDS, &sample)
+            .await?
+            .len();
         let plain = plain_run(kafka, commands, size, false).await?;
         let processing = processing_run(kafka, &publisher, commands, body_size).await?;
         let (plain_read_all, both_read) = plain_read_both(kafka, partitions).await?;
@@ -150,7 +154,11 @@ async fn processing_run(
         .map(|message| async move {
             let id = Uuid::new_v4();
             publisher
-                .publish(NOTES_COMMANDS, message, &Metadata::new(id, "bench").with_command(id))
+                .publish(
+                    NOTES_COMMANDS,
+                    message,
+                    &Metadata::new(id, "bench").with_command(id),
+                )
                 .await
         })
         .buffer_unordered(IN_FLIGHT)

@@ -98,9 +98,9 @@ pub fn observe(event: &FlowEvent, command_id: Option<Uuid>) -> Option<Observed> 
         FlowEvent::Narration(NarrationEvent::NarrationDeletionFailed(e)) => {
             reply(e.note_id, failed(true, &e.reason))
         }
-        FlowEvent::Saga(SagaEvent::SagaRetryRequested(e)) => Some(Observed::RetryRequested {
-            saga_id: e.saga_id,
-        }),
+        FlowEvent::Saga(SagaEvent::SagaRetryRequested(e)) => {
+            Some(Observed::RetryRequested { saga_id: e.saga_id })
+        }
         // The saga's own events come back on the topic it also reads for operator
         // requests; they are already in its state.
         FlowEvent::Saga(_) => None,

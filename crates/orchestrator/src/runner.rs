@@ -18,8 +18,8 @@ use notesaga_log::{
     Publisher,
 };
 use notesaga_sagas::note_pipeline::{
-    apply, pending_command, published_version, react, Action, Command, Input, Kind,
-    NotePipeline, Policy, Status, ALL_STATUSES,
+    apply, pending_command, published_version, react, Action, Command, Input, Kind, NotePipeline,
+    Policy, Status, ALL_STATUSES,
 };
 use tracing::{debug, info, warn};
 use uuid::Uuid;
@@ -150,27 +150,39 @@ impl Orchestrator {
         match command {
             Command::GenerateEmbedding(c) => {
                 let message = EmbeddingCommand::GenerateEmbedding(c.clone());
-                publisher.publish(EMBEDDING_COMMANDS, &message, &metadata).await?
+                publisher
+                    .publish(EMBEDDING_COMMANDS, &message, &metadata)
+                    .await?
             }
             Command::DeleteEmbedding(c) => {
                 let message = EmbeddingCommand::DeleteEmbedding(c.clone());
-                publisher.publish(EMBEDDING_COMMANDS, &message, &metadata).await?
+                publisher
+                    .publish(EMBEDDING_COMMANDS, &message, &metadata)
+                    .await?
             }
             Command::NarrateNote(c) => {
                 let message = NarrationCommand::NarrateNote(c.clone());
-                publisher.publish(NARRATION_COMMANDS, &message, &metadata).await?
+                publisher
+                    .publish(NARRATION_COMMANDS, &message, &metadata)
+                    .await?
             }
             Command::DeleteNarration(c) => {
                 let message = NarrationCommand::DeleteNarration(c.clone());
-                publisher.publish(NARRATION_COMMANDS, &message, &metadata).await?
+                publisher
+                    .publish(NARRATION_COMMANDS, &message, &metadata)
+                    .await?
             }
             Command::PublishNoteVersion(c) => {
                 let message = NotesCommand::PublishNoteVersion(c.clone());
-                publisher.publish(NOTES_COMMANDS, &message, &metadata).await?
+                publisher
+                    .publish(NOTES_COMMANDS, &message, &metadata)
+                    .await?
             }
             Command::MarkNoteVersionFailed(c) => {
                 let message = NotesCommand::MarkNoteVersionFailed(c.clone());
-                publisher.publish(NOTES_COMMANDS, &message, &metadata).await?
+                publisher
+                    .publish(NOTES_COMMANDS, &message, &metadata)
+                    .await?
             }
         };
         Ok(())
@@ -204,8 +216,7 @@ impl Orchestrator {
                     self.publisher
                         .publish(SAGA_NOTE_PIPELINE, event, &metadata)
                         .await?;
-                    metrics::counter!(SAGA_EVENTS_TOTAL, "type" => event.event_type())
-                        .increment(1);
+                    metrics::counter!(SAGA_EVENTS_TOTAL, "type" => event.event_type()).increment(1);
                     saga = apply(saga, event);
                     if let Some(saga) = &saga {
                         info!(

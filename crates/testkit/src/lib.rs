@@ -419,7 +419,13 @@ pub mod client {
         let deadline = Instant::now() + timeout;
         let mut last = Vec::new();
         while Instant::now() < deadline {
-            let sagas = note_sagas(base, id).await?;
+            // The note may not be projected yet (404): no sagas so far.
+            let (status, body) = get_json(base, &format!("/v1/notes/{id}/sagas")).await?;
+            let sagas = match status {
+                200 => body["sagas"].as_array().cloned().unwrap_or_default(),
+                404 => Vec::new(),
+                _ => bail!("GET sagas of {id}: {status} {body}"),
+            };
             if done(&sagas) {
                 return Ok(sagas);
             }
@@ -762,7 +768,9 @@ impl Cluster {
             ])
             .arg("--data-dir")
             .arg(self.data.path())
-            .args(&self.storage);
+            .args(&self.storage)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let output = command.output().context("cannot run notesaga check")?;
         let report = format!(
             "{}{}",
@@ -787,6 +795,8 @@ impl Cluster {
             .arg("saga")
             .args(args)
             .args(["--api", &self.http_url])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .output()
             .context("cannot run notesaga saga")?;
         let text = format!(

@@ -84,7 +84,9 @@ impl Run {
 
     /// The state a fresh orchestrator rebuilds from the recorded events.
     fn rebuilt(&self) -> Option<NotePipeline> {
-        self.events.iter().fold(None, |saga, event| apply(saga, event))
+        self.events
+            .iter()
+            .fold(None, |saga, event| apply(saga, event))
     }
 }
 
@@ -152,7 +154,12 @@ fn states() -> Vec<(&'static str, Run)> {
     }
     out.push(("compensation failed", parked));
     let mut superseded = run.clone();
-    superseded.feed(&Input::Cancel { by_version: Some(3) }, T0);
+    superseded.feed(
+        &Input::Cancel {
+            by_version: Some(3),
+        },
+        T0,
+    );
     out.push(("superseding", superseded.clone()));
     superseded.ok(T0);
     superseded.ok(T0);
@@ -205,7 +212,12 @@ fn inputs(awaited: Option<Uuid>) -> Vec<(&'static str, Input)> {
                 reply: Reply::Succeeded,
             },
         ),
-        ("cancel", Input::Cancel { by_version: Some(3) }),
+        (
+            "cancel",
+            Input::Cancel {
+                by_version: Some(3),
+            },
+        ),
         ("tick", Input::Tick),
         ("operator retry", Input::OperatorRetry),
     ]
@@ -215,7 +227,11 @@ fn inputs(awaited: Option<Uuid>) -> Vec<(&'static str, Input)> {
 fn every_state_against_every_input() {
     for (state_name, run) in states() {
         let saga = run.saga();
-        assert_eq!(run.rebuilt().as_ref(), Some(saga), "{state_name}: rebuild differs");
+        assert_eq!(
+            run.rebuilt().as_ref(),
+            Some(saga),
+            "{state_name}: rebuild differs"
+        );
         for (input_name, input) in inputs(saga.awaited_command()) {
             let actions = react(Some(saga), &input, &policy(), T0 + 1_000_000);
             let what = format!("{state_name} × {input_name}: {:?}", describe(&actions));
@@ -286,10 +302,12 @@ fn react_table() {
             },
             vec![],
         ),
-        ("retryable failure", at("embedding in flight"), fail(true), vec![
-            "StepFailed embedding#1",
-            "StepRetried embedding#2",
-        ]),
+        (
+            "retryable failure",
+            at("embedding in flight"),
+            fail(true),
+            vec!["StepFailed embedding#1", "StepRetried embedding#2"],
+        ),
         (
             "non-retryable failure compensates what may have happened",
             at("narration in flight"),
@@ -309,7 +327,9 @@ fn react_table() {
         (
             "cancel before the pivot compensates",
             at("narration in flight"),
-            Input::Cancel { by_version: Some(3) },
+            Input::Cancel {
+                by_version: Some(3),
+            },
             vec![
                 "CompensationRequested delete_narration#1",
                 "send DeleteNarration(Some(2))",
@@ -318,7 +338,9 @@ fn react_table() {
         (
             "cancel after the pivot is ignored",
             at("retiring"),
-            Input::Cancel { by_version: Some(3) },
+            Input::Cancel {
+                by_version: Some(3),
+            },
             vec![],
         ),
         (
@@ -435,7 +457,11 @@ fn narration_fails_for_good_compensates_in_reverse_and_marks_failed() {
     let last = describe(&run.ok(T0));
     assert_eq!(
         last,
-        vec!["StepCompensated", "SagaCompensated", "send MarkNoteVersionFailed"]
+        vec![
+            "StepCompensated",
+            "SagaCompensated",
+            "send MarkNoteVersionFailed"
+        ]
     );
     assert_eq!(run.saga().status, Status::Compensated);
     let Some((_, Command::MarkNoteVersionFailed(mark))) = run.sent.last() else {
@@ -463,14 +489,20 @@ fn a_hanging_step_is_resent_with_the_same_id_then_retried_then_compensated() {
     }
     // Two re-sends of attempt 1 with the same id, then attempts 2 and 3 with new ids.
     assert_eq!(
-        log.iter().filter(|l| l.starts_with("DeadlinePassed embedding#1")).count(),
+        log.iter()
+            .filter(|l| l.starts_with("DeadlinePassed embedding#1"))
+            .count(),
         2
     );
     assert!(log.contains(&"StepRequested embedding#2".to_owned()));
     assert!(log.contains(&"StepRequested embedding#3".to_owned()));
     assert!(!log.iter().any(|l| l.contains("embedding#4")));
     let resent: Vec<_> = run.sent.iter().filter(|(id, _)| *id == first_id).collect();
-    assert_eq!(resent.len(), 3, "sent once and re-sent twice with the same id");
+    assert_eq!(
+        resent.len(),
+        3,
+        "sent once and re-sent twice with the same id"
+    );
     assert_eq!(run.saga().status, Status::Compensating);
     assert_eq!(run.saga().compensations, vec![Step::DeleteEmbedding]);
     run.ok(now);
@@ -529,7 +561,12 @@ fn supersession_compensates_and_ends_superseded() {
     run.feed(&created(1, None), T0);
     run.ok(T0);
     let late = run.awaited();
-    run.feed(&Input::Cancel { by_version: Some(2) }, T0);
+    run.feed(
+        &Input::Cancel {
+            by_version: Some(2),
+        },
+        T0,
+    );
     assert_eq!(run.saga().status, Status::Compensating);
     // The narration's reply arrives after the cancel: ignored.
     let ignored = react(
@@ -602,4 +639,59 @@ fn the_published_version_is_the_newest_saga_past_the_pivot() {
     let mut older = completed.clone();
     older.version = 1;
     assert_eq!(published_version([&older, &completed]), Some(2));
+}
+
+#[test]
+fn a_crash_inside_a_reaction_is_finished_by_the_next_tick() {
+    // Each prefix of a reaction's events is what a crash after that append leaves.
+    let mut full = Run::new();
+    full.feed(&created(1, None), T0);
+    let cases: Vec<(&str, Vec<SagaEvent>, &str)> = vec![
+        (
+            "after SagaStarted",
+            full.events[..1].to_vec(),
+            "StepRequested embedding#1",
+        ),
+        {
+            let mut run = full.clone();
+            run.ok(T0);
+            (
+                "after StepSucceeded",
+                run.events[..run.events.len() - 1].to_vec(),
+                "StepRequested narration#1",
+            )
+        },
+        {
+            let mut run = full.clone();
+            run.fail(true, T0);
+            (
+                "after StepFailed",
+                run.events[..run.events.len() - 1].to_vec(),
+                "StepRetried embedding#2",
+            )
+        },
+        {
+            let mut run = full.clone();
+            run.fail(false, T0);
+            run.ok(T0);
+            (
+                "after StepCompensated",
+                run.events[..run.events.len() - 1].to_vec(),
+                "SagaCompensated",
+            )
+        },
+    ];
+    for (name, events, next) in cases {
+        let saga = events.iter().fold(None, |saga, event| apply(saga, event));
+        let actions = react(saga.as_ref(), &Input::Tick, &policy(), T0 + 1);
+        assert_eq!(
+            describe(&actions).first().map(String::as_str),
+            Some(next),
+            "{name}"
+        );
+        // A failed attempt is not awaited any more: its redelivered reply changes nothing.
+        if name == "after StepFailed" {
+            assert_eq!(saga.as_ref().and_then(NotePipeline::awaited_command), None);
+        }
+    }
 }
