@@ -5,7 +5,9 @@
 //! link time. `notesaga dev` starts it as a child process; every notesaga role reaches it
 //! over TCP through rdkafka, exactly as it would reach Apache Kafka.
 
-use std::path::PathBuf;
+mod indexes;
+
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
@@ -14,6 +16,9 @@ use tansu_storage::StorageContainer;
 use tracing_subscriber::EnvFilter;
 use url::Url;
 use uuid::Uuid;
+
+/// tansu's SQLite database, relative to the data directory the broker runs in.
+const DB_FILE: &str = "broker.db";
 
 /// Run the single-node Kafka-compatible broker that `notesaga dev` uses.
 #[derive(Debug, Parser)]
@@ -47,7 +52,7 @@ async fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("NOTESAGA_BROKER_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("warn")),
+                .unwrap_or_else(|_| EnvFilter::new("warn,notesaga_broker=info")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -62,7 +67,7 @@ async fn main() -> Result<()> {
 
     let listener = Url::parse(&format!("tcp://{}", args.kafka_addr))
         .with_context(|| format!("--kafka-addr {} is not HOST:PORT", args.kafka_addr))?;
-    let storage = Url::parse("sqlite://broker.db")?;
+    let storage = Url::parse(&format!("sqlite://{DB_FILE}"))?;
 
     let broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
         .node_id(1)
@@ -75,6 +80,10 @@ async fn main() -> Result<()> {
         .build()
         .await
         .context("cannot build the broker")?;
+    // tansu has created its schema by now; add the indexes it lacks before serving.
+    indexes::ensure(Path::new(DB_FILE))
+        .await
+        .context("cannot add the missing indexes to tansu's database")?;
 
     if args.exit_with_parent {
         let parent = std::os::unix::process::parent_id();

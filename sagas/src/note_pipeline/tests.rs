@@ -84,9 +84,7 @@ impl Run {
 
     /// The state a fresh orchestrator rebuilds from the recorded events.
     fn rebuilt(&self) -> Option<NotePipeline> {
-        self.events
-            .iter()
-            .fold(None, |saga, event| apply(saga, event))
+        self.events.iter().fold(None, apply)
     }
 }
 
@@ -682,7 +680,7 @@ fn a_crash_inside_a_reaction_is_finished_by_the_next_tick() {
         },
     ];
     for (name, events, next) in cases {
-        let saga = events.iter().fold(None, |saga, event| apply(saga, event));
+        let saga = events.iter().fold(None, apply);
         let actions = react(saga.as_ref(), &Input::Tick, &policy(), T0 + 1);
         assert_eq!(
             describe(&actions).first().map(String::as_str),
