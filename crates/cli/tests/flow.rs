@@ -91,6 +91,8 @@ async fn a_note_is_published_through_the_log_and_edits_publish_the_next_version(
     );
 
     wire_format_is_confluent_avro(&cluster, &id).await?;
+    // Version 1's artifacts are retired once version 2 is published; nothing else is left.
+    cluster.assert_consistent(Duration::from_secs(60))?;
     Ok(())
 }
 
@@ -329,5 +331,6 @@ async fn projections_and_the_embedding_store_run_on_postgres() -> Result<()> {
         offsets > 0,
         "the projector stores its offsets with its rows"
     );
+    cluster.assert_consistent(Duration::from_secs(60))?;
     Ok(())
 }

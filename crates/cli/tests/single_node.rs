@@ -122,5 +122,6 @@ async fn a_restart_on_the_same_data_directory_keeps_notes_topics_and_schemas() -
     .await?;
     assert_eq!(status, 202);
     client::wait_published(&node.http_url(), &id, 2, Duration::from_secs(90)).await?;
+    node.assert_consistent(Duration::from_secs(60))?;
     Ok(())
 }

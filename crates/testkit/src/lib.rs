@@ -322,6 +322,29 @@ impl SingleNode {
         format!("http://{}", self.registry_addr)
     }
 
+    /// Runs `notesaga check --data-dir` against the running node (it finds the addresses
+    /// in the data directory) and fails with its report unless it is clean.
+    pub fn assert_consistent(&self, wait: Duration) -> Result<String> {
+        let output = notesaga()?
+            .arg("check")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--wait", &wait.as_secs().to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .context("cannot run notesaga check")?;
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if !output.status.success() {
+            bail!("notesaga check found violations:\n{report}");
+        }
+        Ok(report)
+    }
+
     /// Stops it the way an operator does (SIGTERM) and checks it exits cleanly.
     pub fn stop(&mut self) -> Result<()> {
         let status = self.process.terminate(Duration::from_secs(30))?;
