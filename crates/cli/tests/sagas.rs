@@ -390,3 +390,78 @@ async fn an_orchestrator_killed_mid_sagas_finishes_every_saga_exactly_once() -> 
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_in_its_own_process_serves_its_metrics() -> Result<()> {
+    let faults = TempDir::new()?;
+    let roles: Vec<&str> = ROLES.iter().copied().filter(|r| *r != "orchestrator").collect();
+    let dir = faults.path().to_str().context("utf-8 path")?;
+    let cluster = Cluster::start_configured(&[], &roles, &[("NOTESAGA_FAULTS_DIR", dir)]).await?;
+    let metrics_addr = notesaga_testkit::free_addr();
+    let mut command = cluster.role_command("orchestrator")?;
+    command.args(["--metrics-addr", &metrics_addr]);
+    let _orchestrator = notesaga_testkit::ChildProcess::spawn("orchestrator", &mut command)?;
+    let note_id = create(&cluster, "Measured").await?;
+    client::wait_published(&cluster.http_url, &note_id, 1, WAIT).await?;
+    // The saga gauges are refreshed on the orchestrator's tick.
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = reqwest::get(format!("http://{metrics_addr}/metrics"))
+            .await?
+            .text()
+            .await?;
+        if text.contains("notesaga_sagas{state=\"completed\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for expected in [
+        "notesaga_records_total{group=\"notesaga.orchestrator\"",
+        "notesaga_handle_seconds_bucket{group=\"notesaga.orchestrator\"",
+        "notesaga_saga_events_total{type=\"SagaCompleted\"}",
+        "notesaga_sagas{state=\"completed\"} 1",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saga_without_progress_is_reported_stuck_once_then_recovers() -> Result<()> {
+    let faults = TempDir::new()?;
+    // Narration takes 6 s, well within its 30 s deadline but past the 2 s stall limit.
+    fault(faults.path(), "narration.render.pause", "6000")?;
+    let cluster = cluster(
+        faults.path(),
+        &[
+            ("NOTESAGA_SAGA_NARRATION_DEADLINE_MS", "30000"),
+            ("NOTESAGA_SAGA_STUCK_AFTER_MS", "2000"),
+        ],
+    )
+    .await?;
+    let note_id = create(&cluster, "Pondering").await?;
+    let sagas = client::wait_sagas(&cluster.http_url, &note_id, WAIT, |sagas| {
+        sagas.iter().any(|s| s["stuck"] == true)
+    })
+    .await?;
+    let saga_id = sagas[0]["saga_id"].as_str().context("saga id")?.to_owned();
+    let (status, stuck) = client::get_json(&cluster.http_url, "/v1/sagas?stuck=true").await?;
+    assert_eq!(status, 200);
+    assert!(stuck["sagas"]
+        .as_array()
+        .context("sagas")?
+        .iter()
+        .any(|s| s["saga_id"] == saga_id.as_str()));
+
+    client::wait_published(&cluster.http_url, &note_id, 1, WAIT).await?;
+    let (_, saga) = client::get_json(&cluster.http_url, &format!("/v1/sagas/{saga_id}")).await?;
+    assert_eq!(saga["stuck"], false, "progress clears the flag: {saga:#}");
+    let reports = saga["timeline"]
+        .as_array()
+        .context("timeline")?
+        .iter()
+        .filter(|e| e["event"] == "SagaStuck")
+        .count();
+    assert_eq!(reports, 1, "reported once per stall: {saga:#}");
+    Ok(())
+}
