@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::{stream, StreamExt as _};
+use futures::{stream, StreamExt as _, TryStreamExt as _};
 use notesaga_events::notes::{NoteCreated, NotesEvent};
 use rdkafka::{
     consumer::{Consumer as _, StreamConsumer},
@@ -91,15 +91,17 @@ pub async fn plain_run(
             }
         })
         .buffer_unordered(IN_FLIGHT)
-        .for_each(|result| async move { result.expect("plain produce") });
+        .try_for_each(|()| async { Ok(()) });
     let consume = async {
         let mut seen = 0;
         while seen < records {
-            consumer.recv().await.expect("plain consume");
+            consumer.recv().await?;
             seen += 1;
         }
+        Ok::<_, rdkafka::error::KafkaError>(())
     };
-    tokio::join!(produce, consume);
+    // A failed send or read ends the run with its error instead of hanging on the other.
+    tokio::try_join!(produce, consume)?;
     Ok(records as f64 / started.elapsed().as_secs_f64())
 }
 
@@ -168,13 +170,14 @@ pub async fn log_run(
             }
         })
         .buffer_unordered(IN_FLIGHT)
-        .for_each(|result| async move {
-            result.expect("log produce");
-        })
-        .await;
+        .try_for_each(|_| async { Ok(()) })
+        .await
+        .inspect_err(|_| done.cancel())?;
     done.cancelled().await;
     let elapsed = started.elapsed();
-    consuming.await.expect("consumer task")?;
+    consuming
+        .await
+        .map_err(|err| crate::Error::Handler(format!("bench consumer task: {err}")))??;
     Ok(records as f64 / elapsed.as_secs_f64())
 }
 

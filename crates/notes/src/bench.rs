@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::{stream, StreamExt as _};
+use futures::{stream, StreamExt as _, TryStreamExt as _};
 use notesaga_events::{
     notes::{CreateNote, NotesCommand},
     topics::{NOTES_COMMANDS, NOTES_EVENTS, NOTES_OUTCOMES},
@@ -162,20 +162,24 @@ async fn processing_run(
                 .await
         })
         .buffer_unordered(IN_FLIGHT)
-        .for_each(|result| async move {
-            result.expect("produce a command");
-        });
+        .try_for_each(|_| async { Ok(()) });
     let count = async {
         let mut seen = HashSet::new();
         while seen.len() < wanted.len() {
-            let message = outcomes.recv().await.expect("read outcomes");
+            let message = outcomes.recv().await?;
             let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
             if wanted.contains(&key) {
                 seen.insert(key);
             }
         }
+        Ok::<_, notesaga_log::Error>(())
     };
-    tokio::join!(produce, count);
+    // A failed send or read ends the run with its error instead of hanging.
+    let outcome = tokio::try_join!(produce, count);
+    if outcome.is_err() {
+        shutdown.cancel();
+    }
+    outcome?;
     let elapsed = started.elapsed();
     shutdown.cancel();
     running.await.expect("processor task")?;
