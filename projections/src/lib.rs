@@ -1,15 +1,19 @@
-//! Read models: the SQL they live in ([`store`], migrations in `migrations/`), the fold
-//! of events into rows ([`notes`]), and the [`runner`] that applies records in batches,
+//! Read models: the SQL they live in ([`store`], migrations in `migrations/`), the folds
+//! of records into rows ([`notes`], [`sagas`], [`commands`]), and the [`runner`] that applies records in batches,
 //! each batch in one transaction together with the offsets it consumed, so a projection
 //! is exactly-once into SQL. The same code runs on SQLite (single node) and PostgreSQL.
 
+pub mod commands;
 pub mod notes;
 pub mod runner;
 pub mod sagas;
 pub mod store;
 
 pub use runner::Projector;
-pub use store::{NoteView, ReadStore, SagaFilter, SagaView, TimelineEntry};
+pub use store::{
+    AcceptedCommand, CommandState, CommandView, NoteCursor, NoteListQuery, NotePage, NoteView,
+    ReadStore, SagaFilter, SagaView, SearchHit, TimelineEntry,
+};
 
 /// Why a projection failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! The notes projection: folds `notes.events`, `embedding.events` and
 //! `narration.events` into the `notes` and `note_artifacts` tables, and (through
-//! [`crate::sagas`]) `saga.note-pipeline` into the saga timeline.
+//! [`crate::sagas`]) `saga.note-pipeline` into the saga timeline and (through
+//! [`crate::commands`]) `notes.outcomes` into command status.
 //!
 //! Every statement is idempotent and version-guarded, so applying a record twice, or a
 //! zombie's second copy of a version, changes nothing: the first in log order wins, as
@@ -18,9 +19,9 @@ use crate::Result;
 pub const NAME: &str = "notes";
 
 /// The topics it reads.
-pub const TOPICS: [&str; 4] = notesaga_log::FLOW_EVENT_TOPICS;
+pub const TOPICS: [&str; 5] = notesaga_log::PROJECTION_TOPICS;
 
-fn rfc3339(millis: i64) -> String {
+pub(crate) fn rfc3339(millis: i64) -> String {
     Utc.timestamp_millis_opt(millis)
         .single()
         .unwrap_or_else(Utc::now)
@@ -37,6 +38,7 @@ pub async fn apply(
 ) -> Result<()> {
     match record {
         FlowEvent::Saga(event) => crate::sagas::apply(tx, event, event_id, offset).await?,
+        FlowEvent::Outcome(outcome) => crate::commands::apply(tx, outcome).await?,
         FlowEvent::Notes(NotesEvent::NoteDeleted(e)) => {
             sqlx::query(
                 "UPDATE notes SET deleted_at = $1, updated_at = $2 \

@@ -1,5 +1,6 @@
 //! The read store: connection, migrations and the queries the API serves.
 
+use futures::TryStreamExt as _;
 use sqlx::{AnyPool, Row as _};
 use uuid::Uuid;
 
@@ -31,8 +32,8 @@ pub struct NoteView {
     pub version: i64,
     /// Title of the latest version.
     pub title: String,
-    /// Body of the latest version.
-    pub body: String,
+    /// Body of the latest version (`None` where a query leaves bodies out: lists).
+    pub body: Option<String>,
     /// `processing`, `published` or `failed` (of the latest version).
     pub status: String,
     /// Why the latest version failed.
@@ -105,6 +106,105 @@ pub struct SagaFilter {
     pub limit: i64,
 }
 
+/// Which notes to list, and from where.
+#[derive(Debug, Clone, Default)]
+pub struct NoteListQuery {
+    /// Whose notes.
+    pub owner: String,
+    /// Only with this status (`processing`, `published`, `failed`).
+    pub status: Option<String>,
+    /// Only notes after this one in list order (the previous page's last).
+    pub after: Option<NoteCursor>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// A position in a note list: the sort key of the last note a page returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoteCursor {
+    /// Its `updated_at`.
+    pub updated_at: String,
+    /// Its id (orders notes changed in the same millisecond).
+    pub note_id: Uuid,
+}
+
+/// One page of a note list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotePage {
+    /// The notes, without bodies.
+    pub notes: Vec<NoteView>,
+    /// Where the next page starts, if there is one.
+    pub next: Option<NoteCursor>,
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SearchHit {
+    /// The note.
+    pub note_id: Uuid,
+    /// Its current title.
+    pub title: String,
+    /// The published version whose embedding matched.
+    pub version: i64,
+    /// Cosine similarity of the query and that embedding.
+    pub score: f32,
+}
+
+/// A command the API accepted, as it records it before sending it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcceptedCommand {
+    /// The command.
+    pub command_id: Uuid,
+    /// Its note.
+    pub note_id: Uuid,
+    /// Who sent it.
+    pub owner: String,
+    /// Its type (`CreateNote`, `EditNote`, `DeleteNote`).
+    pub command_type: String,
+    /// When the API accepted it (RFC 3339).
+    pub accepted_at: String,
+}
+
+/// A command's status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandView {
+    /// The command.
+    pub command_id: Uuid,
+    /// Its note.
+    pub note_id: Uuid,
+    /// Who sent it.
+    pub owner: String,
+    /// Its type.
+    pub command_type: String,
+    /// When the API accepted it (RFC 3339).
+    pub accepted_at: String,
+    /// What became of it.
+    pub state: CommandState,
+}
+
+/// What became of a command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandState {
+    /// Accepted, no outcome projected yet.
+    Pending,
+    /// Applied.
+    Applied {
+        /// The note version it produced or affected.
+        version: Option<i64>,
+        /// When (RFC 3339).
+        at: String,
+    },
+    /// Rejected; nothing changed.
+    Rejected {
+        /// Machine-readable reason (`version_conflict`, `not_found`, …).
+        code: String,
+        /// Human-readable explanation.
+        message: String,
+        /// When (RFC 3339).
+        at: String,
+    },
+}
+
 /// The artifacts of the published version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PublishedVersion {
@@ -135,41 +235,163 @@ impl ReadStore {
 
     /// One note, if the projection has seen it.
     pub async fn note(&self, note_id: Uuid) -> Result<Option<NoteView>> {
-        let row = sqlx::query(
-            "SELECT n.note_id, n.owner, n.version, n.title, n.body, n.status, n.failure_reason, \
-                    n.published_version, n.created_at, n.updated_at, n.deleted_at, \
-                    a.embedding_model, a.embedding_dimensions, a.audio_key, a.audio_duration_ms \
-             FROM notes n LEFT JOIN note_artifacts a \
-               ON a.note_id = n.note_id AND a.version = n.published_version \
-             WHERE n.note_id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {NOTE_COLUMNS}, n.body {NOTE_FROM} WHERE n.note_id = $1"
+        ))
         .bind(note_id.to_string())
         .fetch_optional(&self.pool)
         .await?;
+        row.map(|row| note_view(&row, true)).transpose()
+    }
+
+    /// One page of an owner's notes, newest change first (by `updated_at`, then
+    /// `note_id`), without bodies; deleted notes are never listed.
+    ///
+    /// The walk is by keyset, so a page never repeats or skips a note that did not change
+    /// while the client paged. A note that changes meanwhile moves ahead of the cursor: the
+    /// walk shows it at most once (a fresh walk shows it first).
+    pub async fn notes_page(&self, query: &NoteListQuery) -> Result<NotePage> {
+        // Conditions are fixed strings; only values are bound, each placeholder once.
+        let mut conditions = vec!["n.owner = $1".to_owned(), "n.deleted_at IS NULL".to_owned()];
+        let mut n = 1;
+        if query.status.is_some() {
+            n += 1;
+            conditions.push(format!("n.status = ${n}"));
+        }
+        if query.after.is_some() {
+            conditions.push(format!(
+                "(n.updated_at < ${} OR (n.updated_at = ${} AND n.note_id < ${}))",
+                n + 1,
+                n + 2,
+                n + 3
+            ));
+            n += 3;
+        }
+        let limit = query.limit.clamp(1, 1000);
+        let sql = format!(
+            "SELECT {NOTE_COLUMNS} {NOTE_FROM} WHERE {} \
+             ORDER BY n.updated_at DESC, n.note_id DESC LIMIT ${}",
+            conditions.join(" AND "),
+            n + 1
+        );
+        let mut select = sqlx::query(&sql).bind(query.owner.clone());
+        if let Some(status) = &query.status {
+            select = select.bind(status.clone());
+        }
+        if let Some(after) = &query.after {
+            select = select
+                .bind(after.updated_at.clone())
+                .bind(after.updated_at.clone())
+                .bind(after.note_id.to_string());
+        }
+        // One row more than asked tells whether another page follows.
+        let rows = select.bind(limit + 1).fetch_all(&self.pool).await?;
+        let mut notes = rows
+            .iter()
+            .map(|row| note_view(row, false))
+            .collect::<Result<Vec<_>>>()?;
+        let more = notes.len() as i64 > limit;
+        notes.truncate(limit as usize);
+        let next = if more {
+            notes.last().map(|last| NoteCursor {
+                updated_at: last.updated_at.clone(),
+                note_id: last.note_id,
+            })
+        } else {
+            None
+        };
+        Ok(NotePage { notes, next })
+    }
+
+    /// The owner's notes whose *published* version's embedding (by `model`) is most like
+    /// `query` (cosine similarity), best first; at most `limit`, only positive scores,
+    /// deleted notes never. Vectors of another model are not comparable and are skipped.
+    ///
+    /// A linear scan of the owner's published vectors, one row at a time; an index (e.g.
+    /// pgvector) can replace it behind the same signature.
+    pub async fn search(
+        &self,
+        owner: &str,
+        model: &str,
+        query: &[f32],
+        limit: usize,
+    ) -> Result<Vec<SearchHit>> {
+        let mut rows = sqlx::query(
+            "SELECT n.note_id, n.title, n.published_version, a.embedding_vector \
+             FROM notes n JOIN note_artifacts a \
+               ON a.note_id = n.note_id AND a.version = n.published_version \
+             WHERE n.owner = $1 AND n.deleted_at IS NULL \
+               AND a.embedding_model = $2 AND a.embedding_vector IS NOT NULL",
+        )
+        .bind(owner.to_owned())
+        .bind(model.to_owned())
+        .fetch(&self.pool);
+        let mut hits = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            let vector: String = row.try_get("embedding_vector")?;
+            let vector: Vec<f32> =
+                serde_json::from_str(&vector).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
+            if vector.len() != query.len() {
+                continue;
+            }
+            let score = cosine(query, &vector);
+            if score > 0.0 {
+                hits.push(SearchHit {
+                    note_id: uuid_column(&row, "note_id")?,
+                    title: row.try_get("title")?,
+                    version: row.try_get("published_version")?,
+                    score,
+                });
+            }
+        }
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.note_id.cmp(&b.note_id)));
+        hits.truncate(limit);
+        Ok(hits)
+    }
+
+    /// What became of a command the API accepted (`None`: the API never accepted it).
+    pub async fn command(&self, command_id: Uuid) -> Result<Option<CommandView>> {
+        let row = sqlx::query(
+            "SELECT c.note_id, c.owner, c.command_type, c.accepted_at, \
+                    o.status, o.version, o.code, o.message, o.occurred_at \
+             FROM commands c LEFT JOIN command_outcomes o ON o.command_id = c.command_id \
+             WHERE c.command_id = $1",
+        )
+        .bind(command_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(row) = row else { return Ok(None) };
-        let published_version: Option<i64> = row.try_get("published_version")?;
-        Ok(Some(NoteView {
-            note_id,
-            owner: row.try_get("owner")?,
-            version: row.try_get("version")?,
-            title: row.try_get("title")?,
-            body: row.try_get("body")?,
-            status: row.try_get("status")?,
-            failure_reason: row.try_get("failure_reason")?,
-            published: match published_version {
-                Some(version) => Some(PublishedVersion {
-                    version,
-                    embedding_model: row.try_get("embedding_model")?,
-                    embedding_dimensions: row.try_get("embedding_dimensions")?,
-                    audio_key: row.try_get("audio_key")?,
-                    audio_duration_ms: row.try_get("audio_duration_ms")?,
-                }),
-                None => None,
+        let status: Option<String> = row.try_get("status")?;
+        let state = match status.as_deref() {
+            None => CommandState::Pending,
+            Some("applied") => CommandState::Applied {
+                version: row.try_get("version")?,
+                at: row.try_get("occurred_at")?,
             },
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
-            deleted_at: row.try_get("deleted_at")?,
+            Some(_) => CommandState::Rejected {
+                code: row
+                    .try_get::<Option<String>, _>("code")?
+                    .unwrap_or_default(),
+                message: row
+                    .try_get::<Option<String>, _>("message")?
+                    .unwrap_or_default(),
+                at: row.try_get("occurred_at")?,
+            },
+        };
+        Ok(Some(CommandView {
+            command_id,
+            note_id: uuid_column(&row, "note_id")?,
+            owner: row.try_get("owner")?,
+            command_type: row.try_get("command_type")?,
+            accepted_at: row.try_get("accepted_at")?,
+            state,
         }))
+    }
+
+    /// Whether the database answers (`SELECT 1`), for the readiness probe.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     /// One saga, if the projection has seen it.
@@ -245,17 +467,105 @@ impl ReadStore {
     }
 }
 
+/// Written by the API, not by a projection.
+///
+/// Command status has to answer `pending` the moment the API answers 202, before the
+/// command has travelled through the log; no projection can know of it that early. So the
+/// API records each command it accepts, here, in the `commands` table, and the
+/// projection's `command_outcomes` (rebuildable from `notes.outcomes`) completes it. The
+/// two writers never touch the same table, so a projection rebuild leaves the API's rows
+/// alone and the API never races the projector for a row.
+impl ReadStore {
+    /// Records that the API accepted `command`, before it is sent.
+    pub async fn record_accepted(&self, command: &AcceptedCommand) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO commands (command_id, note_id, owner, command_type, accepted_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(command.command_id.to_string())
+        .bind(command.note_id.to_string())
+        .bind(command.owner.clone())
+        .bind(command.command_type.clone())
+        .bind(command.accepted_at.clone())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets a command that could not be sent after all (the client got an error, not
+    /// its id, so nobody asks for it).
+    pub async fn forget_accepted(&self, command_id: Uuid) -> Result<()> {
+        sqlx::query("DELETE FROM commands WHERE command_id = $1")
+            .bind(command_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The columns of a [`NoteView`] but the body.
+const NOTE_COLUMNS: &str = "n.note_id, n.owner, n.version, n.title, n.status, \
+     n.failure_reason, n.published_version, n.created_at, n.updated_at, n.deleted_at, \
+     a.embedding_model, a.embedding_dimensions, a.audio_key, a.audio_duration_ms";
+
+/// A note with the artifacts of its published version.
+const NOTE_FROM: &str = "FROM notes n LEFT JOIN note_artifacts a \
+     ON a.note_id = n.note_id AND a.version = n.published_version";
+
+fn note_view(row: &sqlx::any::AnyRow, with_body: bool) -> Result<NoteView> {
+    let published_version: Option<i64> = row.try_get("published_version")?;
+    Ok(NoteView {
+        note_id: uuid_column(row, "note_id")?,
+        owner: row.try_get("owner")?,
+        version: row.try_get("version")?,
+        title: row.try_get("title")?,
+        body: if with_body {
+            Some(row.try_get("body")?)
+        } else {
+            None
+        },
+        status: row.try_get("status")?,
+        failure_reason: row.try_get("failure_reason")?,
+        published: match published_version {
+            Some(version) => Some(PublishedVersion {
+                version,
+                embedding_model: row.try_get("embedding_model")?,
+                embedding_dimensions: row.try_get("embedding_dimensions")?,
+                audio_key: row.try_get("audio_key")?,
+                audio_duration_ms: row.try_get("audio_duration_ms")?,
+            }),
+            None => None,
+        },
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        deleted_at: row.try_get("deleted_at")?,
+    })
+}
+
+fn uuid_column(row: &sqlx::any::AnyRow, name: &str) -> Result<Uuid> {
+    let text: String = row.try_get(name)?;
+    Uuid::parse_str(&text).map_err(|err| sqlx::Error::Decode(Box::new(err)).into())
+}
+
+/// Cosine similarity (0 when either vector is zero).
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norms =
+        a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norms == 0.0 {
+        0.0
+    } else {
+        dot / norms
+    }
+}
+
 const SAGA_COLUMNS: &str = "SELECT saga_id, note_id, version, kind, state, stuck, step, attempt, \
      failure_reason, started_at, updated_at FROM sagas";
 
 fn saga_view(row: &sqlx::any::AnyRow) -> Result<SagaView> {
-    let id = |name: &str| -> Result<Uuid> {
-        let text: String = row.try_get(name)?;
-        Uuid::parse_str(&text).map_err(|err| sqlx::Error::Decode(Box::new(err)).into())
-    };
     Ok(SagaView {
-        saga_id: id("saga_id")?,
-        note_id: id("note_id")?,
+        saga_id: uuid_column(row, "saga_id")?,
+        note_id: uuid_column(row, "note_id")?,
         version: row.try_get("version")?,
         kind: row.try_get("kind")?,
         state: row.try_get("state")?,

@@ -1,16 +1,23 @@
-//! The HTTP API (axum): commands in (`POST`/`PUT` → `notes.commands`, answered `202`),
-//! queries out (from the read store the projections keep), audio from the narration
-//! blob store, and `application/problem+json` for every error.
+//! The HTTP API (axum): commands in (`POST`/`PUT`/`DELETE` → `notes.commands`, answered
+//! `202` with the command's status URL), queries out (from the read store the
+//! projections keep), audio from the narration blob store, and
+//! `application/problem+json` for every error.
 //!
 //! [`router`] builds the whole API from an [`AppState`] so tests drive it with
-//! `tower::ServiceExt::oneshot`, without a socket; [`problem`] is the error type;
-//! [`notes`] holds the note endpoints.
+//! `tower::ServiceExt::oneshot`, without a socket; [`problem`] is the error type. One
+//! module per resource: `notes` (commands, one note, lists, audio), `commands`
+//! (command status), `search`, `sagas`; `health` is `/readyz`; `caller` is the one
+//! place a handler learns whom it acts for.
 
+mod caller;
+mod commands;
+mod health;
 mod notes;
 pub mod problem;
 mod sagas;
+mod search;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     extract::DefaultBodyLimit,
@@ -20,6 +27,7 @@ use axum::{
     Json, Router,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
+use notesaga_embedding::Resilient;
 use notesaga_log::Publisher;
 use notesaga_narration::FsBlobStore;
 use notesaga_projections::ReadStore;
@@ -40,6 +48,8 @@ pub struct ApiConfig {
     pub body_limit: usize,
     /// The owner recorded on notes until authentication exists.
     pub default_owner: String,
+    /// How long each `/readyz` check may take before it counts as failed.
+    pub readiness_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -48,6 +58,9 @@ impl Default for ApiConfig {
             // A 100,000-byte body fits even when every byte is JSON-escaped.
             body_limit: 1024 * 1024,
             default_owner: "local".into(),
+            // Well inside a typical probe period; a dependency slower than this is not
+            // one to send traffic through.
+            readiness_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -61,10 +74,39 @@ pub struct AppState {
     pub store: ReadStore,
     /// Where narrations are stored.
     pub audio: FsBlobStore,
+    /// Embeds search queries: the embedding role's provider and model.
+    pub embedder: Resilient,
     /// Renders `/metrics`.
     pub metrics: Option<PrometheusHandle>,
     /// Limits.
     pub config: Arc<ApiConfig>,
+    /// Probes the registry for `/readyz`; one client, so probes reuse connections.
+    http: reqwest::Client,
+}
+
+impl AppState {
+    /// The state of an API without metrics (set [`AppState::metrics`] to serve them).
+    pub fn new(
+        publisher: Publisher,
+        store: ReadStore,
+        audio: FsBlobStore,
+        embedder: Resilient,
+        config: ApiConfig,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(config.readiness_timeout)
+            .build()
+            .expect("a plain HTTP client builds");
+        Self {
+            publisher,
+            store,
+            audio,
+            embedder,
+            metrics: None,
+            config: Arc::new(config),
+            http,
+        }
+    }
 }
 
 /// The whole API.
@@ -72,8 +114,11 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit;
     Router::new()
         .merge(notes::routes())
+        .merge(commands::routes())
+        .merge(search::routes())
         .merge(sagas::routes())
         .route("/healthz", get(healthz))
+        .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

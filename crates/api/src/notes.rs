@@ -1,33 +1,44 @@
-//! `/v1/notes`: create and edit (commands), read, and the published audio.
+//! `/v1/notes`: create, edit and delete (commands, each recorded for
+//! `GET /v1/commands/{id}`), read one, list, and the published audio.
 
 use axum::{
     body::Body,
-    extract::{FromRequest, Path, Request, State},
+    extract::{FromRequest, Path, Query, Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use bytes::Bytes;
 use notesaga_events::{
     notes::{CreateNote, DeleteNote, EditNote, NotesCommand},
     topics::NOTES_COMMANDS,
+    Message as _,
 };
 use notesaga_log::Metadata;
 use notesaga_notes::validation::check_note;
+use notesaga_projections::{AcceptedCommand, NoteCursor, NoteListQuery, NoteView};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 use tower_http::services::ServeFile;
 use uuid::Uuid;
 
 use crate::{
+    caller::Caller,
     problem::{FieldProblem, Problem},
     AppState, REQUEST_ID,
 };
 
+/// Notes per page unless `limit` says otherwise.
+pub(crate) const DEFAULT_PAGE_SIZE: i64 = 20;
+/// The largest `limit` of a note list.
+pub(crate) const MAX_PAGE_SIZE: i64 = 100;
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/notes", post(create_note))
+        .route("/v1/notes", post(create_note).get(list_notes))
         .route(
             "/v1/notes/{note_id}",
             get(get_note).put(edit_note).delete(delete_note),
@@ -157,44 +168,77 @@ fn parse_note_id(raw: &str) -> Result<Uuid, Problem> {
     })
 }
 
+/// Records the command as accepted, sends it, and answers 202 with its status URL.
 async fn send(
     state: &AppState,
+    caller: &Caller,
     command: NotesCommand,
     headers: &HeaderMap,
 ) -> Result<Response, Problem> {
     let command_id = Uuid::new_v4();
-    let note_id = notesaga_events::Message::note_id(&command);
-    let metadata = Metadata::new(command_id, request_id(headers)).with_command(command_id);
+    let note_id = command.note_id();
+    let command_type = command.event_type();
+    // Recorded before it is sent: once the client holds a 202, its command status
+    // answers `pending` (or better), never 404.
+    let accepted = AcceptedCommand {
+        command_id,
+        note_id,
+        owner: caller.owner.clone(),
+        command_type: command_type.to_owned(),
+        accepted_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    };
     state
+        .store
+        .record_accepted(&accepted)
+        .await
+        .map_err(|err| Problem::unavailable("the read store", &err))?;
+    let metadata = Metadata::new(command_id, request_id(headers)).with_command(command_id);
+    if let Err(err) = state
         .publisher
         .publish(NOTES_COMMANDS, &command, &metadata)
         .await
-        .map_err(|err| Problem::unavailable("the log", &err))?;
-    tracing::info!(%note_id, %command_id, command = notesaga_events::Message::event_type(&command), "command accepted");
+    {
+        // The client gets a 503 without the command id; a leftover row would only be
+        // an unreachable `pending`, so forgetting it is best effort.
+        if let Err(forget) = state.store.forget_accepted(command_id).await {
+            tracing::warn!(%command_id, error = %forget, "cannot forget an unsent command");
+        }
+        return Err(Problem::unavailable("the log", &err));
+    }
+    tracing::info!(%note_id, %command_id, command = command_type, "command accepted");
+    let location = HeaderValue::from_str(&command_url(command_id)).expect("a UUID path is valid");
     Ok((
         StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
         Json(json!({"note_id": note_id, "command_id": command_id})),
     )
         .into_response())
 }
 
+/// Where a command's status is.
+fn command_url(command_id: Uuid) -> String {
+    format!("/v1/commands/{command_id}")
+}
+
 async fn create_note(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, Problem> {
     let (title, body) = title_and_body(&body)?;
     let command = NotesCommand::CreateNote(CreateNote {
         note_id: Uuid::new_v4(),
-        owner: state.config.default_owner.clone(),
+        owner: caller.owner.clone(),
         title,
         body,
     });
-    send(&state, command, &headers).await
+    send(&state, &caller, command, &headers).await
 }
 
 async fn edit_note(
     State(state): State<AppState>,
+    caller: Caller,
     Path(note_id): Path<String>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
@@ -206,21 +250,23 @@ async fn edit_note(
         .note(note_id)
         .await
         .map_err(|err| Problem::unavailable("the read store", &err))?;
-    let note = live(note_id, known)?;
+    live(note_id, known, &caller)?;
+    // The command names the caller, not the note's owner: the aggregate checks too.
     let command = NotesCommand::EditNote(EditNote {
         note_id,
-        owner: note.owner,
+        owner: caller.owner.clone(),
         title,
         body,
         expected_version: if_match(&headers)?,
     });
-    send(&state, command, &headers).await
+    send(&state, &caller, command, &headers).await
 }
 
 /// `DELETE /v1/notes/{id}`: a `DeleteNote` command; the note answers 410 once the
 /// projection has seen `NoteDeleted`, and a cleanup saga removes every artifact.
 async fn delete_note(
     State(state): State<AppState>,
+    caller: Caller,
     Path(note_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
@@ -230,27 +276,29 @@ async fn delete_note(
         .note(note_id)
         .await
         .map_err(|err| Problem::unavailable("the read store", &err))?;
-    let note = live(note_id, known)?;
+    live(note_id, known, &caller)?;
     let command = NotesCommand::DeleteNote(DeleteNote {
         note_id,
-        owner: note.owner,
+        owner: caller.owner.clone(),
         expected_version: if_match(&headers)?,
     });
-    send(&state, command, &headers).await
+    send(&state, &caller, command, &headers).await
 }
 
-/// The note, if it exists and is not deleted (404 / 410 otherwise).
-fn live(
-    note_id: Uuid,
-    known: Option<notesaga_projections::NoteView>,
-) -> Result<notesaga_projections::NoteView, Problem> {
+fn note_not_found(note_id: Uuid) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "note-not-found", "Note not found")
+        .detail(format!("no note {note_id}"))
+}
+
+/// The note, if the caller may see it (another user's note is as unknown as a missing
+/// one: 404) and it is not deleted (410).
+fn live(note_id: Uuid, known: Option<NoteView>, caller: &Caller) -> Result<NoteView, Problem> {
     match known {
-        None => Err(
-            Problem::new(StatusCode::NOT_FOUND, "note-not-found", "Note not found")
-                .detail(format!("no note {note_id}")),
-        ),
-        Some(note) if note.deleted_at.is_some() => Err(gone(note_id)),
-        Some(note) => Ok(note),
+        Some(note) if note.owner == caller.owner => match note.deleted_at {
+            Some(_) => Err(gone(note_id)),
+            None => Ok(note),
+        },
+        _ => Err(note_not_found(note_id)),
     }
 }
 
@@ -277,29 +325,13 @@ fn audio_url(note_id: Uuid) -> String {
     format!("/v1/notes/{note_id}/audio")
 }
 
-async fn get_note(
-    State(state): State<AppState>,
-    Path(note_id): Path<String>,
-) -> Result<Response, Problem> {
-    let note_id = parse_note_id(&note_id)?;
-    let note = state
-        .store
-        .note(note_id)
-        .await
-        .map_err(|err| Problem::unavailable("the read store", &err))?
-        .ok_or_else(|| {
-            Problem::new(StatusCode::NOT_FOUND, "note-not-found", "Note not found")
-                .detail(format!("no note {note_id}"))
-        })?;
-    if note.deleted_at.is_some() {
-        return Err(gone(note_id));
-    }
+/// A note as `GET /v1/notes/{id}` shows it; lists show the same without `body`.
+fn note_json(note: &NoteView) -> Value {
     let published = note.published.as_ref();
     let mut view = json!({
         "note_id": note.note_id,
         "owner": note.owner,
         "title": note.title,
-        "body": note.body,
         "version": note.version,
         "status": note.status,
         "published_version": published.map(|p| p.version),
@@ -314,15 +346,125 @@ async fn get_note(
         "created_at": note.created_at,
         "updated_at": note.updated_at,
     });
+    if let Some(body) = &note.body {
+        view["body"] = json!(body);
+    }
     if let Some(reason) = &note.failure_reason {
         view["failure_reason"] = json!(reason);
     }
+    view
+}
+
+async fn get_note(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(note_id): Path<String>,
+) -> Result<Response, Problem> {
+    let note_id = parse_note_id(&note_id)?;
+    let known = state
+        .store
+        .note(note_id)
+        .await
+        .map_err(|err| Problem::unavailable("the read store", &err))?;
+    let note = live(note_id, known, &caller)?;
     let etag = HeaderValue::from_str(&format!("\"{}\"", note.version)).expect("digits are valid");
-    Ok(([(header::ETAG, etag)], Json(view)).into_response())
+    Ok(([(header::ETAG, etag)], Json(note_json(&note))).into_response())
+}
+
+/// Query of `GET /v1/notes`; every value is checked by hand so each failure names the
+/// parameter.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// The statuses a note can have, as `?status=` takes them.
+const STATUSES: [&str; 3] = ["processing", "published", "failed"];
+
+fn bad_query(slug: &str, title: &str, detail: String) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, slug, title).detail(detail)
+}
+
+/// `limit` within `1..=max`, `default` when absent.
+pub(crate) fn parse_limit(raw: Option<&str>, default: i64, max: i64) -> Result<i64, Problem> {
+    let Some(raw) = raw else { return Ok(default) };
+    match raw.trim().parse::<i64>() {
+        Ok(limit) if (1..=max).contains(&limit) => Ok(limit),
+        _ => Err(bad_query(
+            "bad-limit",
+            "Bad limit",
+            format!("limit must be a whole number from 1 to {max}, not {raw:?}"),
+        )),
+    }
+}
+
+/// The opaque cursor: the last note's sort key, base64url without padding.
+fn encode_cursor(cursor: &NoteCursor) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{}", cursor.updated_at, cursor.note_id))
+}
+
+fn decode_cursor(raw: &str) -> Result<NoteCursor, Problem> {
+    let bad = || {
+        bad_query(
+            "bad-cursor",
+            "Bad cursor",
+            "cursor must be a next_cursor value of an earlier page of this list".into(),
+        )
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(raw.trim()).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (updated_at, note_id) = text.split_once('|').ok_or_else(bad)?;
+    chrono::DateTime::parse_from_rfc3339(updated_at).map_err(|_| bad())?;
+    Ok(NoteCursor {
+        updated_at: updated_at.to_owned(),
+        note_id: Uuid::parse_str(note_id).map_err(|_| bad())?,
+    })
+}
+
+/// `GET /v1/notes`: the caller's notes, newest change first, a page at a time.
+async fn list_notes(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(query) = query.map_err(|err| bad_query("bad-query", "Bad query", err.body_text()))?;
+    if let Some(status) = &query.status {
+        if !STATUSES.contains(&status.as_str()) {
+            return Err(bad_query(
+                "bad-status",
+                "Unknown note status",
+                format!(
+                    "status must be one of {}, not {status:?}",
+                    STATUSES.join(", ")
+                ),
+            ));
+        }
+    }
+    let limit = parse_limit(query.limit.as_deref(), DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+    let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let page = state
+        .store
+        .notes_page(&NoteListQuery {
+            owner: caller.owner,
+            status: query.status,
+            after,
+            limit,
+        })
+        .await
+        .map_err(|err| Problem::unavailable("the read store", &err))?;
+    let items: Vec<Value> = page.notes.iter().map(note_json).collect();
+    Ok(Json(json!({
+        "items": items,
+        "next_cursor": page.next.as_ref().map(encode_cursor),
+    }))
+    .into_response())
 }
 
 async fn get_audio(
     State(state): State<AppState>,
+    caller: Caller,
     Path(note_id): Path<String>,
     request: Request,
 ) -> Result<Response, Problem> {
@@ -337,7 +479,7 @@ async fn get_audio(
         .await
         .map_err(|err| Problem::unavailable("the read store", &err))?
         .ok_or_else(no_audio)?;
-    if note.deleted_at.is_some() {
+    if note.deleted_at.is_some() || note.owner != caller.owner {
         return Err(no_audio());
     }
     let key = note

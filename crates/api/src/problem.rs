@@ -5,6 +5,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 /// One field that is wrong.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -31,6 +32,10 @@ pub struct Problem {
     /// Fields at fault (validation).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldProblem>,
+    /// Members beyond the standard ones (RFC 9457 §3.2), e.g. readiness checks. Boxed:
+    /// few problems have any, and every handler's `Result` carries a `Problem`.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<Box<Map<String, Value>>>,
 }
 
 impl Problem {
@@ -42,6 +47,7 @@ impl Problem {
             status: status.as_u16(),
             detail: None,
             errors: Vec::new(),
+            extensions: None,
         }
     }
 
@@ -54,6 +60,15 @@ impl Problem {
     /// With field errors.
     pub fn errors(mut self, errors: Vec<FieldProblem>) -> Self {
         self.errors = errors;
+        self
+    }
+
+    /// With an extension member `name` (never one of the standard names).
+    pub fn extension(mut self, name: &str, value: Value) -> Self {
+        debug_assert!(!["type", "title", "status", "detail", "errors"].contains(&name));
+        self.extensions
+            .get_or_insert_with(Box::default)
+            .insert(name.to_owned(), value);
         self
     }
 

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::{notes::request_id, problem::Problem, AppState};
+use crate::{caller::Caller, notes::request_id, problem::Problem, AppState};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -158,6 +158,7 @@ async fn note_sagas(
 /// budget. Only a `compensation_failed` saga can be retried.
 async fn retry_saga(
     State(state): State<AppState>,
+    caller: Caller,
     Path(saga_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
@@ -183,7 +184,7 @@ async fn retry_saga(
         saga_id,
         note_id: saga.note_id,
         version: saga.version,
-        requested_by: state.config.default_owner.clone(),
+        requested_by: caller.owner,
         occurred_at: now_millis(),
     });
     let metadata = Metadata::new(Uuid::new_v4(), request_id(&headers));

@@ -32,6 +32,7 @@ impl<M: Message> Inbound for M {
 pub struct AvroCodec {
     encoder: AvroEncoder,
     decoder: AvroDecoder,
+    registry_url: String,
 }
 
 fn strategy<M: Message>(topic: &str, message: &M) -> SubjectNameStrategy {
@@ -51,8 +52,14 @@ impl AvroCodec {
         let url = registry_url.trim_end_matches('/').to_owned();
         Self {
             encoder: AvroEncoder::new(SrSettings::new(url.clone())),
-            decoder: AvroDecoder::new(SrSettings::new(url)),
+            decoder: AvroDecoder::new(SrSettings::new(url.clone())),
+            registry_url: url,
         }
+    }
+
+    /// The registry's base URL (`http://HOST:PORT`, no trailing slash), for probes.
+    pub fn registry_url(&self) -> &str {
+        &self.registry_url
     }
 
     /// Encodes `message` for `topic`, registering its schema on first use.

@@ -36,6 +36,6 @@ pub use config::KafkaConfig;
 pub use consumer::{ConsumerLoop, Handler, HandlerError, Incoming};
 pub use envelope::Metadata;
 pub use error::{Error, Result};
-pub use flow::{FlowEvent, FLOW_EVENT_TOPICS};
+pub use flow::{FlowEvent, FLOW_EVENT_TOPICS, PROJECTION_TOPICS};
 pub use producer::Publisher;
 pub use retry::RetryPolicy;

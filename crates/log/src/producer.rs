@@ -1,11 +1,11 @@
 //! The idempotent, `acks=all` producer every role writes through.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use notesaga_events::Message;
 use rdkafka::{
     message::OwnedHeaders,
-    producer::{FutureProducer, FutureRecord},
+    producer::{FutureProducer, FutureRecord, Producer as _},
     util::Timeout,
 };
 
@@ -45,6 +45,20 @@ impl Publisher {
     /// The codec records are encoded with.
     pub fn codec(&self) -> &Arc<AvroCodec> {
         &self.codec
+    }
+
+    /// Fetches the cluster's metadata through this producer's client within `timeout`:
+    /// whether the brokers answer at all (the API's readiness probe). It reuses the
+    /// producer's connections instead of opening a client per probe.
+    pub async fn check_broker(&self, timeout: Duration) -> Result<()> {
+        let producer = self.producer.clone();
+        // librdkafka's metadata call blocks its thread.
+        tokio::task::spawn_blocking(move || {
+            producer.client().fetch_metadata(None, timeout).map(|_| ())
+        })
+        .await
+        .map_err(|err| Error::Timeout(format!("broker metadata probe panicked: {err}")))?
+        .map_err(Error::from)
     }
 
     /// Appends `message` to `topic`, keyed by its note id, and waits until the broker has

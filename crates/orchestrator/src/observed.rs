@@ -104,5 +104,8 @@ pub fn observe(event: &FlowEvent, command_id: Option<Uuid>) -> Option<Observed> 
         // The saga's own events come back on the topic it also reads for operator
         // requests; they are already in its state.
         FlowEvent::Saga(_) => None,
+        // The orchestrator does not subscribe to notes.outcomes (only the projections
+        // do); should one arrive all the same, the events tell the saga what happened.
+        FlowEvent::Outcome(_) => None,
     }
 }

@@ -879,3 +879,153 @@ impl Cluster {
         Ok(())
     }
 }
+
+/// Client helpers for the query side of the HTTP API: note lists, command status,
+/// search, readiness, and commands whose `Location` and `If-Match` matter.
+pub mod queries {
+    use std::time::{Duration, Instant};
+
+    use anyhow::{bail, Context as _, Result};
+    use serde_json::{json, Value};
+
+    /// An answer: status, the `Location` header if any, and the JSON body.
+    #[derive(Debug, Clone)]
+    pub struct Answer {
+        /// HTTP status.
+        pub status: u16,
+        /// The `Location` header (the command status URL of a 202).
+        pub location: Option<String>,
+        /// The body.
+        pub body: Value,
+    }
+
+    async fn answer(response: reqwest::Response) -> Result<Answer> {
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.json().await.context("JSON body")?;
+        Ok(Answer {
+            status,
+            location,
+            body,
+        })
+    }
+
+    /// `GET {path}` with the query `params` (encoded here).
+    pub async fn get(base: &str, path: &str, params: &[(&str, &str)]) -> Result<Answer> {
+        let url = reqwest::Url::parse_with_params(&format!("{base}{path}"), params)?;
+        answer(reqwest::get(url).await?).await
+    }
+
+    /// `POST /v1/notes`, keeping the `Location` header.
+    pub async fn create(base: &str, title: &str, body: &str) -> Result<Answer> {
+        let response = reqwest::Client::new()
+            .post(format!("{base}/v1/notes"))
+            .json(&json!({"title": title, "body": body}))
+            .send()
+            .await?;
+        answer(response).await
+    }
+
+    /// `PUT /v1/notes/{id}` with `If-Match: "<expected_version>"`.
+    pub async fn edit_if_match(
+        base: &str,
+        id: &str,
+        title: &str,
+        body: &str,
+        expected_version: i64,
+    ) -> Result<Answer> {
+        let response = reqwest::Client::new()
+            .put(format!("{base}/v1/notes/{id}"))
+            .header(reqwest::header::IF_MATCH, format!("\"{expected_version}\""))
+            .json(&json!({"title": title, "body": body}))
+            .send()
+            .await?;
+        answer(response).await
+    }
+
+    /// `DELETE /v1/notes/{id}`, keeping the `Location` header.
+    pub async fn delete(base: &str, id: &str) -> Result<Answer> {
+        let response = reqwest::Client::new()
+            .delete(format!("{base}/v1/notes/{id}"))
+            .send()
+            .await?;
+        answer(response).await
+    }
+
+    /// `GET /v1/notes` with `params` (`status`, `limit`, `cursor`).
+    pub async fn list(base: &str, params: &[(&str, &str)]) -> Result<Answer> {
+        get(base, "/v1/notes", params).await
+    }
+
+    /// Every page of `GET /v1/notes?limit=N` (and `status` if given), in order.
+    pub async fn list_all(base: &str, limit: u32, status: Option<&str>) -> Result<Vec<Value>> {
+        let limit = limit.to_string();
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..1000 {
+            let mut params = vec![("limit", limit.as_str())];
+            if let Some(status) = status {
+                params.push(("status", status));
+            }
+            if let Some(cursor) = &cursor {
+                params.push(("cursor", cursor.as_str()));
+            }
+            let page = list(base, &params).await?;
+            if page.status != 200 {
+                bail!("GET /v1/notes {params:?}: {} {}", page.status, page.body);
+            }
+            items.extend(page.body["items"].as_array().cloned().unwrap_or_default());
+            match page.body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return Ok(items),
+            }
+        }
+        bail!("GET /v1/notes never ends")
+    }
+
+    /// `GET /v1/commands/{id}`.
+    pub async fn command(base: &str, command_id: &str) -> Result<Answer> {
+        get(base, &format!("/v1/commands/{command_id}"), &[]).await
+    }
+
+    /// Polls the command's status until it is no longer `pending`; returns it.
+    pub async fn wait_command(base: &str, command_id: &str, timeout: Duration) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            let answer = command(base, command_id).await?;
+            if answer.status != 200 {
+                bail!(
+                    "GET command {command_id}: {} {}",
+                    answer.status,
+                    answer.body
+                );
+            }
+            if answer.body["status"] != "pending" {
+                return Ok(answer.body);
+            }
+            last = answer.body;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("command {command_id} still pending after {timeout:?}: {last}")
+    }
+
+    /// `GET /v1/search?q=…` (and `limit` if given).
+    pub async fn search(base: &str, q: &str, limit: Option<u32>) -> Result<Answer> {
+        let limit = limit.map(|l| l.to_string());
+        let mut params = vec![("q", q)];
+        if let Some(limit) = &limit {
+            params.push(("limit", limit.as_str()));
+        }
+        get(base, "/v1/search", &params).await
+    }
+
+    /// `GET /readyz`.
+    pub async fn readyz(base: &str) -> Result<Answer> {
+        get(base, "/readyz", &[]).await
+    }
+}

@@ -1,0 +1,87 @@
+//! `GET /v1/search?q=&limit=`: semantic search over the published versions of the
+//! caller's notes. The query is embedded by the same provider (and so the same model)
+//! the embedding processor uses; only vectors of that model are compared.
+
+use axum::{
+    extract::{Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    caller::Caller,
+    notes::parse_limit,
+    problem::{FieldProblem, Problem},
+    AppState,
+};
+
+/// Results unless `limit` says otherwise.
+const DEFAULT_RESULTS: i64 = 10;
+/// The largest `limit`.
+const MAX_RESULTS: i64 = 50;
+/// The longest query, in characters: a search, not a document.
+const MAX_QUERY_CHARS: usize = 1000;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/v1/search", get(search))
+}
+
+/// Query of `GET /v1/search`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SearchQuery {
+    q: Option<String>,
+    limit: Option<String>,
+}
+
+fn invalid_q(message: &str) -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+        "Invalid search",
+    )
+    .detail(format!("q {message}"))
+    .errors(vec![FieldProblem {
+        field: "q".into(),
+        message: message.into(),
+    }])
+}
+
+async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(query) = query.map_err(|err| {
+        Problem::new(StatusCode::BAD_REQUEST, "bad-query", "Bad query").detail(err.body_text())
+    })?;
+    let text = query.q.as_deref().map(str::trim).unwrap_or_default();
+    if text.is_empty() {
+        return Err(invalid_q("is required and must not be blank"));
+    }
+    if text.chars().count() > MAX_QUERY_CHARS {
+        return Err(invalid_q(&format!(
+            "must be at most {MAX_QUERY_CHARS} characters"
+        )));
+    }
+    let limit = parse_limit(query.limit.as_deref(), DEFAULT_RESULTS, MAX_RESULTS)?;
+    let vector = state
+        .embedder
+        .embed(text)
+        .await
+        .map_err(|failed| Problem::unavailable("the embedding provider", &failed.reason))?;
+    let results = state
+        .store
+        .search(
+            &caller.owner,
+            state.embedder.model(),
+            &vector,
+            limit as usize,
+        )
+        .await
+        .map_err(|err| Problem::unavailable("the read store", &err))?;
+    Ok(Json(json!({ "results": results })).into_response())
+}
