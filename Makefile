@@ -9,7 +9,7 @@ DATA_DIR ?= ./data
 APT_PACKAGES := espeak-ng kcat procps coreutils curl g++ make pkg-config zlib1g-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps tools lint test verify run bench-log
+.PHONY: deps tools lint test verify run bench-log bench-notes bench-saga
 
 # System packages, installed only when missing.
 deps:
@@ -47,7 +47,19 @@ run: deps
 	$(CARGO) build --locked --release --bins
 	$(TARGET_DIR)/release/notesaga dev --data-dir $(DATA_DIR)
 
+# Starts a throw-away broker and registry and runs the notes processor benchmark.
+bench-notes:
+	$(CARGO) build --locked --release --bins
+	scripts/bench-broker.sh $(TARGET_DIR)/release notes $(BENCH_ARGS)
+
 # Starts a throw-away single node and runs the log benchmark against it.
 bench-log:
 	$(CARGO) build --locked --release --bins
 	scripts/bench-log.sh $(TARGET_DIR)/release
+
+# Starts a throw-away single node (`notesaga dev`) and runs the saga pipeline benchmark
+# against it: NARRATION=silent isolates the orchestration overhead, espeak is real speech.
+NARRATION ?= silent
+bench-saga: deps
+	$(CARGO) build --locked --release --bins
+	scripts/bench-saga.sh $(TARGET_DIR)/release $(NARRATION) $(BENCH_ARGS)

@@ -94,6 +94,11 @@ pub(crate) struct Connection {
     /// old member's place at once instead of waiting for its session to time out.
     #[arg(long, env = "NOTESAGA_INSTANCE_ID")]
     pub(crate) instance_id: Option<String>,
+
+    /// Serve Prometheus metrics of this process at `http://ADDR/metrics` (the `api` role
+    /// and `notesaga dev` serve them on the API's address anyway).
+    #[arg(long, env = "NOTESAGA_METRICS_ADDR")]
+    pub(crate) metrics_addr: Option<String>,
 }
 
 fn parse_key_value(raw: &str) -> Result<(String, String), String> {
@@ -182,6 +187,9 @@ pub(crate) struct ApiArgs {
     /// Largest request body in bytes (413 beyond it).
     #[arg(long, env = "NOTESAGA_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub(crate) body_limit: usize,
+    /// The embedding role's provider: search embeds its queries with the same model.
+    #[command(flatten)]
+    pub(crate) embedding: EmbeddingProviderArgs,
 }
 
 /// Which embedding provider, and how to reach it.
@@ -232,6 +240,26 @@ impl EmbeddingProviderArgs {
     /// The provider behind retries (within a budget well inside the saga's step
     /// deadline), a circuit breaker and a concurrency limit.
     pub(crate) fn build(&self) -> notesaga_embedding::Resilient {
+        self.build_with(notesaga_log::RetryPolicy {
+            initial_interval: std::time::Duration::from_millis(250),
+            max_attempts: self.embedding_attempts,
+            max_elapsed: std::time::Duration::from_secs(60),
+            ..notesaga_log::RetryPolicy::default()
+        })
+    }
+
+    /// The same provider for the API's search queries: a client is waiting, so one
+    /// retry within a few seconds, then 503.
+    pub(crate) fn build_for_queries(&self) -> notesaga_embedding::Resilient {
+        self.build_with(notesaga_log::RetryPolicy {
+            initial_interval: std::time::Duration::from_millis(100),
+            max_attempts: 2,
+            max_elapsed: std::time::Duration::from_secs(5),
+            ..notesaga_log::RetryPolicy::default()
+        })
+    }
+
+    fn build_with(&self, retry: notesaga_log::RetryPolicy) -> notesaga_embedding::Resilient {
         use notesaga_embedding::{BuiltinEmbedder, OpenAiEmbedder, Provider, Resilient};
         let provider = match self.embedding_provider {
             EmbeddingProviderKind::Builtin => Provider::Builtin(BuiltinEmbedder),
@@ -241,12 +269,6 @@ impl EmbeddingProviderArgs {
                 self.embedding_api_key.clone(),
                 std::time::Duration::from_secs(self.embedding_timeout_secs),
             )),
-        };
-        let retry = notesaga_log::RetryPolicy {
-            initial_interval: std::time::Duration::from_millis(250),
-            max_attempts: self.embedding_attempts,
-            max_elapsed: std::time::Duration::from_secs(60),
-            ..notesaga_log::RetryPolicy::default()
         };
         Resilient::new(
             provider,
@@ -276,6 +298,9 @@ pub(crate) struct EmbeddingArgs {
 pub(crate) struct NarrationProviderArgs {
     /// `espeak` (espeak-ng on this machine) or `openai` (any OpenAI-compatible
     /// `POST /v1/audio/speech` server: OpenAI, openedai-speech, Kokoro-FastAPI, LocalAI).
+    /// `silent` is a benchmark engine, not for users: it renders silence as long as the
+    /// text would take to say (150 words per minute) at once, to isolate the
+    /// orchestration overhead (see docs/benchmarks.md).
     #[arg(long, env = "NOTESAGA_NARRATION_PROVIDER", default_value = "espeak")]
     pub(crate) narration_provider: NarrationProviderKind,
     /// espeak-ng voice.
@@ -343,6 +368,8 @@ pub(crate) enum NarrationProviderKind {
     Espeak,
     /// An OpenAI-compatible server.
     Openai,
+    /// Benchmarks only: silence of the text's estimated length, rendered at once.
+    Silent,
 }
 
 impl NarrationProviderArgs {
@@ -352,7 +379,7 @@ impl NarrationProviderArgs {
         use std::time::Duration;
 
         use notesaga_narration::{
-            ChunkTimeout, Espeak, Narrator, OpenAiSpeech, RenderBudget, SpeechEngine,
+            ChunkTimeout, Espeak, Narrator, OpenAiSpeech, RenderBudget, Silent, SpeechEngine,
         };
         let engine = match self.narration_provider {
             NarrationProviderKind::Espeak => SpeechEngine::Espeak(Espeak {
@@ -370,6 +397,7 @@ impl NarrationProviderArgs {
                     per_char: Duration::from_millis(self.narration_timeout_ms_per_char),
                 },
             )),
+            NarrationProviderKind::Silent => SpeechEngine::Silent(Silent::default()),
         };
         let retry = notesaga_log::RetryPolicy {
             initial_interval: Duration::from_millis(500),
@@ -464,6 +492,43 @@ pub(crate) enum BenchTarget {
     /// plain log rate of the same run. Run it against a fresh broker: it uses the real
     /// `notes.*` topics.
     Notes(BenchNotesArgs),
+    /// The saga pipeline of a running single node (`notesaga dev`): notes posted at a
+    /// steady rate through the HTTP API, sagas completed per second and the
+    /// command→published latency, beside the plain log rate of the same run.
+    Saga(BenchSagaArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BenchSagaArgs {
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+    /// Base URL of the node's HTTP API.
+    #[arg(
+        long,
+        env = "NOTESAGA_API_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub(crate) api: String,
+    /// Notes posted in the measured run.
+    #[arg(long, default_value_t = 300)]
+    pub(crate) notes: usize,
+    /// Notes posted per second (a steady, open-loop rate).
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) rate: f64,
+    /// Body size of each note, bytes of English-like words.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) body_size: usize,
+    /// Notes posted (and awaited) before anything is timed: they warm the pipeline and
+    /// give the typical flow record size the plain runs use.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) warmup: usize,
+    /// Records of each plain rdkafka run.
+    #[arg(long, default_value_t = 2_000)]
+    pub(crate) plain_records: usize,
+    /// Seconds to wait for the last sagas after the last note was posted; the notes
+    /// still unfinished then are reported as timed out.
+    #[arg(long, default_value_t = 300)]
+    pub(crate) timeout: u64,
 }
 
 #[derive(Debug, Clone, Args)]

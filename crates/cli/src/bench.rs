@@ -4,6 +4,9 @@ use anyhow::Result;
 
 use crate::args::{BenchArgs, BenchTarget};
 
+#[path = "bench_saga.rs"]
+mod saga;
+
 pub(crate) async fn run(args: BenchArgs) -> Result<()> {
     match args.target {
         BenchTarget::Log(args) => {
@@ -31,5 +34,6 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
             .await?;
             Ok(())
         }
+        BenchTarget::Saga(args) => saga::run(args).await,
     }
 }

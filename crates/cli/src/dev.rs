@@ -115,6 +115,8 @@ async fn run_roles(
         // One instance of each role: static membership lets a crashed single node that
         // is started again take its groups back at once (see docs/field-notes.md).
         instance_id: Some("dev".into()),
+        // Every role is in this process: the API serves their metrics.
+        metrics_addr: None,
     };
     let mut tasks = JoinSet::new();
 
@@ -183,10 +185,20 @@ async fn run_roles(
     });
     tasks.spawn({
         let (rt, token, http) = (rt.clone(), shutdown.clone(), args.http_addr.clone());
+        let embedder = args.embedding.build_for_queries();
         async move {
             (
                 "api",
-                roles::run_api(rt, read_store, audio, &http, ApiConfig::default(), token).await,
+                roles::run_api(
+                    rt,
+                    read_store,
+                    audio,
+                    embedder,
+                    &http,
+                    ApiConfig::default(),
+                    token,
+                )
+                .await,
             )
         }
     });

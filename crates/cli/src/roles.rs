@@ -59,6 +59,9 @@ pub(crate) struct Runtime {
 /// Waits for the broker (creating the topics, idempotently) and the registry, then
 /// builds the producer. Gives up after a minute with a message saying what to check.
 pub(crate) async fn connect(connection: &Connection) -> Result<Runtime> {
+    if let Some(addr) = &connection.metrics_addr {
+        telemetry::serve_metrics(addr, CancellationToken::new()).await?;
+    }
     let kafka = connection.kafka();
     let mut schedule = notesaga_log::RetryPolicy {
         max_attempts: 40,
@@ -216,6 +219,7 @@ pub(crate) async fn run_api(
     rt: Runtime,
     store: ReadStore,
     audio: FsBlobStore,
+    embedder: Resilient,
     http_addr: &str,
     config: ApiConfig,
     shutdown: CancellationToken,
@@ -226,13 +230,8 @@ pub(crate) async fn run_api(
             format!("cannot listen on {http_addr} (--http-addr / NOTESAGA_HTTP_ADDR)")
         })?;
     info!(addr = %http_addr, "HTTP API listening");
-    let state = AppState {
-        publisher: rt.publisher,
-        store,
-        audio,
-        metrics: telemetry::install_metrics(),
-        config: Arc::new(config),
-    };
+    let mut state = AppState::new(rt.publisher, store, audio, embedder, config);
+    state.metrics = telemetry::install_metrics();
     notesaga_api::serve(listener, state, shutdown).await?;
     Ok(())
 }
@@ -263,7 +262,17 @@ pub(crate) async fn api(args: ApiArgs, shutdown: CancellationToken) -> Result<()
         ..ApiConfig::default()
     };
     let audio = FsBlobStore::new(args.storage.audio_dir());
-    run_api(rt, store, audio, &args.http_addr, config, shutdown).await
+    let embedder = args.embedding.build_for_queries();
+    run_api(
+        rt,
+        store,
+        audio,
+        embedder,
+        &args.http_addr,
+        config,
+        shutdown,
+    )
+    .await
 }
 
 pub(crate) async fn notes(args: RoleArgs, shutdown: CancellationToken) -> Result<()> {

@@ -26,8 +26,8 @@ pub(crate) fn install_metrics() -> Option<PrometheusHandle> {
             // Histograms as buckets (not summaries), so Prometheus can aggregate latencies
             // across instances: from 1 ms (a record) to 10 min (a long narration).
             const BUCKETS: [f64; 16] = [
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                30.0, 120.0, 600.0,
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                120.0, 600.0,
             ];
             PrometheusBuilder::new()
                 .set_buckets(&BUCKETS)

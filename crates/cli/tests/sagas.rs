@@ -394,7 +394,11 @@ async fn an_orchestrator_killed_mid_sagas_finishes_every_saga_exactly_once() -> 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_role_in_its_own_process_serves_its_metrics() -> Result<()> {
     let faults = TempDir::new()?;
-    let roles: Vec<&str> = ROLES.iter().copied().filter(|r| *r != "orchestrator").collect();
+    let roles: Vec<&str> = ROLES
+        .iter()
+        .copied()
+        .filter(|r| *r != "orchestrator")
+        .collect();
     let dir = faults.path().to_str().context("utf-8 path")?;
     let cluster = Cluster::start_configured(&[], &roles, &[("NOTESAGA_FAULTS_DIR", dir)]).await?;
     let metrics_addr = notesaga_testkit::free_addr();

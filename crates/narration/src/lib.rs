@@ -3,7 +3,8 @@
 //! - [`narrator`]: the configured speech engine — espeak-ng ([`speech`]) or any
 //!   OpenAI-compatible `/v1/audio/speech` server ([`openai`]) — behind the retry policy,
 //!   circuit breaker and concurrency limit every provider shares (`notesaga_log::provider`),
-//!   speaking long text in [`chunks`] appended into one file.
+//!   speaking long text in [`chunks`] appended into one file; [`silent`] renders
+//!   silence at once, for benchmarks that isolate the orchestration overhead.
 //! - [`wav`]: reads a WAV's length from the audio itself and joins WAV pieces.
 //! - [`blob`]: the small blob-store interface the audio lives behind (a filesystem
 //!   implementation under the data directory).
@@ -14,6 +15,7 @@ pub mod chunks;
 pub mod narrator;
 pub mod openai;
 pub mod processor;
+pub mod silent;
 pub mod speech;
 pub mod wav;
 
@@ -21,4 +23,5 @@ pub use blob::{BlobStore, FsBlobStore};
 pub use narrator::{Narrator, RenderBudget, SpeechEngine};
 pub use openai::{ChunkTimeout, OpenAiSpeech};
 pub use processor::{NarrationProcessor, Narrations};
+pub use silent::Silent;
 pub use speech::Espeak;

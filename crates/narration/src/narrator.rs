@@ -21,6 +21,7 @@ use notesaga_log::{
 
 use crate::{
     openai::OpenAiSpeech,
+    silent::Silent,
     speech::{Espeak, CHUNK_BYTES},
     wav::{WavInfo, WavWriter},
 };
@@ -32,6 +33,8 @@ pub enum SpeechEngine {
     Espeak(Espeak),
     /// An OpenAI-compatible server.
     OpenAi(OpenAiSpeech),
+    /// Silence at once (benchmarks only: isolates the orchestration overhead).
+    Silent(Silent),
 }
 
 impl SpeechEngine {
@@ -39,6 +42,7 @@ impl SpeechEngine {
         match self {
             Self::Espeak(engine) => Ok(engine.speak(text).await?),
             Self::OpenAi(engine) => engine.speak(text).await,
+            Self::Silent(engine) => Ok(engine.speak(text)),
         }
     }
 }
