@@ -144,6 +144,7 @@ pub(crate) async fn run_notes(rt: Runtime, shutdown: CancellationToken) -> Resul
         &[topics::NOTES_COMMANDS],
         rt.publisher,
     )
+    .with_batch(notesaga_notes::BATCH)
     .run::<NotesCommand, _>(handler, shutdown)
     .await?;
     Ok(())

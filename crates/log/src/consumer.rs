@@ -62,6 +62,28 @@ pub trait Handler<M>: Send {
         incoming: &Incoming<M>,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
+    /// Handles records that arrived together, in order; returns once all their outcomes
+    /// are durable. A handler that appends records overrides it to queue every append
+    /// of the batch and await them together ([`crate::Publisher::enqueue`]); the default
+    /// handles one record after another. Only used with [`ConsumerLoop::with_batch`]. On
+    /// an error the loop hands the batch's records to [`Handler::handle`] one by one, so
+    /// a poison record is found and dead-lettered alone: handlers are idempotent, so the
+    /// records the batch already did are answered the same way again.
+    fn handle_batch(
+        &mut self,
+        batch: &[Incoming<M>],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send
+    where
+        M: Sync,
+    {
+        async move {
+            for incoming in batch {
+                self.handle(incoming).await?;
+            }
+            Ok(())
+        }
+    }
+
     /// The group took these `(topic, partition)`s away: drop any state kept for them.
     fn revoked(&mut self, _partitions: &[(String, i32)]) {}
 
@@ -140,6 +162,7 @@ pub struct ConsumerLoop {
     publisher: Publisher,
     retry: RetryPolicy,
     tick: Option<std::time::Duration>,
+    batch: usize,
 }
 
 impl ConsumerLoop {
@@ -157,7 +180,15 @@ impl ConsumerLoop {
             publisher,
             retry: RetryPolicy::default(),
             tick: None,
+            batch: 1,
         }
+    }
+
+    /// Hands up to `max` records that are already waiting to [`Handler::handle_batch`]
+    /// at once (never waiting for more to arrive).
+    pub fn with_batch(mut self, max: usize) -> Self {
+        self.batch = max.max(1);
+        self
     }
 
     /// Calls [`Handler::tick`] every `every`, between records.
@@ -170,7 +201,7 @@ impl ConsumerLoop {
     /// stored offsets and leaves the group.
     pub async fn run<M, H>(self, mut handler: H, shutdown: CancellationToken) -> Result<()>
     where
-        M: Inbound,
+        M: Inbound + Sync,
         H: Handler<M>,
     {
         let consumer: StreamConsumer<LoopContext> = self
@@ -211,7 +242,22 @@ impl ConsumerLoop {
                     continue;
                 }
             };
-            self.process(&consumer, &mut handler, &message).await?;
+            if self.batch == 1 {
+                self.process(&consumer, &mut handler, &message).await?;
+                continue;
+            }
+            let mut batch = vec![message];
+            while batch.len() < self.batch {
+                // Only what is already fetched: a batch never waits for traffic.
+                match tokio::time::timeout(std::time::Duration::from_millis(1), consumer.recv())
+                    .await
+                {
+                    Ok(Ok(message)) => batch.push(message),
+                    Ok(Err(err)) => warn!(group = %self.group, %err, "consumer error"),
+                    Err(_) => break,
+                }
+            }
+            self.process_batch(&consumer, &mut handler, &batch).await?;
         }
 
         info!(group = %self.group, "shutting down: committing offsets and leaving the group");
@@ -241,6 +287,82 @@ impl ConsumerLoop {
                 self.group
             ))),
         }
+    }
+
+    async fn process_batch<M, H>(
+        &self,
+        consumer: &StreamConsumer<LoopContext>,
+        handler: &mut H,
+        messages: &[BorrowedMessage<'_>],
+    ) -> Result<()>
+    where
+        M: Inbound + Sync,
+        H: Handler<M>,
+    {
+        let started = Instant::now();
+        let mut batch = Vec::with_capacity(messages.len());
+        for message in messages {
+            let (_, metadata) = Metadata::from_message(message);
+            match self
+                .publisher
+                .codec()
+                .decode::<M>(message.topic(), message.payload())
+                .await
+            {
+                Ok(decoded) => batch.push(Incoming {
+                    message: decoded,
+                    metadata,
+                    topic: message.topic().to_owned(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                }),
+                Err(_) => break,
+            }
+        }
+        let span = tracing::info_span!(
+            "batch",
+            "messaging.consumer.group.name" = %self.group,
+            "messaging.batch.message_count" = messages.len(),
+        );
+        let handled = if batch.len() == messages.len() {
+            let mut schedule = self.retry.schedule();
+            loop {
+                match handler.handle_batch(&batch).instrument(span.clone()).await {
+                    Ok(()) => break true,
+                    Err(HandlerError::Permanent(reason)) => {
+                        warn!(%reason, "batch failed; handling its records one by one");
+                        break false;
+                    }
+                    Err(HandlerError::Transient(reason)) => match schedule.next_delay(None) {
+                        Some(delay) => {
+                            warn!(%reason, ?delay, "batch failed; retrying");
+                            tokio::time::sleep(delay).await;
+                        }
+                        None => break false,
+                    },
+                }
+            }
+        } else {
+            // An undecodable record: the one-by-one path dead-letters it in its place.
+            false
+        };
+        if !handled {
+            for message in messages {
+                self.process(consumer, handler, message).await?;
+            }
+            return Ok(());
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        for message in messages {
+            metrics::counter!(telemetry::RECORDS_TOTAL, "group" => self.group.clone(), "topic" => message.topic().to_owned(), "outcome" => "handled").increment(1);
+            // Each record of the batch waited for the whole batch.
+            metrics::histogram!(telemetry::HANDLE_SECONDS, "group" => self.group.clone())
+                .record(elapsed);
+            if let Err(err) = consumer.store_offset_from_message(message) {
+                warn!(%err, topic = message.topic(), partition = message.partition(), offset = message.offset(), "cannot store offset");
+            }
+        }
+        Ok(())
     }
 
     async fn process<M, H>(

@@ -103,4 +103,56 @@ impl Publisher {
             }),
         }
     }
+
+    /// Queues `message` for `topic` without waiting for the broker; the returned future
+    /// resolves once it is acknowledged. A handler that appends many records queues them
+    /// all and then awaits them together: one round trip instead of one per record.
+    /// Records queued to the same partition keep their order (the producer is
+    /// idempotent); across partitions there is no order, so a caller that needs one
+    /// record durable before another awaits the first before queueing the second.
+    pub async fn enqueue<M: Message>(
+        &self,
+        topic: &str,
+        message: &M,
+        metadata: &Metadata,
+    ) -> Result<impl std::future::Future<Output = Result<Appended>> + Send + 'static> {
+        use rdkafka::{error::KafkaError, types::RDKafkaErrorCode};
+        let payload = self.codec.encode(topic, message).await?;
+        let key = message.note_id().hyphenated().to_string();
+        let headers = metadata.to_headers(message.event_type());
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+            .headers(headers)
+            .key(key.as_bytes())
+            .payload(payload.as_slice());
+        let delivery = loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => break delivery,
+                // The local queue is full: wait for deliveries to drain it.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((source, _)) => {
+                    return Err(Error::Delivery {
+                        topic: topic.to_owned(),
+                        source,
+                    })
+                }
+            }
+        };
+        let topic = topic.to_owned();
+        Ok(async move {
+            match delivery.await {
+                Ok(Ok(delivery)) => Ok(Appended {
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                }),
+                Ok(Err((source, _))) => Err(Error::Delivery { topic, source }),
+                Err(_) => Err(Error::Delivery {
+                    topic,
+                    source: KafkaError::Canceled,
+                }),
+            }
+        })
+    }
 }

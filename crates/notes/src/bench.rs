@@ -146,7 +146,8 @@ async fn processing_run(
     let shutdown = CancellationToken::new();
     let processor = NotesProcessor::new(kafka.clone(), publisher.clone());
     let group = format!("notesaga.notes.bench.{}", Uuid::new_v4().simple());
-    let consumer = ConsumerLoop::new(kafka.clone(), group, &[NOTES_COMMANDS], publisher.clone());
+    let consumer = ConsumerLoop::new(kafka.clone(), group, &[NOTES_COMMANDS], publisher.clone())
+        .with_batch(crate::BATCH);
     let running = tokio::spawn(consumer.run::<NotesCommand, _>(processor, shutdown.clone()));
 
     let started = Instant::now();

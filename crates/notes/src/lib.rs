@@ -8,4 +8,4 @@ pub mod processor;
 pub mod validation;
 
 pub use aggregate::{apply, handle, Note, Rejection, RejectionCode};
-pub use processor::NotesProcessor;
+pub use processor::{NotesProcessor, BATCH};

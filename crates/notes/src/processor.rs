@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use futures::future::try_join_all;
 use notesaga_events::{
     ids,
     notes::{CommandApplied, CommandRejected, NotesCommand, NotesEvent, NotesOutcome},
@@ -26,6 +27,10 @@ use tracing::{debug, info};
 use uuid::Uuid;
 
 use crate::aggregate::{apply, handle, Note, Rejection};
+
+/// Most commands handled as one batch (one round trip to the broker for their events,
+/// one for their outcomes); the role's consumer loop is built with it.
+pub const BATCH: usize = 500;
 
 /// How many handled command ids are kept per note for answering redeliveries.
 pub const REMEMBERED_COMMANDS_PER_NOTE: usize = 256;
@@ -136,10 +141,11 @@ impl NotesProcessor {
 
     async fn rebuild(&self, partition: i32) -> Result<PartitionState, HandlerError> {
         let codec = self.publisher.codec();
-        let events =
-            read_partition::<NotesEvent>(&self.kafka, codec, NOTES_EVENTS, partition).await?;
-        let outcomes =
-            read_partition::<NotesOutcome>(&self.kafka, codec, NOTES_OUTCOMES, partition).await?;
+        // The two topics are independent: read them side by side.
+        let (events, outcomes) = tokio::try_join!(
+            read_partition::<NotesEvent>(&self.kafka, codec, NOTES_EVENTS, partition),
+            read_partition::<NotesOutcome>(&self.kafka, codec, NOTES_OUTCOMES, partition),
+        )?;
         let state = PartitionState::fold(&events, outcomes);
         info!(
             partition,
@@ -155,98 +161,158 @@ impl NotesProcessor {
     pub async fn rebuild_for_bench(&self, partition: i32) -> Result<usize, HandlerError> {
         Ok(self.rebuild(partition).await?.notes.len())
     }
-
-    async fn send_outcome(
-        &self,
-        outcome: &NotesOutcome,
-        cause: &Metadata,
-        command_id: Uuid,
-    ) -> Result<(), HandlerError> {
-        let metadata = cause
-            .caused(ids::outcome_id(command_id))
-            .with_command(command_id);
-        self.publisher
-            .publish(NOTES_OUTCOMES, outcome, &metadata)
-            .await?;
-        Ok(())
-    }
 }
 
 fn command_type(command: &NotesCommand) -> String {
     command.event_type().to_owned()
 }
 
+/// The answer to one command of a batch, sent once the batch's events are durable.
+#[derive(Debug)]
+struct Answer {
+    partition: i32,
+    note_id: Uuid,
+    command_id: Uuid,
+    outcome: NotesOutcome,
+    cause: Metadata,
+    /// False for a repeated outcome, which is remembered already.
+    remember: bool,
+}
+
+impl NotesProcessor {
+    /// Handles commands in order: every event of the batch is queued, then awaited
+    /// together, and only then are the outcomes queued and awaited — an outcome is never
+    /// durable before the events it names. One round trip per batch, not per command.
+    async fn handle_commands(
+        &mut self,
+        batch: &[Incoming<NotesCommand>],
+    ) -> Result<(), HandlerError> {
+        let touched: HashSet<i32> = batch.iter().map(|incoming| incoming.partition).collect();
+        for partition in &touched {
+            if !self.partitions.contains_key(partition) {
+                let state = self.rebuild(*partition).await?;
+                self.partitions.insert(*partition, state);
+            }
+        }
+        let result = self.append_batch(batch).await;
+        if result.is_err() {
+            // The state in memory may hold appends that never became durable: the next
+            // attempt rebuilds these partitions from the log, which is the truth.
+            for partition in &touched {
+                self.partitions.remove(partition);
+            }
+        }
+        result
+    }
+
+    async fn append_batch(&mut self, batch: &[Incoming<NotesCommand>]) -> Result<(), HandlerError> {
+        let now = now_millis();
+        let mut appends = Vec::new();
+        let mut answers = Vec::with_capacity(batch.len());
+        for incoming in batch {
+            let partition = incoming.partition;
+            let command = &incoming.message;
+            let note_id = command.note_id();
+            // Commands from other producers may lack the header; their event id stands in.
+            let command_id = incoming.metadata.command();
+            let cause = incoming.metadata.clone().with_command(command_id);
+            let state = self.partitions.get(&partition).expect("rebuilt first");
+            let (outcome, remember) = match state.decide(command_id, command, now) {
+                Decision::Repeat(outcome) => {
+                    debug!(%command_id, "redelivered command: repeating its outcome");
+                    (outcome, false)
+                }
+                Decision::Finish(outcome) => {
+                    debug!(%command_id, "events appended before a crash: finishing the outcome");
+                    (outcome, true)
+                }
+                Decision::Handle(Ok(events)) => {
+                    let mut note = state.notes.get(&note_id).cloned().unwrap_or_default();
+                    let mut event_ids = Vec::with_capacity(events.len());
+                    for (index, event) in events.iter().enumerate() {
+                        let metadata = cause.command_event(command_id, index);
+                        appends.push(
+                            self.publisher
+                                .enqueue(NOTES_EVENTS, event, &metadata)
+                                .await?,
+                        );
+                        note = apply(note, event);
+                        event_ids.push(metadata.event_id.to_string());
+                    }
+                    let version = events
+                        .last()
+                        .map(NotesEvent::version)
+                        .or(Some(note.version));
+                    let state = self.partitions.get_mut(&partition).expect("rebuilt first");
+                    state.notes.insert(note_id, note);
+                    state
+                        .events_by_command
+                        .insert(command_id, event_ids.clone());
+                    info!(%note_id, %command_id, command = command.event_type(), ?version, "applied");
+                    let applied = NotesOutcome::CommandApplied(CommandApplied {
+                        command_id,
+                        note_id,
+                        command_type: command_type(command),
+                        version,
+                        event_ids,
+                        occurred_at: now,
+                    });
+                    (applied, true)
+                }
+                Decision::Handle(Err(rejection)) => {
+                    info!(%note_id, %command_id, code = rejection.code.as_str(), reason = %rejection.message, "rejected");
+                    let rejected = NotesOutcome::CommandRejected(CommandRejected {
+                        command_id,
+                        note_id,
+                        command_type: command_type(command),
+                        code: rejection.code.as_str().to_owned(),
+                        message: rejection.message,
+                        occurred_at: now,
+                    });
+                    (rejected, true)
+                }
+            };
+            answers.push(Answer {
+                partition,
+                note_id,
+                command_id,
+                outcome,
+                cause,
+                remember,
+            });
+        }
+        try_join_all(appends).await?;
+        let mut sends = Vec::with_capacity(answers.len());
+        for answer in &answers {
+            let metadata = answer
+                .cause
+                .caused(ids::outcome_id(answer.command_id))
+                .with_command(answer.command_id);
+            sends.push(
+                self.publisher
+                    .enqueue(NOTES_OUTCOMES, &answer.outcome, &metadata)
+                    .await?,
+            );
+        }
+        try_join_all(sends).await?;
+        for answer in answers.into_iter().filter(|a| a.remember) {
+            let state = self
+                .partitions
+                .get_mut(&answer.partition)
+                .expect("rebuilt first");
+            state.remember(answer.note_id, answer.command_id, answer.outcome);
+        }
+        Ok(())
+    }
+}
+
 impl Handler<NotesCommand> for NotesProcessor {
     async fn handle(&mut self, incoming: &Incoming<NotesCommand>) -> Result<(), HandlerError> {
-        let partition = incoming.partition;
-        if !self.partitions.contains_key(&partition) {
-            let state = self.rebuild(partition).await?;
-            self.partitions.insert(partition, state);
-        }
-        let command = &incoming.message;
-        let note_id = command.note_id();
-        // Commands from other producers may lack the header; their event id stands in.
-        let command_id = incoming.metadata.command();
-        let cause = incoming.metadata.clone().with_command(command_id);
-        let state = self.partitions.get(&partition).expect("rebuilt above");
-        let now = now_millis();
+        self.handle_commands(std::slice::from_ref(incoming)).await
+    }
 
-        let outcome = match state.decide(command_id, command, now) {
-            Decision::Repeat(outcome) => {
-                debug!(%command_id, "redelivered command: repeating its outcome");
-                return self.send_outcome(&outcome, &cause, command_id).await;
-            }
-            Decision::Finish(outcome) => {
-                debug!(%command_id, "events appended before a crash: finishing the outcome");
-                outcome
-            }
-            Decision::Handle(Ok(events)) => {
-                let mut note = state.notes.get(&note_id).cloned().unwrap_or_default();
-                let mut event_ids = Vec::with_capacity(events.len());
-                for (index, event) in events.iter().enumerate() {
-                    let metadata = cause.command_event(command_id, index);
-                    let event_id = metadata.event_id;
-                    self.publisher
-                        .publish(NOTES_EVENTS, event, &metadata)
-                        .await?;
-                    note = apply(note, event);
-                    event_ids.push(event_id.to_string());
-                }
-                let version = events
-                    .last()
-                    .map(NotesEvent::version)
-                    .or(Some(note.version));
-                let state = self.partitions.get_mut(&partition).expect("rebuilt above");
-                state.notes.insert(note_id, note);
-                state
-                    .events_by_command
-                    .insert(command_id, event_ids.clone());
-                info!(%note_id, %command_id, command = command.event_type(), ?version, "applied");
-                NotesOutcome::CommandApplied(CommandApplied {
-                    command_id,
-                    note_id,
-                    command_type: command_type(command),
-                    version,
-                    event_ids,
-                    occurred_at: now,
-                })
-            }
-            Decision::Handle(Err(rejection)) => {
-                info!(%note_id, %command_id, code = rejection.code.as_str(), reason = %rejection.message, "rejected");
-                NotesOutcome::CommandRejected(CommandRejected {
-                    command_id,
-                    note_id,
-                    command_type: command_type(command),
-                    code: rejection.code.as_str().to_owned(),
-                    message: rejection.message,
-                    occurred_at: now,
-                })
-            }
-        };
-        self.send_outcome(&outcome, &cause, command_id).await?;
-        let state = self.partitions.get_mut(&partition).expect("rebuilt above");
-        state.remember(note_id, command_id, outcome);
-        Ok(())
+    async fn handle_batch(&mut self, batch: &[Incoming<NotesCommand>]) -> Result<(), HandlerError> {
+        self.handle_commands(batch).await
     }
 
     fn revoked(&mut self, partitions: &[(String, i32)]) {
