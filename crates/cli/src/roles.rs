@@ -200,6 +200,7 @@ pub(crate) async fn run_orchestrator(
         rt.publisher,
     )
     .with_tick(saga.tick())
+    .with_batch(notesaga_orchestrator::BATCH)
     .run::<FlowEvent, _>(handler, shutdown)
     .await?;
     Ok(())

@@ -115,7 +115,7 @@ impl Publisher {
         topic: &str,
         message: &M,
         metadata: &Metadata,
-    ) -> Result<impl std::future::Future<Output = Result<Appended>> + Send + 'static> {
+    ) -> Result<impl std::future::Future<Output = Result<Appended>> + Send + Sync + 'static> {
         use rdkafka::{error::KafkaError, types::RDKafkaErrorCode};
         let payload = self.codec.encode(topic, message).await?;
         let key = message.note_id().hyphenated().to_string();

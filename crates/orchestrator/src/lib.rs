@@ -13,4 +13,4 @@ mod observed;
 mod runner;
 
 pub use observed::{observe, Observed};
-pub use runner::{Orchestrator, SAGAS, SAGAS_STUCK, SAGA_EVENTS_TOTAL};
+pub use runner::{Orchestrator, BATCH, SAGAS, SAGAS_STUCK, SAGA_EVENTS_TOTAL};

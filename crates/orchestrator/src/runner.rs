@@ -1,7 +1,13 @@
 //! The orchestrator's handler: feeds the sagas what it reads and what the clock says,
 //! and carries out their actions.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    future::Future,
+    pin::Pin,
+};
+
+use futures::future::try_join_all;
 
 use notesaga_events::{
     embedding::EmbeddingCommand,
@@ -14,8 +20,8 @@ use notesaga_events::{
     Message as _,
 };
 use notesaga_log::{
-    reader::read_partition, FlowEvent, Handler, HandlerError, Incoming, KafkaConfig, Metadata,
-    Publisher,
+    producer::Appended, reader::read_partition, FlowEvent, Handler, HandlerError, Incoming,
+    KafkaConfig, Metadata, Publisher,
 };
 use notesaga_sagas::note_pipeline::{
     apply, pending_command, published_version, react, Action, Command, Input, Kind, NotePipeline,
@@ -25,6 +31,10 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::observed::{observe, Observed};
+
+/// Most records one batch reacts to (their saga events appended together, then their
+/// commands); the role's consumer loop is built with it.
+pub const BATCH: usize = 500;
 
 /// Metric: sagas this instance holds, by state (gauge).
 pub const SAGAS: &str = "notesaga_sagas";
@@ -47,6 +57,30 @@ impl Partition {
     }
 }
 
+/// A queued append that resolves when the broker has acknowledged it.
+type QueuedAppend = Pin<Box<dyn Future<Output = notesaga_log::Result<Appended>> + Send + Sync>>;
+
+/// What the reactions of one batch (or tick) append and send, carried out together by
+/// [`Orchestrator::flush`]: every saga event first, then — once they are durable — every
+/// command. "Append the saga event, then send the command" holds for the whole batch,
+/// with two round trips to the broker instead of one per record.
+#[derive(Default)]
+struct Outbox {
+    appends: Vec<QueuedAppend>,
+    commands: Vec<(Uuid, Command, Metadata)>,
+    /// Partitions whose state in memory already holds the queued events.
+    touched: HashSet<i32>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("appends", &self.appends.len())
+            .field("commands", &self.commands.len())
+            .finish()
+    }
+}
+
 /// Runs note-pipeline sagas.
 #[derive(Debug)]
 pub struct Orchestrator {
@@ -58,6 +92,7 @@ pub struct Orchestrator {
     /// Partitions the group gave this instance (rebuilt eagerly, so deadlines set
     /// before a crash fire after the restart even if no record arrives).
     assigned: HashSet<i32>,
+    outbox: Outbox,
 }
 
 impl Orchestrator {
@@ -75,6 +110,7 @@ impl Orchestrator {
             policy,
             partitions: HashMap::new(),
             assigned: HashSet::new(),
+            outbox: Outbox::default(),
         }
     }
 
@@ -139,58 +175,114 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// Queues `command` (id `command_id`) on its topic.
+    async fn enqueue_command(
+        &self,
+        command_id: Uuid,
+        command: &Command,
+        cause: &Metadata,
+    ) -> Result<QueuedAppend, HandlerError> {
+        let metadata = cause.caused(command_id).with_command(command_id);
+        let publisher = &self.publisher;
+        Ok(match command {
+            Command::GenerateEmbedding(c) => {
+                let message = EmbeddingCommand::GenerateEmbedding(c.clone());
+                Box::pin(
+                    publisher
+                        .enqueue(EMBEDDING_COMMANDS, &message, &metadata)
+                        .await?,
+                )
+            }
+            Command::DeleteEmbedding(c) => {
+                let message = EmbeddingCommand::DeleteEmbedding(c.clone());
+                Box::pin(
+                    publisher
+                        .enqueue(EMBEDDING_COMMANDS, &message, &metadata)
+                        .await?,
+                )
+            }
+            Command::NarrateNote(c) => {
+                let message = NarrationCommand::NarrateNote(c.clone());
+                Box::pin(
+                    publisher
+                        .enqueue(NARRATION_COMMANDS, &message, &metadata)
+                        .await?,
+                )
+            }
+            Command::DeleteNarration(c) => {
+                let message = NarrationCommand::DeleteNarration(c.clone());
+                Box::pin(
+                    publisher
+                        .enqueue(NARRATION_COMMANDS, &message, &metadata)
+                        .await?,
+                )
+            }
+            Command::PublishNoteVersion(c) => {
+                let message = NotesCommand::PublishNoteVersion(c.clone());
+                Box::pin(
+                    publisher
+                        .enqueue(NOTES_COMMANDS, &message, &metadata)
+                        .await?,
+                )
+            }
+            Command::MarkNoteVersionFailed(c) => {
+                let message = NotesCommand::MarkNoteVersionFailed(c.clone());
+                Box::pin(
+                    publisher
+                        .enqueue(NOTES_COMMANDS, &message, &metadata)
+                        .await?,
+                )
+            }
+        })
+    }
+
+    /// Sends `command` and waits for the broker.
     async fn send(
         &self,
         command_id: Uuid,
         command: &Command,
         cause: &Metadata,
     ) -> Result<(), HandlerError> {
-        let metadata = cause.caused(command_id).with_command(command_id);
-        let publisher = &self.publisher;
-        match command {
-            Command::GenerateEmbedding(c) => {
-                let message = EmbeddingCommand::GenerateEmbedding(c.clone());
-                publisher
-                    .publish(EMBEDDING_COMMANDS, &message, &metadata)
-                    .await?
-            }
-            Command::DeleteEmbedding(c) => {
-                let message = EmbeddingCommand::DeleteEmbedding(c.clone());
-                publisher
-                    .publish(EMBEDDING_COMMANDS, &message, &metadata)
-                    .await?
-            }
-            Command::NarrateNote(c) => {
-                let message = NarrationCommand::NarrateNote(c.clone());
-                publisher
-                    .publish(NARRATION_COMMANDS, &message, &metadata)
-                    .await?
-            }
-            Command::DeleteNarration(c) => {
-                let message = NarrationCommand::DeleteNarration(c.clone());
-                publisher
-                    .publish(NARRATION_COMMANDS, &message, &metadata)
-                    .await?
-            }
-            Command::PublishNoteVersion(c) => {
-                let message = NotesCommand::PublishNoteVersion(c.clone());
-                publisher
-                    .publish(NOTES_COMMANDS, &message, &metadata)
-                    .await?
-            }
-            Command::MarkNoteVersionFailed(c) => {
-                let message = NotesCommand::MarkNoteVersionFailed(c.clone());
-                publisher
-                    .publish(NOTES_COMMANDS, &message, &metadata)
-                    .await?
-            }
-        };
+        self.enqueue_command(command_id, command, cause)
+            .await?
+            .await?;
         Ok(())
     }
 
-    /// Feeds `input` to saga `saga_id` of `partition` and carries out what it decides:
-    /// each event appended (id from its position in the saga's history) and folded,
-    /// each command sent, in order.
+    /// Carries out the outbox: the saga events, then the commands. On failure the
+    /// partitions whose state already holds the events are dropped, to be rebuilt from
+    /// the log (the truth) before the retry.
+    async fn flush(&mut self) -> Result<(), HandlerError> {
+        let outbox = std::mem::take(&mut self.outbox);
+        let result = async {
+            try_join_all(outbox.appends).await?;
+            let mut sends = Vec::with_capacity(outbox.commands.len());
+            for (command_id, command, cause) in &outbox.commands {
+                sends.push(self.enqueue_command(*command_id, command, cause).await?);
+            }
+            try_join_all(sends).await?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            for partition in &outbox.touched {
+                self.partitions.remove(partition);
+            }
+        }
+        result
+    }
+
+    /// Forgets what a failed batch queued and the state it changed.
+    fn discard(&mut self) {
+        let outbox = std::mem::take(&mut self.outbox);
+        for partition in &outbox.touched {
+            self.partitions.remove(partition);
+        }
+    }
+
+    /// Feeds `input` to saga `saga_id` of `partition` and queues what it decides in the
+    /// outbox: each event (id from its position in the saga's history), folded into the
+    /// state at once, and each command, in order.
     async fn drive(
         &mut self,
         partition: i32,
@@ -213,9 +305,12 @@ impl Orchestrator {
                 Action::Record(event) => {
                     let position = saga.as_ref().map_or(0, |s| s.seq);
                     let metadata = cause.caused(ids::saga_event_id(saga_id, position));
-                    self.publisher
-                        .publish(SAGA_NOTE_PIPELINE, event, &metadata)
+                    let append = self
+                        .publisher
+                        .enqueue(SAGA_NOTE_PIPELINE, event, &metadata)
                         .await?;
+                    self.outbox.appends.push(Box::pin(append));
+                    self.outbox.touched.insert(partition);
                     metrics::counter!(SAGA_EVENTS_TOTAL, "type" => event.event_type()).increment(1);
                     saga = apply(saga, event);
                     if let Some(saga) = &saga {
@@ -238,7 +333,10 @@ impl Orchestrator {
                 Action::Send {
                     command_id,
                     command,
-                } => self.send(*command_id, command, cause).await?,
+                } => self
+                    .outbox
+                    .commands
+                    .push((*command_id, command.clone(), cause.clone())),
             }
         }
         Ok(())
@@ -349,13 +447,31 @@ impl Orchestrator {
     }
 }
 
+impl Orchestrator {
+    async fn react_to_all(&mut self, batch: &[Incoming<FlowEvent>]) -> Result<(), HandlerError> {
+        for incoming in batch {
+            let partition = incoming.partition;
+            self.ensure_rebuilt(partition).await?;
+            if let Some(observed) = observe(&incoming.message, incoming.metadata.command_id) {
+                self.observed(partition, observed, incoming).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Handler<FlowEvent> for Orchestrator {
     async fn handle(&mut self, incoming: &Incoming<FlowEvent>) -> Result<(), HandlerError> {
-        let partition = incoming.partition;
-        self.ensure_rebuilt(partition).await?;
-        match observe(&incoming.message, incoming.metadata.command_id) {
-            Some(observed) => self.observed(partition, observed, incoming).await,
-            None => Ok(()),
+        self.handle_batch(std::slice::from_ref(incoming)).await
+    }
+
+    async fn handle_batch(&mut self, batch: &[Incoming<FlowEvent>]) -> Result<(), HandlerError> {
+        match self.react_to_all(batch).await {
+            Ok(()) => self.flush().await,
+            Err(err) => {
+                self.discard();
+                Err(err)
+            }
         }
     }
 
@@ -395,8 +511,12 @@ impl Handler<FlowEvent> for Orchestrator {
             .collect();
         for (partition, saga_id, correlation) in active {
             let cause = Metadata::new(Uuid::new_v4(), correlation);
-            self.drive(partition, saga_id, &Input::Tick, &cause).await?;
+            if let Err(err) = self.drive(partition, saga_id, &Input::Tick, &cause).await {
+                self.discard();
+                return Err(err);
+            }
         }
+        self.flush().await?;
         self.report_gauges();
         Ok(())
     }
