@@ -238,12 +238,13 @@ pub(crate) enum EmbeddingProviderKind {
 
 impl EmbeddingProviderArgs {
     /// The provider behind retries (within a budget well inside the saga's step
-    /// deadline), a circuit breaker and a concurrency limit.
+    /// deadline: 30 s against the saga's default 60 s), a circuit breaker and a
+    /// concurrency limit.
     pub(crate) fn build(&self) -> notesaga_embedding::Resilient {
         self.build_with(notesaga_log::RetryPolicy {
             initial_interval: std::time::Duration::from_millis(250),
             max_attempts: self.embedding_attempts,
-            max_elapsed: std::time::Duration::from_secs(60),
+            max_elapsed: std::time::Duration::from_secs(30),
             ..notesaga_log::RetryPolicy::default()
         })
     }

@@ -26,14 +26,16 @@ impl KafkaConfig {
         }
     }
 
-    /// The settings every client starts from.
+    /// The settings every client starts from, the overrides included (a reader or an
+    /// admin client needs `security.protocol` and the like as much as a consumer does;
+    /// librdkafka ignores, with a warning, a producer-only setting on a consumer).
     pub fn client(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.bootstrap_servers)
             // librdkafka logs through its own channel; errors surface as results.
             .set("log_level", "3");
-        config
+        self.apply_overrides(config)
     }
 
     /// An idempotent, `acks=all` producer. The Java-compatible murmur2 partitioner keeps
