@@ -60,8 +60,7 @@ async fn get_command(
     let command = state
         .store
         .command(command_id)
-        .await
-        .map_err(|err| Problem::unavailable("the read store", &err))?
+        .await?
         // Another user's command is as unknown as one never sent.
         .filter(|command| command.owner == caller.owner)
         .ok_or_else(|| not_found(&raw))?;

@@ -161,7 +161,7 @@ pub(crate) fn request_id(headers: &HeaderMap) -> String {
         .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned)
 }
 
-fn parse_note_id(raw: &str) -> Result<Uuid, Problem> {
+pub(crate) fn parse_note_id(raw: &str) -> Result<Uuid, Problem> {
     Uuid::parse_str(raw).map_err(|_| {
         Problem::new(StatusCode::NOT_FOUND, "note-not-found", "Note not found")
             .detail(format!("{raw:?} is not a note id"))
@@ -187,11 +187,7 @@ async fn send(
         command_type: command_type.to_owned(),
         accepted_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     };
-    state
-        .store
-        .record_accepted(&accepted)
-        .await
-        .map_err(|err| Problem::unavailable("the read store", &err))?;
+    state.store.record_accepted(&accepted).await?;
     let metadata = Metadata::new(command_id, request_id(headers)).with_command(command_id);
     if let Err(err) = state
         .publisher
@@ -245,12 +241,7 @@ async fn edit_note(
 ) -> Result<Response, Problem> {
     let note_id = parse_note_id(&note_id)?;
     let (title, body) = title_and_body(&body)?;
-    let known = state
-        .store
-        .note(note_id)
-        .await
-        .map_err(|err| Problem::unavailable("the read store", &err))?;
-    live(note_id, known, &caller)?;
+    live_note(&state, note_id, &caller).await?;
     // The command names the caller, not the note's owner: the aggregate checks too.
     let command = NotesCommand::EditNote(EditNote {
         note_id,
@@ -271,12 +262,7 @@ async fn delete_note(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let note_id = parse_note_id(&note_id)?;
-    let known = state
-        .store
-        .note(note_id)
-        .await
-        .map_err(|err| Problem::unavailable("the read store", &err))?;
-    live(note_id, known, &caller)?;
+    live_note(&state, note_id, &caller).await?;
     let command = NotesCommand::DeleteNote(DeleteNote {
         note_id,
         owner: caller.owner.clone(),
@@ -290,15 +276,25 @@ fn note_not_found(note_id: Uuid) -> Problem {
         .detail(format!("no note {note_id}"))
 }
 
-/// The note, if the caller may see it (another user's note is as unknown as a missing
-/// one: 404) and it is not deleted (410).
-fn live(note_id: Uuid, known: Option<NoteView>, caller: &Caller) -> Result<NoteView, Problem> {
-    match known {
-        Some(note) if note.owner == caller.owner => match note.deleted_at {
-            Some(_) => Err(gone(note_id)),
-            None => Ok(note),
-        },
+/// The note, deleted or not, if the caller may see it: another user's note is as
+/// unknown as a missing one (404).
+pub(crate) async fn owned_note(
+    state: &AppState,
+    note_id: Uuid,
+    caller: &Caller,
+) -> Result<NoteView, Problem> {
+    match state.store.note(note_id).await? {
+        Some(note) if note.owner == caller.owner => Ok(note),
         _ => Err(note_not_found(note_id)),
+    }
+}
+
+/// The note, if the caller may see it (404 otherwise) and it is not deleted (410).
+async fn live_note(state: &AppState, note_id: Uuid, caller: &Caller) -> Result<NoteView, Problem> {
+    let note = owned_note(state, note_id, caller).await?;
+    match note.deleted_at {
+        Some(_) => Err(gone(note_id)),
+        None => Ok(note),
     }
 }
 
@@ -361,12 +357,7 @@ async fn get_note(
     Path(note_id): Path<String>,
 ) -> Result<Response, Problem> {
     let note_id = parse_note_id(&note_id)?;
-    let known = state
-        .store
-        .note(note_id)
-        .await
-        .map_err(|err| Problem::unavailable("the read store", &err))?;
-    let note = live(note_id, known, &caller)?;
+    let note = live_note(&state, note_id, &caller).await?;
     let etag = HeaderValue::from_str(&format!("\"{}\"", note.version)).expect("digits are valid");
     Ok(([(header::ETAG, etag)], Json(note_json(&note))).into_response())
 }
@@ -383,7 +374,7 @@ pub(crate) struct ListQuery {
 /// The statuses a note can have, as `?status=` takes them.
 const STATUSES: [&str; 3] = ["processing", "published", "failed"];
 
-fn bad_query(slug: &str, title: &str, detail: String) -> Problem {
+pub(crate) fn bad_query(slug: &str, title: &str, detail: String) -> Problem {
     Problem::new(StatusCode::BAD_REQUEST, slug, title).detail(detail)
 }
 
@@ -452,8 +443,7 @@ async fn list_notes(
             after,
             limit,
         })
-        .await
-        .map_err(|err| Problem::unavailable("the read store", &err))?;
+        .await?;
     let items: Vec<Value> = page.notes.iter().map(note_json).collect();
     Ok(Json(json!({
         "items": items,
@@ -473,12 +463,7 @@ async fn get_audio(
         Problem::new(StatusCode::NOT_FOUND, "audio-not-found", "Audio not found")
             .detail(format!("note {note_id} has no published narration"))
     };
-    let note = state
-        .store
-        .note(note_id)
-        .await
-        .map_err(|err| Problem::unavailable("the read store", &err))?
-        .ok_or_else(no_audio)?;
+    let note = state.store.note(note_id).await?.ok_or_else(no_audio)?;
     if note.deleted_at.is_some() || note.owner != caller.owner {
         return Err(no_audio());
     }

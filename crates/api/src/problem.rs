@@ -95,6 +95,14 @@ impl Problem {
     }
 }
 
+/// A read-store failure: the store is a dependency that may come back, so 503 (the
+/// cause goes to the log only).
+impl From<notesaga_projections::Error> for Problem {
+    fn from(err: notesaga_projections::Error) -> Self {
+        Self::unavailable("the read store", &err)
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -19,7 +19,12 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::{caller::Caller, notes::request_id, problem::Problem, AppState};
+use crate::{
+    caller::Caller,
+    notes::{bad_query, owned_note, parse_limit, parse_note_id, request_id},
+    problem::Problem,
+    AppState,
+};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -34,30 +39,14 @@ pub(crate) fn routes() -> Router<AppState> {
 pub(crate) struct ListQuery {
     state: Option<String>,
     stuck: Option<bool>,
-    limit: Option<i64>,
+    limit: Option<String>,
 }
 
-fn bad_request(slug: &str, title: &str, detail: String) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, slug, title).detail(detail)
-}
-
-fn parse_id(raw: &str, what: &str) -> Result<Uuid, Problem> {
+fn parse_saga_id(raw: &str) -> Result<Uuid, Problem> {
     Uuid::parse_str(raw).map_err(|_| {
-        Problem::new(
-            StatusCode::NOT_FOUND,
-            &format!("{what}-not-found"),
-            &format!("{} not found", capitalised(what)),
-        )
-        .detail(format!("{raw:?} is not a {what} id"))
+        Problem::new(StatusCode::NOT_FOUND, "saga-not-found", "Saga not found")
+            .detail(format!("{raw:?} is not a saga id"))
     })
-}
-
-fn capitalised(word: &str) -> String {
-    let mut chars = word.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
 }
 
 fn saga_not_found(saga_id: Uuid) -> Problem {
@@ -69,37 +58,25 @@ async fn list_sagas(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
-    let Query(query) =
-        query.map_err(|err| bad_request("bad-query", "Bad query", err.body_text()))?;
+    let Query(query) = query.map_err(|err| bad_query("bad-query", "Bad query", err.body_text()))?;
     if let Some(wanted) = &query.state {
         if Status::from_name(wanted).is_none() {
             let known: Vec<&str> = ALL_STATUSES.iter().map(|s| s.as_str()).collect();
-            return Err(bad_request(
+            return Err(bad_query(
                 "bad-state",
                 "Unknown saga state",
                 format!("state must be one of {}, not {wanted:?}", known.join(", ")),
             ));
         }
     }
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(bad_request(
-            "bad-limit",
-            "Bad limit",
-            format!("limit must be between 1 and 1000, not {limit}"),
-        ));
-    }
+    let limit = parse_limit(query.limit.as_deref(), 100, 1000)?;
     let filter = SagaFilter {
         state: query.state,
         stuck: query.stuck.unwrap_or(false),
         note_id: None,
         limit,
     };
-    let sagas = state
-        .store
-        .sagas(&filter)
-        .await
-        .map_err(|err| Problem::unavailable("the read store", &err))?;
+    let sagas = state.store.sagas(&filter).await?;
     Ok(Json(json!({ "sagas": sagas })).into_response())
 }
 
@@ -107,49 +84,32 @@ async fn get_saga(
     State(state): State<AppState>,
     Path(saga_id): Path<String>,
 ) -> Result<Response, Problem> {
-    let saga_id = parse_id(&saga_id, "saga")?;
+    let saga_id = parse_saga_id(&saga_id)?;
     let saga = state
         .store
         .saga(saga_id)
-        .await
-        .map_err(|err| Problem::unavailable("the read store", &err))?
+        .await?
         .ok_or_else(|| saga_not_found(saga_id))?;
-    let timeline = state
-        .store
-        .timeline(saga_id)
-        .await
-        .map_err(|err| Problem::unavailable("the read store", &err))?;
+    let timeline = state.store.timeline(saga_id).await?;
     let mut body = serde_json::to_value(&saga).map_err(|err| Problem::internal(&err))?;
     body["timeline"] = serde_json::to_value(timeline).map_err(|err| Problem::internal(&err))?;
     Ok(Json(body).into_response())
 }
 
+/// A deleted note's sagas stay visible (its cleanup saga among them).
 async fn note_sagas(
     State(state): State<AppState>,
+    caller: Caller,
     Path(note_id): Path<String>,
 ) -> Result<Response, Problem> {
-    let note_id = parse_id(&note_id, "note")?;
-    let known = state
-        .store
-        .note(note_id)
-        .await
-        .map_err(|err| Problem::unavailable("the read store", &err))?;
-    if known.is_none() {
-        return Err(
-            Problem::new(StatusCode::NOT_FOUND, "note-not-found", "Note not found")
-                .detail(format!("no note {note_id}")),
-        );
-    }
+    let note_id = parse_note_id(&note_id)?;
+    owned_note(&state, note_id, &caller).await?;
     let filter = SagaFilter {
         note_id: Some(note_id),
         limit: 1000,
         ..SagaFilter::default()
     };
-    let sagas: Vec<SagaView> = state
-        .store
-        .sagas(&filter)
-        .await
-        .map_err(|err| Problem::unavailable("the read store", &err))?;
+    let sagas: Vec<SagaView> = state.store.sagas(&filter).await?;
     Ok(Json(json!({ "note_id": note_id, "sagas": sagas })).into_response())
 }
 
@@ -162,12 +122,11 @@ async fn retry_saga(
     Path(saga_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let saga_id = parse_id(&saga_id, "saga")?;
+    let saga_id = parse_saga_id(&saga_id)?;
     let saga = state
         .store
         .saga(saga_id)
-        .await
-        .map_err(|err| Problem::unavailable("the read store", &err))?
+        .await?
         .ok_or_else(|| saga_not_found(saga_id))?;
     if saga.state != Status::CompensationFailed.as_str() {
         return Err(Problem::new(

@@ -81,7 +81,6 @@ async fn search(
             &vector,
             limit as usize,
         )
-        .await
-        .map_err(|err| Problem::unavailable("the read store", &err))?;
+        .await?;
     Ok(Json(json!({ "results": results })).into_response())
 }
