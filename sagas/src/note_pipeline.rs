@@ -654,15 +654,12 @@ impl<'p> Reaction<'p> {
     /// Starts compensating: the plan is fixed by `apply` from the steps done and the one
     /// in flight; an empty plan ends at once.
     fn start_compensation(&mut self, cause: Cause) {
-        let mut plan = compensation_plan(&self.saga);
-        if plan.is_empty() {
-            self.saga.cause = Some(cause);
-            return self.compensate_next();
-        }
         // The cause travels in the first CompensationRequested; set it for `request`.
         self.saga.cause = Some(cause);
-        let first = plan.remove(0);
-        self.request(first, 1);
+        match compensation_plan(&self.saga).first() {
+            Some(first) => self.request(*first, 1),
+            None => self.compensate_next(),
+        }
     }
 
     /// A step (forward or compensation) answered.
@@ -944,10 +941,6 @@ pub fn pending_command(saga: &NotePipeline) -> Option<Action> {
     })
 }
 
-fn step_of(name: &str) -> Option<Step> {
-    Step::from_name(name)
-}
-
 /// Folds one of the saga's own events into its state.
 pub fn apply(saga: Option<NotePipeline>, event: &SagaEvent) -> Option<NotePipeline> {
     if let (None, SagaEvent::SagaStarted(e)) = (&saga, event) {
@@ -995,7 +988,7 @@ pub fn apply(saga: Option<NotePipeline>, event: &SagaEvent) -> Option<NotePipeli
     }
     match event {
         SagaEvent::StepRequested(e) => {
-            if let Some(step) = step_of(&e.step) {
+            if let Some(step) = Step::from_name(&e.step) {
                 set_pending(&mut saga, step, e.attempt, e.command_id, e.deadline_at);
             }
         }
@@ -1007,24 +1000,24 @@ pub fn apply(saga: Option<NotePipeline>, event: &SagaEvent) -> Option<NotePipeli
                 });
                 saga.compensations = compensation_plan(&saga);
             }
-            if let Some(step) = step_of(&e.step) {
+            if let Some(step) = Step::from_name(&e.step) {
                 set_pending(&mut saga, step, e.attempt, e.command_id, e.deadline_at);
             }
         }
         SagaEvent::StepSucceeded(e) => {
-            if let Some(step) = step_of(&e.step) {
+            if let Some(step) = Step::from_name(&e.step) {
                 saga.done.push(step);
             }
             saga.pending = None;
         }
         SagaEvent::StepCompensated(e) => {
-            if let Some(step) = step_of(&e.step) {
+            if let Some(step) = Step::from_name(&e.step) {
                 saga.compensated.push(step);
             }
             saga.pending = None;
         }
         SagaEvent::StepFailed(e) => {
-            if !step_of(&e.step).is_some_and(Step::must_finish) {
+            if !Step::from_name(&e.step).is_some_and(Step::must_finish) {
                 saga.failure = Some(format!("{} failed: {}", e.step, e.reason));
             }
             if let Some(pending) = saga.pending.as_mut() {

@@ -69,11 +69,7 @@ impl Publisher {
         message: &M,
         metadata: &Metadata,
     ) -> Result<Appended> {
-        let payload = self.codec.encode(topic, message).await?;
-        let key = message.note_id().hyphenated().to_string();
-        let headers = metadata.to_headers(message.event_type());
-        self.send_raw(topic, Some(key.as_bytes()), Some(&payload), headers)
-            .await
+        self.enqueue(topic, message, metadata).await?.await
     }
 
     /// Appends bytes as they are (dead letters, benchmarks).
