@@ -43,17 +43,7 @@ async fn embeddings(State(script): State<Script>) -> axum::response::Response {
         }))
         .into_response(),
         Behaviour::Status(code, retry_after) => {
-            let mut response = (
-                StatusCode::from_u16(code).unwrap(),
-                "{\"error\":\"scripted\"}",
-            )
-                .into_response();
-            if let Some(seconds) = retry_after {
-                response
-                    .headers_mut()
-                    .insert("retry-after", seconds.to_string().parse().unwrap());
-            }
-            response
+            notesaga_testkit::scripted_status(code, retry_after, "{\"error\":\"scripted\"}")
         }
         Behaviour::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;

@@ -197,20 +197,10 @@ mod tests {
 
     /// Files under the root, relative, sorted.
     fn files(root: &Path) -> Vec<String> {
-        let mut found = Vec::new();
-        let mut dirs = vec![root.to_path_buf()];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else {
-                    found.push(path.strip_prefix(root).unwrap().display().to_string());
-                }
-            }
-        }
-        found.sort();
-        found
+        notesaga_testkit::files_under(root)
+            .iter()
+            .map(|path| path.strip_prefix(root).unwrap().display().to_string())
+            .collect()
     }
 
     async fn put(store: &FsBlobStore, key: &str) {

@@ -236,19 +236,7 @@ mod tests {
 
     /// Every file under `root`.
     fn files(root: &Path) -> Vec<std::path::PathBuf> {
-        let mut found = Vec::new();
-        let mut dirs = vec![root.to_path_buf()];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else {
-                    found.push(path);
-                }
-            }
-        }
-        found
+        notesaga_testkit::files_under(root)
     }
 
     /// Needs espeak-ng: narrating renders once; a redelivery finds the audio.

@@ -113,19 +113,11 @@ async fn speech(
             seen.pcm = Some(pcm);
             ([("content-type", "audio/wav")], bytes).into_response()
         }
-        Behaviour::Status(code, retry_after) => {
-            let mut response = (
-                StatusCode::from_u16(code).unwrap(),
-                "{\"error\":{\"message\":\"scripted\"}}",
-            )
-                .into_response();
-            if let Some(seconds) = retry_after {
-                response
-                    .headers_mut()
-                    .insert("retry-after", seconds.to_string().parse().unwrap());
-            }
-            response
-        }
+        Behaviour::Status(code, retry_after) => notesaga_testkit::scripted_status(
+            code,
+            retry_after,
+            "{\"error\":{\"message\":\"scripted\"}}",
+        ),
         Behaviour::NotWav => (StatusCode::OK, b"ID3\x04 an mp3, say".to_vec()).into_response(),
         Behaviour::Hang => {
             script.seen.lock().unwrap().push(seen);
@@ -192,19 +184,7 @@ fn lenient_breaker() -> BreakerConfig {
 
 /// Every file under `root`.
 fn files(root: &Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                found.push(path);
-            }
-        }
-    }
-    found
+    notesaga_testkit::files_under(root)
 }
 
 fn read_wav(path: &Path) -> (WavInfo, Vec<u8>) {

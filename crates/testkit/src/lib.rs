@@ -237,6 +237,70 @@ pub fn notesaga() -> Result<Command> {
     Ok(command)
 }
 
+/// A provider test server's scripted failure: `status` with `body`, and `Retry-After:
+/// seconds` when given (the OpenAI-compatible test servers of the embedding and narration
+/// providers answer with it).
+pub fn scripted_status(
+    status: u16,
+    retry_after: Option<u64>,
+    body: &'static str,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let status = axum::http::StatusCode::from_u16(status).expect("a valid status code");
+    let mut response = (status, body).into_response();
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(seconds),
+        );
+    }
+    response
+}
+
+/// Every file under `root` (not directories), sorted: what a test checks was left on disk.
+pub fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for path in entries.flatten().map(|entry| entry.path()) {
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Runs an operator command to its end; returns its exit status and its stdout and
+/// stderr together (for assertions and failure messages).
+pub fn run_captured(command: &mut Command) -> Result<(std::process::ExitStatus, String)> {
+    let output = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok((output.status, text))
+}
+
+/// The report of a `notesaga check` run, or its violations as the error.
+fn consistent(clean: bool, report: String) -> Result<String> {
+    if !clean {
+        bail!("notesaga check found violations:\n{report}");
+    }
+    Ok(report)
+}
+
 /// Waits until `GET url` answers 200.
 pub async fn wait_for_http(url: &str, timeout: Duration) -> Result<()> {
     let client = reqwest::Client::new();
@@ -325,24 +389,14 @@ impl SingleNode {
     /// Runs `notesaga check --data-dir` against the running node (it finds the addresses
     /// in the data directory) and fails with its report unless it is clean.
     pub fn assert_consistent(&self, wait: Duration) -> Result<String> {
-        let output = notesaga()?
+        let mut command = notesaga()?;
+        command
             .arg("check")
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--wait", &wait.as_secs().to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .context("cannot run notesaga check")?;
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        if !output.status.success() {
-            bail!("notesaga check found violations:\n{report}");
-        }
-        Ok(report)
+            .args(["--wait", &wait.as_secs().to_string()]);
+        let (status, report) = run_captured(&mut command)?;
+        consistent(status.success(), report)
     }
 
     /// Stops it the way an operator does (SIGTERM) and checks it exits cleanly.
@@ -791,43 +845,25 @@ impl Cluster {
             ])
             .arg("--data-dir")
             .arg(self.data.path())
-            .args(&self.storage)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let output = command.output().context("cannot run notesaga check")?;
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok((output.status.success(), report))
+            .args(&self.storage);
+        let (status, report) = run_captured(&mut command)?;
+        Ok((status.success(), report))
     }
 
     /// Runs `notesaga check` and fails with its report unless it is clean.
     pub fn assert_consistent(&self, wait: Duration) -> Result<String> {
         let (clean, report) = self.check(wait)?;
-        if !clean {
-            bail!("notesaga check found violations:\n{report}");
-        }
-        Ok(report)
+        consistent(clean, report)
     }
 
     /// Runs `notesaga saga ARGS…` against this cluster's API; returns `(status, output)`.
     pub fn saga_cli(&self, args: &[&str]) -> Result<(std::process::ExitStatus, String)> {
-        let output = notesaga()?
+        let mut command = notesaga()?;
+        command
             .arg("saga")
             .args(args)
-            .args(["--api", &self.http_url])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .context("cannot run notesaga saga")?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok((output.status, text))
+            .args(["--api", &self.http_url]);
+        run_captured(&mut command)
     }
 
     /// Starts (or restarts) `role`, under the name `role` or `instance` for a second copy,
