@@ -22,7 +22,7 @@ use self::{
     evaluate::{evaluate, Report},
     read::{Endpoints, ReadStats, Sources},
 };
-use crate::{args::CheckArgs, saga::NodeFile};
+use crate::{args::CheckArgs, dev::NodeFile};
 
 /// The single node's defaults (`notesaga dev`).
 const DEFAULT_KAFKA_ADDR: &str = "127.0.0.1:9092";

@@ -39,6 +39,46 @@ fn broker_bin(explicit: Option<PathBuf>) -> PathBuf {
 /// The file in the data directory that says where a running single node listens.
 pub(crate) const NODE_FILE: &str = "node.json";
 
+/// What `notesaga dev` writes to `DATA_DIR/node.json`: where the running node listens.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct NodeFile {
+    /// The HTTP API (`HOST:PORT`).
+    pub(crate) http_addr: String,
+    /// The Kafka broker (`HOST:PORT`).
+    pub(crate) kafka_addr: String,
+    /// The schema registry (`HOST:PORT`).
+    pub(crate) registry_addr: String,
+    /// The process that wrote it.
+    #[serde(default)]
+    pub(crate) pid: Option<u32>,
+}
+
+impl NodeFile {
+    /// Writes it to `data_dir`, for the operator commands given `--data-dir`.
+    fn write(&self, data_dir: &Path) -> anyhow::Result<()> {
+        let path = data_dir.join(NODE_FILE);
+        let text = serde_json::to_string_pretty(self).expect("a node file serialises");
+        std::fs::write(&path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// The node file of `data_dir`, or `None` when there is none.
+    pub(crate) fn read(data_dir: &Path) -> anyhow::Result<Option<Self>> {
+        let path = data_dir.join(NODE_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+        };
+        serde_json::from_str(&text).map(Some).with_context(|| {
+            format!(
+                "{} is not a node file written by `notesaga dev`",
+                path.display()
+            )
+        })
+    }
+}
+
 fn start_broker(bin: &Path, data_dir: &Path, kafka_addr: &str) -> Result<Child> {
     let log_path = data_dir.join("broker.log");
     let log = std::fs::OpenOptions::new()
@@ -204,14 +244,13 @@ async fn run_roles(
     });
 
     // Operator commands given `--data-dir` (saga, check) find the running node here.
-    let node = serde_json::json!({
-        "http_addr": args.http_addr,
-        "kafka_addr": args.kafka_addr,
-        "registry_addr": args.registry_addr,
-        "pid": std::process::id(),
-    });
-    std::fs::write(data_dir.join(NODE_FILE), format!("{node:#}\n"))
-        .with_context(|| format!("cannot write {}", data_dir.join(NODE_FILE).display()))?;
+    NodeFile {
+        http_addr: args.http_addr.clone(),
+        kafka_addr: args.kafka_addr.clone(),
+        registry_addr: args.registry_addr.clone(),
+        pid: Some(std::process::id()),
+    }
+    .write(data_dir)?;
 
     eprintln!(
         "\nnotesaga is running\n  HTTP API         http://{}\n  schema registry  http://{}\n  Kafka broker     {}\n  data directory   {}\nPress Ctrl-C to stop.\n",

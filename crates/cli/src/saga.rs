@@ -13,41 +13,8 @@ use url::Url;
 
 use crate::{
     args::{SagaArgs, SagaCommand, SagaListArgs},
-    dev::NODE_FILE,
+    dev::{NodeFile, NODE_FILE},
 };
-
-/// What `notesaga dev` writes to `DATA_DIR/node.json`: where the running node listens.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub(crate) struct NodeFile {
-    /// The HTTP API (`HOST:PORT`).
-    pub(crate) http_addr: String,
-    /// The Kafka broker (`HOST:PORT`).
-    pub(crate) kafka_addr: String,
-    /// The schema registry (`HOST:PORT`).
-    pub(crate) registry_addr: String,
-    /// The process that wrote it.
-    #[serde(default)]
-    pub(crate) pid: Option<u32>,
-}
-
-impl NodeFile {
-    /// The node file of `data_dir`, or `None` when there is none.
-    pub(crate) fn read(data_dir: &Path) -> anyhow::Result<Option<Self>> {
-        use anyhow::Context as _;
-        let path = data_dir.join(NODE_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
-        };
-        serde_json::from_str(&text).map(Some).with_context(|| {
-            format!(
-                "{} is not a node file written by `notesaga dev`",
-                path.display()
-            )
-        })
-    }
-}
 
 /// Why a command did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
