@@ -9,7 +9,7 @@ DATA_DIR ?= ./data
 APT_PACKAGES := espeak-ng kcat procps coreutils curl g++ make pkg-config zlib1g-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps tools lint test verify run bench-log bench-notes bench-saga
+.PHONY: deps tools lint test verify run bench-log bench-notes bench-saga schemathesis
 
 # System packages, installed only when missing.
 deps:
@@ -41,6 +41,21 @@ test: deps tools
 	$(CARGO) nextest run --locked --workspace $(TEST_FEATURES)
 
 verify: lint test
+
+# schemathesis from PyPI, pinned, in its own virtualenv (kept across runs like the target
+# directory), installed only when that version is missing.
+SCHEMATHESIS_VERSION := 4.32.5
+SCHEMATHESIS_VENV ?= $(HOME)/.cache/notesaga-schemathesis
+SCHEMATHESIS_BIN := $(SCHEMATHESIS_VENV)/bin/schemathesis
+
+# Fuzzes the API of a throw-away single node against its /openapi.json: no 5xx, every
+# response as documented (scripts/schemathesis.sh). The binaries are the test build's.
+schemathesis: deps
+	@$(SCHEMATHESIS_BIN) --version 2>/dev/null | grep -q 'version $(SCHEMATHESIS_VERSION)$$' || { \
+	  python3 -m venv --clear $(SCHEMATHESIS_VENV) && \
+	  $(SCHEMATHESIS_VENV)/bin/pip install -q 'schemathesis==$(SCHEMATHESIS_VERSION)'; }
+	$(CARGO) build --locked --bins $(TEST_FEATURES)
+	SCHEMATHESIS=$(SCHEMATHESIS_BIN) scripts/schemathesis.sh $(TARGET_DIR)/debug
 
 # The whole system on the single-node default (Ctrl-C stops it).
 run: deps

@@ -12,7 +12,9 @@
 mod caller;
 mod commands;
 mod health;
+mod metrics;
 mod notes;
+pub mod openapi;
 pub mod problem;
 mod sagas;
 mod search;
@@ -120,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -136,6 +139,8 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        // Outermost, so every answer is timed, refusals of the layers inside included.
+        .layer(axum::middleware::from_fn(metrics::track))
 }
 
 async fn healthz() -> impl IntoResponse {

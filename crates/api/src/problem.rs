@@ -6,9 +6,10 @@ use axum::{
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 /// One field that is wrong.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct FieldProblem {
     /// The field (`title`, `body`).
     pub field: String,
@@ -16,25 +17,33 @@ pub struct FieldProblem {
     pub message: String,
 }
 
-/// An `application/problem+json` response.
-#[derive(Debug, Clone, Serialize)]
+/// An `application/problem+json` response (RFC 9457). Every 4xx and 5xx of the API is
+/// one; `detail` is always set, `errors` only on validation problems, and extension
+/// members (e.g. `/readyz`'s `checks`) may follow.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
-    /// A URI naming the kind of problem.
+    /// A URI naming the kind of problem (`https://notesaga.dev/problems/<slug>`).
     #[serde(rename = "type")]
+    #[schema(format = "uri")]
     pub kind: String,
     /// Short summary of the kind.
     pub title: String,
     /// HTTP status.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     /// What happened this time.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = true, value_type = String)]
     pub detail: Option<String>,
     /// Fields at fault (validation).
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     pub errors: Vec<FieldProblem>,
     /// Members beyond the standard ones (RFC 9457 §3.2), e.g. readiness checks. Boxed:
-    /// few problems have any, and every handler's `Result` carries a `Problem`.
+    /// few problems have any, and every handler's `Result` carries a `Problem`. Not in
+    /// the schema, which allows additional members.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
     pub extensions: Option<Box<Map<String, Value>>>,
 }
 

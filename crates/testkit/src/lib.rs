@@ -6,6 +6,8 @@
 //! Binaries are found next to the test executable's target directory (build them first
 //! with `cargo build --bins`, which `make test` does) or through `NOTESAGA_BIN_DIR`.
 
+pub mod openapi;
+
 use std::{
     net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
