@@ -2,18 +2,34 @@
 //! of records into rows ([`notes`], [`sagas`], [`commands`]), and the [`runner`] that applies records in batches,
 //! each batch in one transaction together with the offsets it consumed, so a projection
 //! is exactly-once into SQL. The same code runs on SQLite (single node) and PostgreSQL.
+//! A projection is rebuilt while serving ([`rebuild`], into a [`shadow`] copy) through
+//! rebuild [`jobs`] the API queues and the projector runs.
 
 pub mod commands;
+pub mod jobs;
 pub mod notes;
+pub mod rebuild;
 pub mod runner;
 pub mod sagas;
+pub mod shadow;
 pub mod store;
 
+pub use jobs::{Job, JobState, QueueError};
 pub use runner::Projector;
 pub use store::{
     AcceptedCommand, CommandState, CommandView, NoteCursor, NoteListQuery, NotePage, NoteView,
     ReadStore, SagaFilter, SagaView, SearchHit, TimelineEntry,
 };
+
+/// Every projection a projector runs, by name (its consumer group is
+/// `notesaga.projector.<name>`): what `notesaga replay --all` rebuilds, and the names the
+/// admin API accepts.
+pub const PROJECTIONS: [&str; 1] = [notes::NAME];
+
+/// Whether `name` is one of the [`PROJECTIONS`].
+pub fn is_projection(name: &str) -> bool {
+    PROJECTIONS.contains(&name)
+}
 
 /// Why a projection failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +46,9 @@ pub enum Error {
     /// The consumer failed.
     #[error("projection consumer: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// A rebuild could not go on.
+    #[error("rebuild: {0}")]
+    Rebuild(String),
 }
 
 /// Result with this crate's [`Error`].

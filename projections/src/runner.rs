@@ -1,25 +1,80 @@
 //! The projection runner: one consumer group per projection, records applied in batches,
 //! each batch in one SQL transaction together with the offsets it consumed.
 //!
-//! The offsets in `projection_offsets` are the truth: a record below the stored offset of
-//! its partition was applied already and is skipped, so redelivery after a crash (the
-//! Kafka commit follows the SQL commit) changes nothing.
+//! The offsets in `projection_offsets` are the truth. On every assignment the consumer
+//! starts each partition at its stored offset (at the beginning where none is stored),
+//! whatever the group's committed offsets say: the Kafka commit after each batch is only
+//! a hint for tools. A record below the stored offset of its partition was applied
+//! already and is skipped, so a redelivery changes nothing.
+//!
+//! Between batches the runner also lets a rebuild ([`crate::rebuild`]) of its projection
+//! pause it, swap the rebuilt tables in, and resume it; it polls the `projection_jobs`
+//! table for queued rebuilds itself.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use notesaga_log::{
     dlq::dead_letter_durably, telemetry::PROJECTION_APPLIED_TOTAL, AvroCodec, FlowEvent,
     KafkaConfig, Publisher, RetryPolicy,
 };
 use rdkafka::{
-    consumer::{CommitMode, Consumer as _, StreamConsumer},
+    consumer::{
+        BaseConsumer, CommitMode, Consumer as _, ConsumerContext, RebalanceProtocol, StreamConsumer,
+    },
     message::{BorrowedMessage, Message as _},
+    types::RDKafkaRespErr,
+    ClientContext, Offset, TopicPartitionList,
 };
 use sqlx::Row as _;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
+use uuid::Uuid;
 
-use crate::{notes, ReadStore, Result};
+use crate::{notes, rebuild::Rebuild, ReadStore, Result};
+
+/// Where each partition of a projection continues: `(topic, partition)` → next offset.
+pub(crate) type Offsets = HashMap<(String, i32), i64>;
+
+/// The fault point inside a batch's transaction (rows written, offsets not yet): the
+/// crash tests hold a projector there and SIGKILL it.
+pub const BATCH_FAULT_POINT: &str = "projection.batch.pause";
+
+/// How often a projector looks for queued rebuild jobs.
+const JOB_POLL: Duration = Duration::from_millis(500);
+
+/// One consumed record, decoded (`None`: undecodable, dead-lettered or skipped).
+#[derive(Debug)]
+pub(crate) struct Record {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) event: Option<(FlowEvent, Uuid)>,
+}
+
+impl Record {
+    pub(crate) fn from_message(message: &BorrowedMessage<'_>, event: Option<FlowEvent>) -> Self {
+        let (_, metadata) = notesaga_log::Metadata::from_message(message);
+        Self {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            event: event.map(|event| (event, metadata.event_id)),
+        }
+    }
+}
+
+/// A rebuild's request to hold the live runner between batches: the runner answers on
+/// `paused` and waits for `resume` (or for its sender to be dropped).
+#[derive(Debug)]
+pub(crate) struct PauseRequest {
+    pub(crate) paused: oneshot::Sender<()>,
+    pub(crate) resume: oneshot::Receiver<()>,
+}
 
 /// Runs the notes projection.
 #[derive(Debug)]
@@ -33,6 +88,151 @@ pub struct Projector {
     /// How long to wait for a batch to fill once its first record arrived.
     pub batch_wait: Duration,
     retry: RetryPolicy,
+}
+
+/// Starts every assigned partition at the offset the SQL store holds for it: the
+/// assignment is rewritten before it is applied, so no record is fetched from the
+/// group's committed offsets first.
+struct SeekToStored {
+    offsets: Arc<Mutex<Offsets>>,
+}
+
+impl ClientContext for SeekToStored {}
+
+impl ConsumerContext for SeekToStored {
+    fn rebalance(
+        &self,
+        base_consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            base_consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let offsets = self.offsets.lock().unwrap_or_else(|e| e.into_inner());
+                let assigned: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
+                for (topic, partition) in &assigned {
+                    let start = offsets
+                        .get(&(topic.clone(), *partition))
+                        .map_or(Offset::Beginning, |next| Offset::Offset(*next));
+                    if let Err(err) = tpl.set_partition_offset(topic, *partition, start) {
+                        warn!(%err, topic, partition, "cannot set the stored offset");
+                    }
+                }
+                info!(
+                    partitions = assigned.len(),
+                    "partitions assigned; starting at the stored offsets"
+                );
+                if cooperative {
+                    base_consumer.incremental_assign(tpl)
+                } else {
+                    base_consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                info!(partitions = tpl.count(), "partitions revoked");
+                if cooperative {
+                    base_consumer.incremental_unassign(tpl)
+                } else {
+                    base_consumer.unassign()
+                }
+            }
+            other => {
+                warn!(?other, "rebalance error");
+                base_consumer.unassign()
+            }
+        };
+        if let Err(err) = result {
+            error!(%err, "cannot apply the assignment");
+        }
+    }
+}
+
+/// Every stored offset of `projection`.
+pub(crate) async fn stored_offsets(store: &ReadStore, projection: &str) -> Result<Offsets> {
+    let rows = sqlx::query(
+        "SELECT topic, partition_id, next_offset FROM projection_offsets WHERE projection = $1",
+    )
+    .bind(projection.to_owned())
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let partition: i64 = row.try_get("partition_id")?;
+            Ok((
+                (
+                    row.try_get::<String, _>("topic")?,
+                    i32::try_from(partition).unwrap_or(i32::MAX),
+                ),
+                row.try_get::<i64, _>("next_offset")?,
+            ))
+        })
+        .collect()
+}
+
+/// One transaction on `store`: the rows `batch` produces and the offsets it came from.
+/// Returns how many records were applied (the rest were below the stored offsets) and
+/// the next offset of every partition the batch touched. The same for the live tables
+/// and a rebuild's shadow copy.
+pub(crate) async fn transact(
+    store: &ReadStore,
+    projection: &str,
+    batch: &[Record],
+) -> Result<(u64, Offsets)> {
+    let mut tx = store.pool().begin().await?;
+    let mut next: Offsets = HashMap::new();
+    let mut applied = 0;
+    for record in batch {
+        let key = (record.topic.clone(), record.partition);
+        if !next.contains_key(&key) {
+            let stored = sqlx::query(
+                "SELECT next_offset FROM projection_offsets \
+                 WHERE projection = $1 AND topic = $2 AND partition_id = $3",
+            )
+            .bind(projection.to_owned())
+            .bind(&key.0)
+            .bind(i64::from(key.1))
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|row| row.try_get::<i64, _>("next_offset"))
+            .transpose()?
+            .unwrap_or(0);
+            next.insert(key.clone(), stored);
+        }
+        let next_offset = next.get_mut(&key).expect("inserted above");
+        if record.offset < *next_offset {
+            continue;
+        }
+        if let Some((event, event_id)) = &record.event {
+            notes::apply(&mut tx, event, *event_id, record.offset).await?;
+            applied += 1;
+        }
+        *next_offset = record.offset + 1;
+    }
+    // Rows written, offsets not yet: where a crash test holds the projector to kill it.
+    notesaga_log::faults::pause(BATCH_FAULT_POINT).await;
+    for ((topic, partition), next_offset) in &next {
+        sqlx::query(
+            "INSERT INTO projection_offsets (projection, topic, partition_id, next_offset) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (projection, topic, partition_id) \
+             DO UPDATE SET next_offset = excluded.next_offset",
+        )
+        .bind(projection.to_owned())
+        .bind(topic)
+        .bind(i64::from(*partition))
+        .bind(*next_offset)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok((applied, next))
 }
 
 impl Projector {
@@ -54,20 +254,54 @@ impl Projector {
         format!("notesaga.projector.{}", notes::NAME)
     }
 
-    /// Runs until `shutdown`; the batch in hand is finished and committed first.
+    /// Runs until `shutdown`; the batch in hand is finished and committed first. Rebuild
+    /// jobs of the projection queued meanwhile are run beside it.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let (pause_tx, pause_rx) = mpsc::channel(1);
+        let rebuild = Rebuild {
+            kafka: self.kafka.clone(),
+            codec: self.codec.clone(),
+            live: self.store.clone(),
+            projection: notes::NAME,
+            topics: &notes::TOPICS,
+            group: Self::group(),
+            batch_size: self.batch_size,
+            pause: pause_tx,
+        };
+        // The rebuild ends with the runner (it cannot swap without it), whether the
+        // runner stops for `shutdown` or for an error.
+        let jobs_stop = shutdown.child_token();
+        let jobs = tokio::spawn(poll_jobs(rebuild, jobs_stop.clone()));
+        let result = self.consume(pause_rx, &shutdown).await;
+        jobs_stop.cancel();
+        let _ = jobs.await;
+        result
+    }
+
+    async fn consume(
+        &self,
+        mut pauses: mpsc::Receiver<PauseRequest>,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
         let group = Self::group();
+        let offsets = Arc::new(Mutex::new(stored_offsets(&self.store, notes::NAME).await?));
         let mut config = self.kafka.consumer(&group);
         // Kafka offsets are only a hint here (the SQL ones decide): commit them after
         // each batch ourselves.
         config.set("enable.auto.commit", "false");
-        let consumer: StreamConsumer = config.create()?;
+        let consumer: StreamConsumer<SeekToStored> = config.create_with_context(SeekToStored {
+            offsets: offsets.clone(),
+        })?;
         consumer.subscribe(&notes::TOPICS)?;
         info!(%group, "projecting");
         loop {
             let first = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
+                Some(request) = pauses.recv() => {
+                    self.hold(request, &consumer, &offsets, shutdown).await?;
+                    continue;
+                }
                 message = consumer.recv() => message,
             };
             let mut batch = match first {
@@ -85,7 +319,11 @@ impl Projector {
                     Err(_) => break,
                 }
             }
-            self.apply_batch(&group, &batch).await?;
+            let next = self.apply_batch(&group, &batch).await?;
+            offsets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(next);
             for message in &batch {
                 if let Err(err) = consumer.store_offset_from_message(message) {
                     debug!(%err, "cannot store offset (partition revoked?)");
@@ -100,7 +338,41 @@ impl Projector {
         Ok(())
     }
 
-    async fn apply_batch(&self, group: &str, batch: &[BorrowedMessage<'_>]) -> Result<()> {
+    /// Holds still between batches while a rebuild swaps its tables in, then continues
+    /// from the swapped-in offsets (which are at or past the ones this runner had).
+    async fn hold(
+        &self,
+        request: PauseRequest,
+        consumer: &StreamConsumer<SeekToStored>,
+        offsets: &Mutex<Offsets>,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
+        info!(projection = notes::NAME, "paused for a rebuild's swap");
+        let _ = request.paused.send(());
+        tokio::select! {
+            _ = request.resume => {}
+            () = shutdown.cancelled() => return Ok(()),
+        }
+        let stored = stored_offsets(&self.store, notes::NAME).await?;
+        // Skip what the rebuild already applied instead of reading it to skip it.
+        if let Ok(assignment) = consumer.assignment() {
+            for element in assignment.elements() {
+                let key = (element.topic().to_owned(), element.partition());
+                if let Some(next) = stored.get(&key) {
+                    if let Err(err) =
+                        consumer.seek(&key.0, key.1, Offset::Offset(*next), Duration::from_secs(5))
+                    {
+                        debug!(%err, topic = key.0, partition = key.1, "seek after the swap");
+                    }
+                }
+            }
+        }
+        *offsets.lock().unwrap_or_else(|e| e.into_inner()) = stored;
+        info!(projection = notes::NAME, "resumed after the swap");
+        Ok(())
+    }
+
+    async fn apply_batch(&self, group: &str, batch: &[BorrowedMessage<'_>]) -> Result<Offsets> {
         let mut decoded = Vec::with_capacity(batch.len());
         for message in batch {
             match self
@@ -108,22 +380,22 @@ impl Projector {
                 .decode::<FlowEvent>(message.topic(), message.payload())
                 .await
             {
-                Ok(record) => decoded.push((message, Some(record))),
+                Ok(record) => decoded.push(Record::from_message(message, Some(record))),
                 Err(reason) => {
                     error!(topic = message.topic(), partition = message.partition(), offset = message.offset(), %reason, "undecodable record: dead-lettering");
                     dead_letter_durably(&self.publisher, group, message, &reason, &self.retry)
                         .await?;
-                    decoded.push((message, None));
+                    decoded.push(Record::from_message(message, None));
                 }
             }
         }
         let mut schedule = self.retry.schedule();
         loop {
-            match self.transact(&decoded).await {
-                Ok(applied) => {
+            match transact(&self.store, notes::NAME, &decoded).await {
+                Ok((applied, next)) => {
                     metrics::counter!(PROJECTION_APPLIED_TOTAL, "projection" => notes::NAME)
                         .increment(applied);
-                    return Ok(());
+                    return Ok(next);
                 }
                 Err(err) => {
                     let Some(delay) = schedule.next_delay(None) else {
@@ -135,55 +407,35 @@ impl Projector {
             }
         }
     }
+}
 
-    /// One transaction: the rows and the offsets they came from. Returns how many
-    /// records were applied (the rest were below the stored offsets).
-    async fn transact(&self, batch: &[(&BorrowedMessage<'_>, Option<FlowEvent>)]) -> Result<u64> {
-        let mut tx = self.store.pool().begin().await?;
-        let mut next: HashMap<(String, i32), i64> = HashMap::new();
-        let mut applied = 0;
-        for (message, record) in batch {
-            let key = (message.topic().to_owned(), message.partition());
-            if !next.contains_key(&key) {
-                let stored = sqlx::query(
-                    "SELECT next_offset FROM projection_offsets \
-                     WHERE projection = $1 AND topic = $2 AND partition_id = $3",
-                )
-                .bind(notes::NAME)
-                .bind(&key.0)
-                .bind(i64::from(key.1))
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|row| row.try_get::<i64, _>("next_offset"))
-                .transpose()?
-                .unwrap_or(0);
-                next.insert(key.clone(), stored);
-            }
-            let next_offset = next.get_mut(&key).expect("inserted above");
-            if message.offset() < *next_offset {
+/// Claims the projection's queued rebuild jobs and runs them, one at a time, until
+/// `shutdown`.
+async fn poll_jobs(rebuild: Rebuild, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(JOB_POLL) => {}
+        }
+        let job = match rebuild.live.claim_job(rebuild.projection).await {
+            Ok(Some(job)) => job,
+            Ok(None) => continue,
+            Err(err) => {
+                warn!(%err, "cannot look for rebuild jobs");
                 continue;
             }
-            if let Some(record) = record {
-                let (_, metadata) = notesaga_log::Metadata::from_message(message);
-                notes::apply(&mut tx, record, metadata.event_id, message.offset()).await?;
-                applied += 1;
+        };
+        info!(job_id = %job.job_id, projection = rebuild.projection, "rebuild started");
+        let outcome = rebuild.run(job.job_id, &shutdown).await;
+        let error = match &outcome {
+            Ok(()) => None,
+            Err(err) => {
+                error!(%err, job_id = %job.job_id, "rebuild failed");
+                Some(err.to_string())
             }
-            *next_offset = message.offset() + 1;
+        };
+        if let Err(err) = rebuild.live.finish_job(job.job_id, error.as_deref()).await {
+            error!(%err, job_id = %job.job_id, "cannot record the end of the rebuild");
         }
-        for ((topic, partition), next_offset) in &next {
-            sqlx::query(
-                "INSERT INTO projection_offsets (projection, topic, partition_id, next_offset) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (projection, topic, partition_id) \
-                 DO UPDATE SET next_offset = excluded.next_offset",
-            )
-            .bind(notes::NAME)
-            .bind(topic)
-            .bind(i64::from(*partition))
-            .bind(*next_offset)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(applied)
     }
 }

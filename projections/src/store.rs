@@ -9,7 +9,7 @@ use crate::Result;
 /// The migrations of this store. With PostgreSQL the stores share one database and one
 /// migrations table, so versions are distinct per store and each store ignores the
 /// others' entries.
-fn migrator() -> sqlx::migrate::Migrator {
+pub(crate) fn migrator() -> sqlx::migrate::Migrator {
     let mut migrator = sqlx::migrate!("./migrations");
     migrator.set_ignore_missing(true);
     migrator
@@ -19,6 +19,8 @@ fn migrator() -> sqlx::migrate::Migrator {
 #[derive(Debug, Clone)]
 pub struct ReadStore {
     pool: AnyPool,
+    /// Where it is: a rebuild puts its shadow copy beside it.
+    url: String,
 }
 
 /// A note as the API shows it.
@@ -225,7 +227,23 @@ impl ReadStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let pool = notesaga_sql::connect(url, 8).await?;
         notesaga_sql::migrate(&migrator(), &pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            url: url.to_owned(),
+        })
+    }
+
+    /// A store on `pool` (already migrated, e.g. a rebuild's shadow copy at `url`).
+    pub(crate) fn from_pool(pool: AnyPool, url: &str) -> Self {
+        Self {
+            pool,
+            url: url.to_owned(),
+        }
+    }
+
+    /// The URL it was opened with.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The pool, for the projector.
