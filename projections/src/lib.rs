@@ -6,6 +6,7 @@
 //! rebuild [`jobs`] the API queues and the projector runs.
 
 pub mod commands;
+pub mod idempotency;
 pub mod jobs;
 pub mod notes;
 pub mod rebuild;
