@@ -9,7 +9,7 @@ DATA_DIR ?= ./data
 APT_PACKAGES := espeak-ng kcat procps coreutils curl g++ make pkg-config zlib1g-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps tools lint test verify run bench-log bench-notes bench-saga schemathesis
+.PHONY: deps tools lint test verify run bench-log bench-notes bench-saga schemathesis bench-api bench-replay
 
 # System packages, installed only when missing.
 deps:
@@ -78,3 +78,16 @@ NARRATION ?= silent
 bench-saga: deps
 	$(CARGO) build --locked --release --bins
 	scripts/bench-saga.sh $(TARGET_DIR)/release $(NARRATION) $(BENCH_ARGS)
+
+# Starts a throw-away single node (`notesaga dev`, no rate limit) and measures
+# `POST /v1/notes` → 202: the most per second, then the latency at half that rate.
+bench-api:
+	$(CARGO) build --locked --release --bins
+	scripts/bench-api.sh $(TARGET_DIR)/release $(BENCH_ARGS)
+
+# Starts a throw-away broker and registry, produces the projection topics' records and
+# replays them into SQLite and PostgreSQL (NOTESAGA_BENCH_POSTGRES_URL), batched and one
+# record per transaction.
+bench-replay:
+	$(CARGO) build --locked --release --bins
+	scripts/bench-replay.sh $(TARGET_DIR)/release $(BENCH_ARGS)

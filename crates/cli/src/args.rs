@@ -497,6 +497,65 @@ pub(crate) enum BenchTarget {
     /// steady rate through the HTTP API, sagas completed per second and the
     /// command→published latency, beside the plain log rate of the same run.
     Saga(BenchSagaArgs),
+    /// Command acceptance of a running node's HTTP API: the most `POST /v1/notes` → 202
+    /// per second at a fixed concurrency (closed loop), then the latency at half that rate
+    /// (open loop, measured from each request's scheduled send time).
+    Api(BenchApiArgs),
+    /// Projection replay: N realistic records produced onto the projection topics of a
+    /// fresh broker, then folded by the projector from offset 0 into a fresh database,
+    /// batched and one record per transaction, events/s of each.
+    Replay(BenchReplayArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BenchApiArgs {
+    /// Base URL of the node's HTTP API; default: the `http_addr` that a running
+    /// `notesaga dev` wrote to DATA_DIR/node.json.
+    #[arg(long, env = "NOTESAGA_API_URL")]
+    pub(crate) api: Option<String>,
+    /// Bearer token sent as `Authorization: Bearer …`.
+    #[arg(long, env = "NOTESAGA_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// Data directory of a running `notesaga dev`: without --token a token is minted
+    /// with its secret; without --api its node.json says where the API is.
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Requests in flight at once in the closed-loop phase.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) concurrency: usize,
+    /// Seconds of each measured phase.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) duration: u64,
+    /// Seconds of closed-loop load before anything is measured.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) warmup: u64,
+    /// Body size of each note, bytes of English-like words.
+    #[arg(long, default_value_t = 2048)]
+    pub(crate) body_size: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BenchReplayArgs {
+    #[command(flatten)]
+    pub(crate) connection: Connection,
+    /// Records produced onto the projection topics (the broker's must be empty) and
+    /// replayed by the batched run.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) events: usize,
+    /// Database to replay into; repeatable. `sqlite` is a fresh file in a temporary
+    /// directory; a PostgreSQL server URL (`postgres://USER@HOST:PORT`) gets a throw-away
+    /// database, dropped afterwards.
+    #[arg(long, default_value = "sqlite")]
+    pub(crate) database_url: Vec<String>,
+    /// Records per transaction of the batched run; default: the projector's own.
+    #[arg(long)]
+    pub(crate) batch_size: Option<usize>,
+    /// Records replayed one per transaction (fewer than --events: that run is slow).
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) unbatched_events: usize,
+    /// Body size of each note version, bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) body_size: usize,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -4,6 +4,10 @@ use anyhow::Result;
 
 use crate::args::{BenchArgs, BenchTarget};
 
+#[path = "bench_api.rs"]
+mod api;
+#[path = "bench_replay.rs"]
+mod replay;
 #[path = "bench_saga.rs"]
 mod saga;
 
@@ -35,5 +39,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
             Ok(())
         }
         BenchTarget::Saga(args) => saga::run(args).await,
+        BenchTarget::Api(args) => api::run(args).await,
+        BenchTarget::Replay(args) => replay::run(args).await,
     }
 }

@@ -196,8 +196,9 @@ const WORDS: &[&str] = &[
     "osmosis",
 ];
 
-/// A note body of about `size` bytes of English-like sentences, different per `seed`.
-fn body(seed: u64, size: usize) -> String {
+/// A note body of about `size` bytes of English-like sentences, different per `seed`
+/// (every benchmark that writes notes uses it).
+pub(super) fn body(seed: u64, size: usize) -> String {
     let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
     let mut next = || {
         state = state

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs `notesaga bench replay` against a fresh broker and registry (no roles: the bench
+# produces the projection topics' records itself and runs the projector) on free loopback
+# ports, replaying into SQLite and into a throw-away database on the PostgreSQL server at
+# NOTESAGA_BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432, trust auth),
+# then stops them and removes the broker's data.
+# Usage: scripts/bench-replay.sh BIN_DIR [bench args…]   (e.g. --events 1000000)
+set -euo pipefail
+bin="${1:?usage: $0 BIN_DIR [bench args]}"; shift
+bin="$(cd "$bin" && pwd)"
+postgres="${NOTESAGA_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}"
+
+# A random loopback port nobody listens on now.
+free_port() {
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 40000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+  done
+}
+kafka_port="$(free_port)"; registry_port="$(free_port)"
+while [ "$registry_port" = "$kafka_port" ]; do registry_port="$(free_port)"; done
+
+data="$(mktemp -d)"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$data"' EXIT
+"$bin/notesaga-broker" --data-dir "$data/broker" --kafka-addr "127.0.0.1:$kafka_port" 2>"$data/broker.log" &
+pids+=($!)
+NOTESAGA_LOG=warn "$bin/notesaga" registry --kafka-addr "127.0.0.1:$kafka_port" \
+  --registry-addr "127.0.0.1:$registry_port" &
+pids+=($!)
+for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$registry_port/subjects" >/dev/null && break; sleep 0.1; done
+echo "broker 127.0.0.1:$kafka_port, registry 127.0.0.1:$registry_port, PostgreSQL $postgres" >&2
+NOTESAGA_LOG="${NOTESAGA_LOG:-warn}" "$bin/notesaga" bench replay \
+  --kafka-addr "127.0.0.1:$kafka_port" --registry-url "http://127.0.0.1:$registry_port" \
+  --database-url sqlite --database-url "$postgres" "$@"
