@@ -9,6 +9,7 @@
 //! (command status), `search`, `sagas`; `health` is `/readyz`; `caller` is the one
 //! place a handler learns whom it acts for.
 
+mod admin;
 mod caller;
 mod commands;
 mod health;
@@ -119,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .merge(commands::routes())
         .merge(search::routes())
         .merge(sagas::routes())
+        .merge(admin::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics))
