@@ -105,20 +105,33 @@ pub trait Handler<M>: Send {
 }
 
 /// Records partitions revoked or assigned by a rebalance until the loop hands them to
-/// the handler.
-#[derive(Debug, Default)]
+/// the handler, and reports the group's lag from librdkafka's statistics.
+#[derive(Debug)]
 struct LoopContext {
     revoked: Mutex<Vec<(String, i32)>>,
     assigned: Mutex<Vec<(String, i32)>>,
+    lag: telemetry::LagContext,
 }
 
 impl LoopContext {
+    fn new(group: &str) -> Self {
+        Self {
+            revoked: Mutex::default(),
+            assigned: Mutex::default(),
+            lag: telemetry::LagContext::new(group),
+        }
+    }
+
     fn take(list: &Mutex<Vec<(String, i32)>>) -> Vec<(String, i32)> {
         std::mem::take(&mut *list.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
-impl ClientContext for LoopContext {}
+impl ClientContext for LoopContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.lag.stats(statistics);
+    }
+}
 
 impl ConsumerContext for LoopContext {
     fn pre_rebalance(
@@ -207,7 +220,8 @@ impl ConsumerLoop {
         let consumer: StreamConsumer<LoopContext> = self
             .kafka
             .consumer(&self.group)
-            .create_with_context(LoopContext::default())?;
+            .set("statistics.interval.ms", telemetry::STATISTICS_INTERVAL_MS)
+            .create_with_context(LoopContext::new(&self.group))?;
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         info!(group = %self.group, topics = ?self.topics, "consuming");
