@@ -28,8 +28,7 @@ use utoipa::{
         path::{Operation, Parameter, ParameterBuilder, ParameterIn, PathItem},
         response::{Response, ResponseBuilder},
         security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
-        ContentBuilder, HeaderBuilder, ObjectBuilder, OpenApi as Document, RefOr, Required,
-        Type,
+        ContentBuilder, HeaderBuilder, ObjectBuilder, OpenApi as Document, RefOr, Required, Type,
     },
     Modify, OpenApi,
 };
@@ -108,10 +107,7 @@ impl Modify for Conventions {
                     .build(),
             ),
         );
-        openapi.security = Some(vec![SecurityRequirement::new(
-            BEARER,
-            Vec::<String>::new(),
-        )]);
+        openapi.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
         for (path, item) in &mut openapi.paths.paths {
             let public = PUBLIC_PATHS.contains(&path.as_str());
             let admin = path.starts_with("/v1/admin/");
@@ -161,17 +157,17 @@ fn apply(operation: &mut Operation, public: bool, admin: bool, versioned: bool) 
             problem("Too many requests from this user").header(
                 "Retry-After",
                 HeaderBuilder::new()
-                    .schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)))
+                    .schema(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .minimum(Some(0)),
+                    )
                     .description(Some("Seconds to wait before the next request"))
                     .build(),
             ),
         );
         if admin {
-            add(
-                operation,
-                403,
-                problem("The token lacks the `admin` role"),
-            );
+            add(operation, 403, problem("The token lacks the `admin` role"));
         }
     }
     if operation.request_body.is_some() {
@@ -181,7 +177,11 @@ fn apply(operation: &mut Operation, public: bool, admin: bool, versioned: bool) 
             413,
             problem("The body is larger than the server accepts"),
         );
-        add(operation, 415, problem("The body is not `application/json`"));
+        add(
+            operation,
+            415,
+            problem("The body is not `application/json`"),
+        );
     }
     if versioned {
         add(

@@ -228,11 +228,7 @@ fn media_matches(documented: &str, essence: &str) -> bool {
 pub async fn live_spec(base: &str) -> Result<Arc<Spec>> {
     static SPECS: OnceLock<Mutex<HashMap<String, Arc<Spec>>>> = OnceLock::new();
     let specs = SPECS.get_or_init(Default::default);
-    if let Some(spec) = specs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(base)
-    {
+    if let Some(spec) = specs.lock().unwrap_or_else(|e| e.into_inner()).get(base) {
         return Ok(spec.clone());
     }
     let url = format!("{base}/openapi.json");
@@ -281,7 +277,11 @@ pub async fn checked(
         None => response.url().path().to_owned(),
     };
     let headers = response.headers().clone();
-    let body = response.bytes().await.context("the response body")?.to_vec();
+    let body = response
+        .bytes()
+        .await
+        .context("the response body")?
+        .to_vec();
     check_live(base, method, &path, status, &headers, &body).await?;
     Ok((status, headers, body))
 }
@@ -341,14 +341,35 @@ mod tests {
                 Some("violates"),
             ),
             (
-                check("GET", "/v1/notes/1", 200, &headers(&[("content-type", "application/json")]), note),
+                check(
+                    "GET",
+                    "/v1/notes/1",
+                    200,
+                    &headers(&[("content-type", "application/json")]),
+                    note,
+                ),
                 Some("ETag"),
             ),
-            (check("PUT", "/v1/notes/1", 200, &json, note), Some("not documented")),
-            (check("GET", "/v1/elsewhere", 200, &json, note), Some("no documented path")),
-            (check("GET", "/v1/notes/1", 500, &json, note), Some("status 500")),
             (
-                check("GET", "/v1/notes/1", 404, &headers(&[("content-type", "application/problem+json")]), br#"{"status": 404}"#),
+                check("PUT", "/v1/notes/1", 200, &json, note),
+                Some("not documented"),
+            ),
+            (
+                check("GET", "/v1/elsewhere", 200, &json, note),
+                Some("no documented path"),
+            ),
+            (
+                check("GET", "/v1/notes/1", 500, &json, note),
+                Some("status 500"),
+            ),
+            (
+                check(
+                    "GET",
+                    "/v1/notes/1",
+                    404,
+                    &headers(&[("content-type", "application/problem+json")]),
+                    br#"{"status": 404}"#,
+                ),
                 None,
             ),
             (
@@ -356,11 +377,20 @@ mod tests {
                 Some("Content-Type"),
             ),
             (
-                check("GET", "/v1/notes/1/audio", 200, &headers(&[("content-type", "audio/wav")]), b"RIFF"),
+                check(
+                    "GET",
+                    "/v1/notes/1/audio",
+                    200,
+                    &headers(&[("content-type", "audio/wav")]),
+                    b"RIFF",
+                ),
                 None,
             ),
             // The literal segment wins over the parameter.
-            (check("GET", "/v1/notes/count", 204, &HeaderMap::new(), b""), None),
+            (
+                check("GET", "/v1/notes/count", 204, &HeaderMap::new(), b""),
+                None,
+            ),
             (
                 check("GET", "/v1/notes/count", 204, &json, b"{}"),
                 Some("no body"),
