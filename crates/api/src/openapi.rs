@@ -54,7 +54,11 @@ const PROBLEM_JSON: &str = "application/problem+json";
             is `application/problem+json`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    paths(openapi_json),
+    paths(
+        openapi_json,
+        crate::admin::replay_projection,
+        crate::admin::get_job,
+    ),
     components(schemas(Problem, FieldProblem)),
     modifiers(&Conventions),
     tags(
