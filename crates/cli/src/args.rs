@@ -59,6 +59,10 @@ pub(crate) enum Command {
     /// List, show and retry sagas through the HTTP API (exit 1: the API said no; 2: it
     /// cannot be reached).
     Saga(SagaArgs),
+    /// Rebuild projections while they serve, through the admin API: a progress bar
+    /// (events/s, lag, ETA) until the rebuilt copy is swapped in (exit 1: the API said no
+    /// or the rebuild failed; 2: the API cannot be reached).
+    Replay(ReplayArgs),
     /// Check that the log and the stores agree on what is published: read every note and
     /// saga event, the embedding store and the audio store, wait for the sagas at work to
     /// settle, and report every violation (exit 1: a violation; 2: cannot read).
@@ -745,6 +749,28 @@ pub(crate) struct SagaListArgs {
     /// At most this many (1 to 1000; the API's default is 100).
     #[arg(long)]
     pub(crate) limit: Option<i64>,
+}
+
+/// `notesaga replay`: which projections, and where the API is (as for `notesaga saga`).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ReplayArgs {
+    /// The projection to rebuild (`notes`).
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+    pub(crate) projection: Option<String>,
+    /// Rebuild every projection, one after the other.
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// Base URL of the HTTP API, e.g. `http://127.0.0.1:8080`; default: the `http_addr`
+    /// that a running `notesaga dev` wrote to DATA_DIR/node.json.
+    #[arg(long, env = "NOTESAGA_API_URL")]
+    pub(crate) api: Option<String>,
+    /// Data directory of a running `notesaga dev`: its node.json says where the API is
+    /// and its secret signs an admin token (used when --api is not given).
+    #[arg(long, env = "NOTESAGA_DATA_DIR", default_value = "./data")]
+    pub(crate) data_dir: PathBuf,
+    /// Bearer token with the admin role, sent as `Authorization: Bearer …`.
+    #[arg(long, env = "NOTESAGA_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
 }
 
 /// `notesaga check`: the same connection options as `notesaga dev`. Addresses not given

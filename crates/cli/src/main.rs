@@ -4,6 +4,7 @@ mod args;
 mod bench;
 mod check;
 mod dev;
+mod replay;
 mod roles;
 mod saga;
 mod telemetry;
@@ -32,6 +33,7 @@ async fn main() -> Result<ExitCode> {
         Command::Bench(args) => bench::run(args).await,
         // Operator commands whose exit code says how it went (see their docs).
         Command::Saga(args) => return Ok(saga::run(args).await),
+        Command::Replay(args) => return Ok(replay::run(args).await),
         Command::Check(args) => return Ok(check::run(args, shutdown).await),
     };
     done.map(|()| ExitCode::SUCCESS)
