@@ -10,7 +10,8 @@
 //!   which say `security: []`;
 //! - on protected operations `401` (with `WWW-Authenticate`) and `429` (with
 //!   `Retry-After`), and `403` on `/v1/admin/*`; `400`, `413` and `415` on operations
-//!   with a JSON body; `500` on every `/v1` operation;
+//!   with a JSON body; `500` and `503` (a dependency down, the request timeout) on
+//!   every `/v1` operation;
 //! - every `4xx`/`5xx` as `application/problem+json` with the [`Problem`] schema;
 //! - the `X-Request-Id` request parameter and response header.
 //!
@@ -171,7 +172,14 @@ fn apply(operation: &mut Operation, public: bool, admin: bool, versioned: bool) 
             ),
         );
         if admin {
-            add(operation, 403, problem("The token lacks the `admin` role"));
+            add(
+                operation,
+                403,
+                problem("The token lacks the `admin` role").header(
+                    "WWW-Authenticate",
+                    string_header("`Bearer` with `error=\"insufficient_scope\"`"),
+                ),
+            );
         }
     }
     if operation.request_body.is_some() {
@@ -192,6 +200,12 @@ fn apply(operation: &mut Operation, public: bool, admin: bool, versioned: bool) 
             operation,
             500,
             problem("The server failed; `X-Request-Id` finds the cause in its logs"),
+        );
+        // Every `/v1` request is bounded by the request timeout.
+        add(
+            operation,
+            503,
+            problem("A dependency is unavailable, or the request timed out; retry"),
         );
     }
     for (status, response) in &mut operation.responses.responses {
