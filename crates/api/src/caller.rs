@@ -1,27 +1,63 @@
 //! Who is calling: the one place a handler learns the user it acts for.
 //!
-//! Until authentication exists every request acts as [`crate::ApiConfig::default_owner`].
-//! Every owner-scoped handler takes a [`Caller`], so the auth work replaces this
-//! extractor's body (validate the bearer token, take `sub`, answer 401 otherwise) and
-//! nothing else.
+//! The [`crate::auth`] middleware has verified the bearer token before any handler runs
+//! and left its principal in the request's extensions; [`Caller`] takes the owner from
+//! its `sub`. Every owner-scoped handler takes a [`Caller`]; the audio route takes an
+//! [`AudioAccess`], which is a `Caller` or a signed URL.
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 
-use crate::{problem::Problem, AppState};
+use crate::{
+    auth::{Principal, SignedUrl},
+    problem::Problem,
+    AppState,
+};
 
 /// The user a request acts for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Caller {
     /// Owns the notes it creates; sees only its own notes, commands and search results.
+    /// The token's `sub`.
     pub(crate) owner: String,
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;
 
-    async fn from_request_parts(_parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Problem> {
+        let Some(principal) = parts.extensions.get::<Principal>() else {
+            // Only a route outside the auth middleware gets here: a bug, not the client's.
+            return Err(Problem::internal(&format_args!(
+                "{} {} has no authenticated principal: is it behind the auth middleware?",
+                parts.method,
+                parts.uri.path()
+            )));
+        };
         Ok(Self {
-            owner: state.config.default_owner.clone(),
+            owner: principal.subject.clone(),
         })
+    }
+}
+
+/// How a request may read a note's audio: as a caller (who must own the note), or with a
+/// signed URL the API handed to the owner.
+#[derive(Debug, Clone)]
+pub(crate) enum AudioAccess {
+    /// A bearer token's user.
+    Caller(Caller),
+    /// A valid signed URL for exactly this path.
+    SignedUrl,
+}
+
+impl FromRequestParts<AppState> for AudioAccess {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        if parts.extensions.get::<SignedUrl>().is_some() {
+            return Ok(Self::SignedUrl);
+        }
+        Caller::from_request_parts(parts, state)
+            .await
+            .map(Self::Caller)
     }
 }

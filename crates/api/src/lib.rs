@@ -7,9 +7,11 @@
 //! `tower::ServiceExt::oneshot`, without a socket; [`problem`] is the error type. One
 //! module per resource: `notes` (commands, one note, lists, audio), `commands`
 //! (command status), `search`, `sagas`; `health` is `/readyz`; `caller` is the one
-//! place a handler learns whom it acts for.
+//! place a handler learns whom it acts for; `auth` is the middleware in front of every
+//! route that checks bearer tokens, the admin role and signed audio URLs.
 
 mod admin;
+pub mod auth;
 mod caller;
 mod commands;
 mod health;
@@ -39,6 +41,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
+pub use auth::AuthConfig;
 pub use problem::Problem;
 
 /// The header carrying the request id, which becomes the correlation id of the command.
@@ -49,8 +52,8 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct ApiConfig {
     /// Largest request body accepted (413 beyond it).
     pub body_limit: usize,
-    /// The owner recorded on notes until authentication exists.
-    pub default_owner: String,
+    /// How callers are authenticated (bearer tokens, signed audio URLs).
+    pub auth: AuthConfig,
     /// How long each `/readyz` check may take before it counts as failed.
     pub readiness_timeout: Duration,
 }
@@ -60,7 +63,8 @@ impl Default for ApiConfig {
         Self {
             // A 100,000-byte body fits even when every byte is JSON-escaped.
             body_limit: 1024 * 1024,
-            default_owner: "local".into(),
+            // No key: every protected route answers 401 until one is configured.
+            auth: AuthConfig::default(),
             // Well inside a typical probe period; a dependency slower than this is not
             // one to send traffic through.
             readiness_timeout: Duration::from_secs(2),
@@ -127,7 +131,13 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
+        // Inside the tracing and request-id layers, so a refusal is logged and carries
+        // X-Request-Id; around every route and fallback, so no route is left open.
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            auth::authenticate,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {

@@ -26,7 +26,8 @@ use tower_http::services::ServeFile;
 use uuid::Uuid;
 
 use crate::{
-    caller::Caller,
+    auth::AuthConfig,
+    caller::{AudioAccess, Caller},
     problem::{FieldProblem, Problem},
     AppState, REQUEST_ID,
 };
@@ -317,12 +318,14 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
     })
 }
 
-fn audio_url(note_id: Uuid) -> String {
-    format!("/v1/notes/{note_id}/audio")
+/// A short-lived signed URL of the note's audio: a browser's `<audio>` element plays it
+/// without an `Authorization` header.
+fn audio_url(auth: &AuthConfig, note_id: Uuid) -> String {
+    auth.signed_url(&format!("/v1/notes/{note_id}/audio"))
 }
 
 /// A note as `GET /v1/notes/{id}` shows it; lists show the same without `body`.
-fn note_json(note: &NoteView) -> Value {
+fn note_json(auth: &AuthConfig, note: &NoteView) -> Value {
     let published = note.published.as_ref();
     let mut view = json!({
         "note_id": note.note_id,
@@ -337,7 +340,7 @@ fn note_json(note: &NoteView) -> Value {
         }))),
         "narration": published.and_then(|p| {
             p.audio_key.as_ref()?;
-            Some(json!({"audio_url": audio_url(note.note_id), "duration_ms": p.audio_duration_ms?}))
+            Some(json!({"audio_url": audio_url(auth, note.note_id), "duration_ms": p.audio_duration_ms?}))
         }),
         "created_at": note.created_at,
         "updated_at": note.updated_at,
@@ -359,7 +362,7 @@ async fn get_note(
     let note_id = parse_note_id(&note_id)?;
     let note = live_note(&state, note_id, &caller).await?;
     let etag = HeaderValue::from_str(&format!("\"{}\"", note.version)).expect("digits are valid");
-    Ok(([(header::ETAG, etag)], Json(note_json(&note))).into_response())
+    Ok(([(header::ETAG, etag)], Json(note_json(&state.config.auth, &note))).into_response())
 }
 
 /// Query of `GET /v1/notes`; every value is checked by hand so each failure names the
@@ -444,7 +447,11 @@ async fn list_notes(
             limit,
         })
         .await?;
-    let items: Vec<Value> = page.notes.iter().map(note_json).collect();
+    let items: Vec<Value> = page
+        .notes
+        .iter()
+        .map(|note| note_json(&state.config.auth, note))
+        .collect();
     Ok(Json(json!({
         "items": items,
         "next_cursor": page.next.as_ref().map(encode_cursor),
@@ -452,9 +459,11 @@ async fn list_notes(
     .into_response())
 }
 
+/// `GET /v1/notes/{id}/audio`: for the owner's token or a signed URL (see
+/// [`audio_url`]).
 async fn get_audio(
     State(state): State<AppState>,
-    caller: Caller,
+    access: AudioAccess,
     Path(note_id): Path<String>,
     request: Request,
 ) -> Result<Response, Problem> {
@@ -464,7 +473,12 @@ async fn get_audio(
             .detail(format!("note {note_id} has no published narration"))
     };
     let note = state.store.note(note_id).await?.ok_or_else(no_audio)?;
-    if note.deleted_at.is_some() || note.owner != caller.owner {
+    // A signed URL was handed to the owner only; a token must be the owner's.
+    let allowed = match &access {
+        AudioAccess::SignedUrl => true,
+        AudioAccess::Caller(caller) => note.owner == caller.owner,
+    };
+    if note.deleted_at.is_some() || !allowed {
         return Err(no_audio());
     }
     let key = note

@@ -12,7 +12,7 @@ use axum::{
     Router,
 };
 use http_body_util::BodyExt as _;
-use notesaga_api::{router, ApiConfig, AppState};
+use notesaga_api::{auth::Claims, router, ApiConfig, AppState, AuthConfig};
 use notesaga_embedding::{BuiltinEmbedder, Provider, Resilient};
 use notesaga_events::{
     embedding::{EmbeddingEvent, EmbeddingGenerated},
@@ -25,13 +25,17 @@ use serde_json::Value;
 use tower::ServiceExt as _;
 use uuid::Uuid;
 
-/// The caller until authentication exists (`ApiConfig::default_owner`).
+/// The caller: `sub` of the token every request carries.
 const ME: &str = "local";
+
+/// The API's HS256 secret.
+const SECRET: &[u8] = b"queries-test-secret-0123456789abcdef";
 
 struct Api {
     _dir: tempfile::TempDir,
     store: ReadStore,
     router: Router,
+    token: String,
 }
 
 /// An API whose broker and registry are a closed port: every query works, every probe
@@ -51,6 +55,7 @@ async fn api() -> Result<Api> {
     );
     let config = ApiConfig {
         readiness_timeout: Duration::from_millis(500),
+        auth: AuthConfig::hs256(SECRET)?,
         ..ApiConfig::default()
     };
     let state = AppState::new(
@@ -64,6 +69,7 @@ async fn api() -> Result<Api> {
         _dir: dir,
         store,
         router: router(state),
+        token: Claims::new(ME, Duration::from_secs(3600)).mint_hs256(SECRET)?,
     })
 }
 
@@ -80,7 +86,11 @@ impl Api {
         let response = self
             .router
             .clone()
-            .oneshot(Request::get(uri).body(Body::empty())?)
+            .oneshot(
+                Request::get(uri)
+                    .header("authorization", format!("Bearer {}", self.token))
+                    .body(Body::empty())?,
+            )
             .await?;
         let status = response.status();
         let content_type = response

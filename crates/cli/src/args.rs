@@ -67,6 +67,9 @@ pub(crate) enum Command {
     /// saga event, the embedding store and the audio store, wait for the sagas at work to
     /// settle, and report every violation (exit 1: a violation; 2: cannot read).
     Check(CheckArgs),
+    /// Print a bearer token for the API (HS256): with --data-dir DIR signed with that
+    /// `notesaga dev` node's secret, else with NOTESAGA_JWT_SECRET.
+    Token(crate::token::TokenArgs),
 }
 
 /// Where the log and the registry are.
@@ -194,6 +197,9 @@ pub(crate) struct ApiArgs {
     /// The embedding role's provider: search embeds its queries with the same model.
     #[command(flatten)]
     pub(crate) embedding: EmbeddingProviderArgs,
+    /// How bearer tokens are checked and audio URLs signed.
+    #[command(flatten)]
+    pub(crate) auth: crate::token::AuthArgs,
 }
 
 /// Which embedding provider, and how to reach it.

@@ -4,6 +4,10 @@
 //! listening on `--kafka-addr`), then the schema registry and every role as tasks of
 //! this process, all reaching the broker over TCP through rdkafka. On Ctrl-C or SIGTERM
 //! the roles finish what they hold, then the broker is stopped.
+//!
+//! The API checks HS256 tokens signed with the node's own secret, generated on first
+//! start into `DATA_DIR/jwt-secret` (mode 0600); the start-up banner prints tokens, and
+//! [`admin_token`] gives operator commands given `--data-dir` an admin credential.
 
 use std::{
     path::{Path, PathBuf},
@@ -12,7 +16,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use notesaga_api::ApiConfig;
+use notesaga_api::{auth::Claims, ApiConfig, AuthConfig};
 use notesaga_embedding::EmbeddingStore;
 use notesaga_narration::FsBlobStore;
 use notesaga_projections::ReadStore;
@@ -79,6 +83,73 @@ impl NodeFile {
     }
 }
 
+/// The file in the data directory holding the node's JWT secret.
+pub(crate) const SECRET_FILE: &str = "jwt-secret";
+
+/// The user of a single node: the owner of the notes made with the printed tokens.
+pub(crate) const LOCAL_USER: &str = "local";
+
+/// How long the tokens printed at start-up are valid: a working week of local use.
+const BANNER_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How long an operator command's own admin token is valid: its run, with room.
+const COMMAND_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// The node's secret, created on first start: 32 bytes from the operating system's
+/// random source as hex, readable by the owner only.
+fn load_or_create_secret(data_dir: &Path) -> Result<String> {
+    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+    let path = data_dir.join(SECRET_FILE);
+    // Two v4 UUIDs carry 244 random bits; 64 hex characters clear HS256's 32-byte floor.
+    let fresh = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(mut file) => {
+            file.write_all(fresh.as_bytes())
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            info!(path = %path.display(), "generated the node's JWT secret");
+            Ok(fresh)
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => secret(data_dir),
+        Err(err) => Err(err).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+/// The JWT secret of the single node in `data_dir`.
+pub(crate) fn secret(data_dir: &Path) -> Result<String> {
+    let path = data_dir.join(SECRET_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read the node's JWT secret {}: has `notesaga dev --data-dir {}` been started?",
+            path.display(),
+            data_dir.display()
+        )
+    })?;
+    Ok(text.trim().to_owned())
+}
+
+/// A token of `sub` (admin or not) valid for `ttl`, signed with `data_dir`'s secret.
+pub(crate) fn token(data_dir: &Path, sub: &str, admin: bool, ttl: Duration) -> Result<String> {
+    let claims = Claims::new(sub, ttl);
+    let claims = if admin { claims.admin() } else { claims };
+    Ok(claims.mint_hs256(secret(data_dir)?.as_bytes())?)
+}
+
+/// An admin token (of the local user, valid for an hour) for operator commands given
+/// `--data-dir`: `saga`, `replay`, `bench`.
+pub(crate) fn admin_token(data_dir: &Path) -> Result<String> {
+    token(data_dir, LOCAL_USER, true, COMMAND_TOKEN_TTL)
+}
+
 fn start_broker(bin: &Path, data_dir: &Path, kafka_addr: &str) -> Result<Child> {
     let log_path = data_dir.join("broker.log");
     let log = std::fs::OpenOptions::new()
@@ -131,6 +202,8 @@ pub(crate) async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<()
         )
     })?;
     let data_dir = args.data_dir.canonicalize()?;
+    // Before anything starts: a node that cannot keep its secret does not serve.
+    load_or_create_secret(&data_dir)?;
     let bin = broker_bin(args.broker_bin.clone());
     let mut broker = start_broker(&bin, &data_dir, &args.kafka_addr)?;
     info!(kafka = %args.kafka_addr, data_dir = %data_dir.display(), "broker started");
@@ -184,6 +257,11 @@ async fn run_roles(
         database_url: args.database_url.clone(),
     };
     let read_store = ReadStore::connect(&storage.projections_url()?).await?;
+    let api_config = ApiConfig {
+        auth: AuthConfig::hs256(secret(data_dir)?.as_bytes())
+            .with_context(|| format!("{} cannot be used", data_dir.join(SECRET_FILE).display()))?,
+        ..ApiConfig::default()
+    };
     let embedding_store = EmbeddingStore::connect(&storage.embedding_url(&None)?).await?;
     let audio = FsBlobStore::new(storage.audio_dir());
     let narrator = args.narration.build();
@@ -229,16 +307,7 @@ async fn run_roles(
         async move {
             (
                 "api",
-                roles::run_api(
-                    rt,
-                    read_store,
-                    audio,
-                    embedder,
-                    &http,
-                    ApiConfig::default(),
-                    token,
-                )
-                .await,
+                roles::run_api(rt, read_store, audio, embedder, &http, api_config, token).await,
             )
         }
     });
@@ -252,12 +321,15 @@ async fn run_roles(
     }
     .write(data_dir)?;
 
+    let user_token = token(data_dir, LOCAL_USER, false, BANNER_TOKEN_TTL)?;
+    let admin = token(data_dir, LOCAL_USER, true, BANNER_TOKEN_TTL)?;
     eprintln!(
-        "\nnotesaga is running\n  HTTP API         http://{}\n  schema registry  http://{}\n  Kafka broker     {}\n  data directory   {}\nPress Ctrl-C to stop.\n",
+        "\nnotesaga is running\n  HTTP API         http://{}\n  schema registry  http://{}\n  Kafka broker     {}\n  data directory   {}\n\nTokens of the user {LOCAL_USER:?}, valid for 7 days (mint more with `notesaga token --data-dir {} --sub NAME [--admin]`):\n  user   export NOTESAGA_TOKEN={user_token}\n  admin  {admin}\nPress Ctrl-C to stop.\n",
         args.http_addr,
         args.registry_addr,
         args.kafka_addr,
-        data_dir.display()
+        data_dir.display(),
+        data_dir.display(),
     );
 
     let mut failure = None;
@@ -311,4 +383,33 @@ async fn wait_for_broker(connection: &Connection, broker: &mut Child) -> Result<
         "the broker does not listen on {} after 30 s",
         connection.kafka_addr
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    #[test]
+    fn the_secret_is_made_once_and_readable_by_the_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let message = format!("{:#}", secret(dir.path()).unwrap_err());
+        assert!(message.contains("notesaga dev --data-dir"), "{message}");
+
+        let first = load_or_create_secret(dir.path()).unwrap();
+        assert_eq!(first.len(), 64);
+        assert!(first.len() >= notesaga_api::auth::MIN_SECRET_BYTES);
+        let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(load_or_create_secret(dir.path()).unwrap(), first, "kept");
+        assert_eq!(secret(dir.path()).unwrap(), first);
+
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(load_or_create_secret(other.path()).unwrap(), first);
+        assert_eq!(admin_token(dir.path()).unwrap().split('.').count(), 3);
+    }
 }

@@ -8,6 +8,7 @@ mod replay;
 mod roles;
 mod saga;
 mod telemetry;
+mod token;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,7 @@ async fn main() -> Result<ExitCode> {
         Command::Saga(args) => return Ok(saga::run(args).await),
         Command::Replay(args) => return Ok(replay::run(args).await),
         Command::Check(args) => return Ok(check::run(args, shutdown).await),
+        Command::Token(args) => token::run(args),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

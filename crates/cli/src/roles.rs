@@ -257,10 +257,13 @@ pub(crate) async fn run_registry(
 }
 
 pub(crate) async fn api(args: ApiArgs, shutdown: CancellationToken) -> Result<()> {
+    // First: without a key to check tokens the API refuses to start, saying what to set.
+    let auth = args.auth.config()?;
     let rt = connect(&args.connection).await?;
     let store = ReadStore::connect(&args.storage.projections_url()?).await?;
     let config = ApiConfig {
         body_limit: args.body_limit,
+        auth,
         ..ApiConfig::default()
     };
     let audio = FsBlobStore::new(args.storage.audio_dir());

@@ -2,7 +2,8 @@
 //! `GET /v1/sagas/{id}`, `POST /v1/admin/sagas/{id}/retry`), a client like any other.
 //!
 //! The API is found with `--api`, else through the `node.json` that `notesaga dev`
-//! writes into its data directory. Exit 0: done; 1: the API said no (a problem+json
+//! writes into its data directory; found that way, the command signs its own admin token
+//! with the node's secret unless `--token` gives one. Exit 0: done; 1: the API said no (a problem+json
 //! answer, printed as `status title: detail`); 2: the API cannot be found or reached.
 
 use std::{fmt, path::Path, process::ExitCode, time::Duration};
@@ -13,7 +14,7 @@ use url::Url;
 
 use crate::{
     args::{SagaArgs, SagaCommand, SagaListArgs},
-    dev::{NodeFile, NODE_FILE},
+    dev::{self, NodeFile, NODE_FILE},
 };
 
 /// Why a command did not succeed.
@@ -241,11 +242,21 @@ impl Api {
             .timeout(Duration::from_secs(15))
             .build()
             .map_err(|err| Failure::Unreachable(format!("cannot build an HTTP client: {err}")))?;
+        let token = match (&args.token, &args.api) {
+            (Some(token), _) => Some(token.clone()),
+            // Another API's tokens are not ours to mint: only the node of --data-dir.
+            (None, Some(_)) => None,
+            (None, None) => Some(dev::admin_token(&args.data_dir).map_err(|err| {
+                Failure::Unreachable(format!(
+                    "cannot sign an admin token for {origin}: {err:#}; pass --token"
+                ))
+            })?),
+        };
         Ok(Self {
             client,
             base,
             origin,
-            token: args.token.clone(),
+            token,
         })
     }
 
@@ -284,7 +295,6 @@ impl Api {
             .client
             .request(method, url.clone())
             .header(reqwest::header::ACCEPT, "application/json");
-        // The seam for authentication: the API does not check tokens yet.
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

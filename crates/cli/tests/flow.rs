@@ -1,7 +1,8 @@
 //! The note flow end to end, every role a separate process against one broker: a note
 //! goes from HTTP through Kafka to published, with real speech and an embedding; an edit
 //! publishes the next version; a raw record read with kcat is in the Confluent wire
-//! format; bad requests get problem bodies.
+//! format; bad requests (a missing token among them) get problem bodies. The audio is
+//! fetched through its signed `audio_url`, without a token.
 
 use std::{process::Command, time::Duration};
 
@@ -175,7 +176,10 @@ async fn wire_format_is_confluent_avro(cluster: &Cluster, note_id: &str) -> Resu
 async fn bad_requests_get_problem_details() -> Result<()> {
     let cluster = Cluster::start().await?;
     let base = cluster.http_url.as_str();
-    let http = reqwest::Client::new();
+    let anonymous = reqwest::get(format!("{base}/v1/notes")).await?;
+    assert_eq!(anonymous.status().as_u16(), 401, "no token");
+    assert!(anonymous.headers().contains_key("www-authenticate"));
+    let http = notesaga_testkit::http();
     let send = |method: reqwest::Method, path: &str, body: &'static str| {
         http.request(method, format!("{base}{path}"))
             .header("content-type", "application/json")

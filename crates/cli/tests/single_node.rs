@@ -1,11 +1,12 @@
 //! `notesaga dev` keeps everything in its data directory: stopped and started again on
 //! the same directory, it still serves the published note, its audio, its topics and
-//! its schemas.
+//! its schemas. Its API takes tokens that `notesaga token --data-dir` mints with the
+//! node's secret, and `notesaga api` refuses to start without a key.
 
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use notesaga_testkit::{client, SingleNode};
+use notesaga_testkit::{client, notesaga, run_captured, SingleNode};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer as _},
     ClientConfig,
@@ -82,7 +83,17 @@ async fn a_restart_on_the_same_data_directory_keeps_notes_topics_and_schemas() -
 
     let (status, after) = client::get(&node.http_url(), &id).await?;
     assert_eq!(status, 200);
-    assert_eq!(after, before, "the note reads the same after the restart");
+    // Each read signs its audio URL afresh (a new expiry); the rest is the same.
+    let unsigned = |note: &Value| {
+        let mut note = note.clone();
+        note["narration"]["audio_url"] = Value::Null;
+        note
+    };
+    assert_eq!(
+        unsigned(&after),
+        unsigned(&before),
+        "the note reads the same after the restart"
+    );
     let audio = reqwest::get(format!(
         "{}{}",
         node.http_url(),
@@ -123,5 +134,103 @@ async fn a_restart_on_the_same_data_directory_keeps_notes_topics_and_schemas() -
     assert_eq!(status, 202);
     client::wait_published(&node.http_url(), &id, 2, Duration::from_secs(90)).await?;
     node.assert_consistent(Duration::from_secs(60))?;
+    Ok(())
+}
+
+/// `notesaga token ARGS…`: the token it printed, or its failure output.
+fn mint(args: &[&str]) -> Result<String> {
+    let mut command = notesaga()?;
+    command
+        .arg("token")
+        .args(args)
+        .env_remove("NOTESAGA_JWT_SECRET")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let output = command.output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "notesaga token {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_minted_with_the_data_directory_are_accepted() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let node = SingleNode::start(data.path()).await?;
+    let dir = data.path().to_str().context("a UTF-8 path")?;
+    let http = reqwest::Client::new();
+    let get = |path: &str, token: Option<String>| {
+        let mut request = http.get(format!("{}{path}", node.http_url()));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(get("/v1/notes", None).await?.status().as_u16(), 401);
+
+    let user = mint(&["--data-dir", dir, "--sub", "zoe", "--ttl", "10m"])?;
+    let mine = get("/v1/notes", Some(user.clone())).await?;
+    assert_eq!(mine.status().as_u16(), 200, "token {user:?}");
+    let listed: Value = mine.json().await?;
+    assert_eq!(
+        listed["items"],
+        serde_json::json!([]),
+        "zoe has no notes yet"
+    );
+    // A user is not an admin; `--admin` makes one.
+    let admin_path = format!("/v1/admin/sagas/{}/retry", uuid::Uuid::new_v4());
+    let post = |token: String| {
+        http.post(format!("{}{admin_path}", node.http_url()))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(post(user).await?.status().as_u16(), 403);
+    let admin = mint(&["--data-dir", dir, "--sub", "zoe", "--admin"])?;
+    assert_eq!(post(admin).await?.status().as_u16(), 404, "an unknown saga");
+
+    // `notesaga saga --data-dir` signs its own admin token with the node's secret.
+    let mut saga = notesaga()?;
+    saga.args(["saga", "list", "--data-dir", dir])
+        .env_remove("NOTESAGA_TOKEN")
+        .env_remove("NOTESAGA_API_URL");
+    let (status, output) = run_captured(&mut saga)?;
+    assert!(status.success(), "{output}");
+
+    // Without a secret there is no token, and the message says what to give.
+    let empty = tempfile::tempdir()?;
+    let missing = mint(&[
+        "--data-dir",
+        empty.path().to_str().context("UTF-8")?,
+        "--sub",
+        "zoe",
+    ]);
+    let message = format!("{:#}", missing.expect_err("no secret there"));
+    assert!(message.contains("notesaga dev"), "{message}");
+    let message = format!(
+        "{:#}",
+        mint(&["--sub", "zoe"]).expect_err("no secret at all")
+    );
+    assert!(message.contains("NOTESAGA_JWT_SECRET"), "{message}");
+    Ok(())
+}
+
+#[test]
+fn the_api_refuses_to_start_without_a_key() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let mut api = notesaga()?;
+    api.arg("api")
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--kafka-addr", "127.0.0.1:1", "--http-addr", "127.0.0.1:0"])
+        .env_remove("NOTESAGA_JWT_SECRET")
+        .env_remove("NOTESAGA_JWT_PUBLIC_KEY");
+    let (status, output) = run_captured(&mut api)?;
+    assert!(!status.success(), "{output}");
+    assert!(
+        output.contains("NOTESAGA_JWT_SECRET") && output.contains("NOTESAGA_JWT_PUBLIC_KEY"),
+        "{output}"
+    );
     Ok(())
 }

@@ -40,6 +40,57 @@ pub fn free_addr() -> String {
     format!("127.0.0.1:{}", free_port())
 }
 
+/// The HS256 secret of every API the testkit starts: [`Cluster`] gives it to its `api`
+/// role as `NOTESAGA_JWT_SECRET`, [`SingleNode`] seeds the data directory's `jwt-secret`
+/// with it, so [`token`] and [`http`] are accepted by both.
+pub const TEST_JWT_SECRET: &str = "notesaga-testkit-jwt-secret-0123456789abcdef";
+
+/// The user the client helpers act as: `local`, the user of `notesaga dev`'s printed
+/// tokens, and the owner that tests writing commands straight to the log use.
+pub const TEST_USER: &str = "local";
+
+/// A bearer token of `sub` (with the `admin` role if asked), signed with
+/// [`TEST_JWT_SECRET`] and valid for an hour. The claims are those of
+/// `notesaga_api::auth::Claims`, written here so the testkit does not depend on the API.
+pub fn token(sub: &str, admin: bool) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs();
+    let roles: &[&str] = if admin { &["admin"] } else { &[] };
+    let claims = serde_json::json!({"sub": sub, "iat": now, "exp": now + 3600, "roles": roles});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(TEST_JWT_SECRET.as_bytes()),
+    )
+    .expect("HS256 signs any claims")
+}
+
+/// An HTTP client sending `Authorization: Bearer` [`token`]`(sub, admin)` on every request.
+pub fn http_as(sub: &str, admin: bool) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {}", token(sub, admin));
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&value).expect("a JWT is a valid header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client builds")
+}
+
+/// An HTTP client acting as [`TEST_USER`] (not an admin): what the client helpers use.
+pub fn http() -> reqwest::Client {
+    http_as(TEST_USER, false)
+}
+
+/// An HTTP client acting as [`TEST_USER`] with the admin role (`/v1/admin/*`).
+pub fn admin_http() -> reqwest::Client {
+    http_as(TEST_USER, true)
+}
+
 /// The directory that holds the workspace's built executables.
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("NOTESAGA_BIN_DIR") {
@@ -347,6 +398,7 @@ impl SingleNode {
         kafka: &str,
         registry: &str,
     ) -> Result<Self> {
+        seed_jwt_secret(data_dir)?;
         let process = ChildProcess::spawn(
             "notesaga dev",
             notesaga()?
@@ -411,7 +463,24 @@ impl SingleNode {
     }
 }
 
-/// A small client of the HTTP API for tests.
+/// Makes `notesaga dev` in `data_dir` use [`TEST_JWT_SECRET`]: it keeps the secret it
+/// finds there (a directory it already ran in keeps its own).
+fn seed_jwt_secret(data_dir: &Path) -> Result<()> {
+    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+    std::fs::create_dir_all(data_dir)?;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(data_dir.join("jwt-secret"))
+    {
+        Ok(mut file) => Ok(file.write_all(TEST_JWT_SECRET.as_bytes())?),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(err).context("seed the node's jwt-secret"),
+    }
+}
+
+/// A small client of the HTTP API for tests, acting as [`TEST_USER`] (see [`http`]).
 pub mod client {
     use std::time::{Duration, Instant};
 
@@ -420,7 +489,7 @@ pub mod client {
 
     /// `POST /v1/notes`; returns `(status, body)`.
     pub async fn create(base: &str, title: &str, body: &str) -> Result<(u16, Value)> {
-        let response = reqwest::Client::new()
+        let response = super::http()
             .post(format!("{base}/v1/notes"))
             .json(&json!({"title": title, "body": body}))
             .send()
@@ -430,7 +499,7 @@ pub mod client {
 
     /// `PUT /v1/notes/{id}`; returns `(status, body)`.
     pub async fn edit(base: &str, id: &str, title: &str, body: &str) -> Result<(u16, Value)> {
-        let response = reqwest::Client::new()
+        let response = super::http()
             .put(format!("{base}/v1/notes/{id}"))
             .json(&json!({"title": title, "body": body}))
             .send()
@@ -440,13 +509,16 @@ pub mod client {
 
     /// `GET /v1/notes/{id}`; returns `(status, body)`.
     pub async fn get(base: &str, id: &str) -> Result<(u16, Value)> {
-        let response = reqwest::get(format!("{base}/v1/notes/{id}")).await?;
+        let response = super::http()
+            .get(format!("{base}/v1/notes/{id}"))
+            .send()
+            .await?;
         Ok((response.status().as_u16(), response.json().await?))
     }
 
     /// `DELETE /v1/notes/{id}`; returns `(status, body)`.
     pub async fn delete(base: &str, id: &str) -> Result<(u16, Value)> {
-        let response = reqwest::Client::new()
+        let response = super::http()
             .delete(format!("{base}/v1/notes/{id}"))
             .send()
             .await?;
@@ -455,7 +527,7 @@ pub mod client {
 
     /// `GET {path}` on the API; returns `(status, body)`.
     pub async fn get_json(base: &str, path: &str) -> Result<(u16, Value)> {
-        let response = reqwest::get(format!("{base}{path}")).await?;
+        let response = super::http().get(format!("{base}{path}")).send().await?;
         Ok((response.status().as_u16(), response.json().await?))
     }
 
@@ -825,7 +897,9 @@ impl Cluster {
             command.args(&self.storage);
         }
         if role == "api" {
-            command.args(["--http-addr", &self.http_addr]);
+            command
+                .args(["--http-addr", &self.http_addr])
+                .env("NOTESAGA_JWT_SECRET", TEST_JWT_SECRET);
         }
         command.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         Ok(command)
@@ -864,7 +938,8 @@ impl Cluster {
         command
             .arg("saga")
             .args(args)
-            .args(["--api", &self.http_url]);
+            .args(["--api", &self.http_url])
+            .args(["--token", &token(TEST_USER, true)]);
         run_captured(&mut command)
     }
 
@@ -919,7 +994,8 @@ impl Cluster {
 }
 
 /// Client helpers for the query side of the HTTP API: note lists, command status,
-/// search, readiness, and commands whose `Location` and `If-Match` matter.
+/// search, readiness, and commands whose `Location` and `If-Match` matter. They act as
+/// [`TEST_USER`] (see [`http`]).
 pub mod queries {
     use std::time::{Duration, Instant};
 
@@ -955,12 +1031,12 @@ pub mod queries {
     /// `GET {path}` with the query `params` (encoded here).
     pub async fn get(base: &str, path: &str, params: &[(&str, &str)]) -> Result<Answer> {
         let url = reqwest::Url::parse_with_params(&format!("{base}{path}"), params)?;
-        answer(reqwest::get(url).await?).await
+        answer(super::http().get(url).send().await?).await
     }
 
     /// `POST /v1/notes`, keeping the `Location` header.
     pub async fn create(base: &str, title: &str, body: &str) -> Result<Answer> {
-        let response = reqwest::Client::new()
+        let response = super::http()
             .post(format!("{base}/v1/notes"))
             .json(&json!({"title": title, "body": body}))
             .send()
@@ -976,7 +1052,7 @@ pub mod queries {
         body: &str,
         expected_version: i64,
     ) -> Result<Answer> {
-        let response = reqwest::Client::new()
+        let response = super::http()
             .put(format!("{base}/v1/notes/{id}"))
             .header(reqwest::header::IF_MATCH, format!("\"{expected_version}\""))
             .json(&json!({"title": title, "body": body}))
@@ -987,7 +1063,7 @@ pub mod queries {
 
     /// `DELETE /v1/notes/{id}`, keeping the `Location` header.
     pub async fn delete(base: &str, id: &str) -> Result<Answer> {
-        let response = reqwest::Client::new()
+        let response = super::http()
             .delete(format!("{base}/v1/notes/{id}"))
             .send()
             .await?;
