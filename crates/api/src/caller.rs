@@ -24,7 +24,7 @@ pub(crate) struct Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Problem> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         let Some(principal) = parts.extensions.get::<Principal>() else {
             // Only a route outside the auth middleware gets here: a bug, not the client's.
             return Err(Problem::internal(&format_args!(
@@ -33,9 +33,12 @@ impl FromRequestParts<AppState> for Caller {
                 parts.uri.path()
             )));
         };
-        Ok(Self {
+        let caller = Self {
             owner: principal.subject.clone(),
-        })
+        };
+        // The per-user rate limit: the first point where the user is known.
+        state.rate_limiter.check(&caller.owner)?;
+        Ok(caller)
     }
 }
 

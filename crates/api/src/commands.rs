@@ -28,7 +28,7 @@ fn not_found(raw: &str) -> Problem {
 
 /// The status document: `pending` until the notes processor's outcome is projected,
 /// then `applied` (with the version it produced) or `rejected` (with why).
-fn command_json(command: &CommandView) -> Value {
+pub(crate) fn command_json(command: &CommandView) -> Value {
     let (status, version, rejection, completed_at) = match &command.state {
         CommandState::Pending => ("pending", None, None, None),
         CommandState::Applied { version, at } => ("applied", *version, None, Some(at)),

@@ -15,12 +15,16 @@ pub mod auth;
 mod caller;
 mod commands;
 mod health;
+mod idempotency;
+mod limits;
 mod metrics;
 mod notes;
 pub mod openapi;
 pub mod problem;
+mod reply;
 mod sagas;
 mod search;
+mod wait;
 
 use std::{sync::Arc, time::Duration};
 
@@ -42,6 +46,7 @@ use tower_http::{
 };
 
 pub use auth::AuthConfig;
+pub use limits::Limits;
 pub use problem::Problem;
 
 /// The header carrying the request id, which becomes the correlation id of the command.
@@ -56,6 +61,8 @@ pub struct ApiConfig {
     pub auth: AuthConfig,
     /// How long each `/readyz` check may take before it counts as failed.
     pub readiness_timeout: Duration,
+    /// Rate limit, request timeout, page size, waits, idempotency key retention.
+    pub limits: Limits,
 }
 
 impl Default for ApiConfig {
@@ -68,6 +75,7 @@ impl Default for ApiConfig {
             // Well inside a typical probe period; a dependency slower than this is not
             // one to send traffic through.
             readiness_timeout: Duration::from_secs(2),
+            limits: Limits::default(),
         }
     }
 }
@@ -89,6 +97,10 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// Probes the registry for `/readyz`; one client, so probes reuse connections.
     http: reqwest::Client,
+    /// The per-user rate limit's buckets.
+    rate_limiter: Arc<limits::RateLimiter>,
+    /// When this process last purged expired idempotency keys (Unix ms).
+    idempotency_purged_at: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl AppState {
@@ -104,6 +116,7 @@ impl AppState {
             .timeout(config.readiness_timeout)
             .build()
             .expect("a plain HTTP client builds");
+        let rate_limiter = Arc::new(limits::RateLimiter::new(&config.limits));
         Self {
             publisher,
             store,
@@ -112,6 +125,8 @@ impl AppState {
             metrics: None,
             config: Arc::new(config),
             http,
+            rate_limiter,
+            idempotency_purged_at: Arc::default(),
         }
     }
 }
@@ -119,6 +134,7 @@ impl AppState {
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit;
+    let request_timeout = state.config.limits.request_timeout;
     Router::new()
         .merge(notes::routes())
         .merge(commands::routes())
@@ -139,6 +155,11 @@ pub fn router(state: AppState) -> Router {
             auth::authenticate,
         ))
         .layer(DefaultBodyLimit::max(body_limit))
+        // Outside auth and handlers, so whatever is slow answers a problem in time.
+        .layer(axum::middleware::from_fn_with_state(
+            request_timeout,
+            limits::timeout,
+        ))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
                 let request_id = request

@@ -1,10 +1,14 @@
 //! `/v1/notes`: create, edit and delete (commands, each recorded for
 //! `GET /v1/commands/{id}`), read one, list, and the published audio.
+//!
+//! A command may carry an `Idempotency-Key` ([`crate::idempotency`]) and may ask to wait
+//! for its outcome (`Prefer: wait=N`, [`crate::wait`]); a read may wait for a version
+//! (`?min_version=N`).
 
 use axum::{
     body::Body,
     extract::{FromRequest, Path, Query, Request, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
@@ -18,7 +22,9 @@ use notesaga_events::{
 };
 use notesaga_log::Metadata;
 use notesaga_notes::validation::check_note;
-use notesaga_projections::{AcceptedCommand, NoteCursor, NoteListQuery, NoteView};
+use notesaga_projections::{
+    idempotency::Reservation, AcceptedCommand, NoteCursor, NoteListQuery, NoteView,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
@@ -28,14 +34,15 @@ use uuid::Uuid;
 use crate::{
     auth::AuthConfig,
     caller::{AudioAccess, Caller},
+    idempotency::{self, IdempotentRequest, IDEMPOTENT_REPLAYED},
     problem::{FieldProblem, Problem},
-    AppState, REQUEST_ID,
+    reply::Reply,
+    wait, AppState, REQUEST_ID,
 };
 
-/// Notes per page unless `limit` says otherwise.
+/// Notes per page unless `limit` says otherwise (the largest is
+/// [`crate::Limits::max_page_size`]).
 pub(crate) const DEFAULT_PAGE_SIZE: i64 = 20;
-/// The largest `limit` of a note list.
-pub(crate) const MAX_PAGE_SIZE: i64 = 100;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -169,26 +176,150 @@ pub(crate) fn parse_note_id(raw: &str) -> Result<Uuid, Problem> {
     })
 }
 
-/// Records the command as accepted, sends it, and answers 202 with its status URL.
-async fn send(
+/// Why a command was not answered.
+#[derive(Debug)]
+enum Failure {
+    /// Before anything was sent (a check, or the store): the key may be used afresh.
+    NotSent(Problem),
+    /// Sending failed, but the command may be on the log: a retry must re-send it as it
+    /// is.
+    MaybeSent(Problem),
+}
+
+/// Runs a command request: with an `Idempotency-Key`, at most once per key (a retry
+/// gets the first answer); otherwise checked (`existing`: the note it is about must be
+/// the caller's and not deleted) and sent. `build` makes the command for a note id
+/// (a new one for a create, the path's otherwise).
+async fn execute(
     state: &AppState,
     caller: &Caller,
-    command: NotesCommand,
     headers: &HeaderMap,
+    key: Option<IdempotentRequest>,
+    existing: Option<Uuid>,
+    build: impl FnOnce(Uuid) -> NotesCommand,
 ) -> Result<Response, Problem> {
-    let command_id = Uuid::new_v4();
+    let fresh_command = Uuid::new_v4();
+    let fresh_note = existing.unwrap_or_else(Uuid::new_v4);
+    let Some(key) = key else {
+        if let Some(note_id) = existing {
+            live_note(state, note_id, caller).await?;
+        }
+        let command = build(fresh_note);
+        return match dispatch(state, caller, headers, fresh_command, command, false).await {
+            Ok(reply) => Ok(reply.into_response()),
+            Err(Failure::NotSent(problem) | Failure::MaybeSent(problem)) => Err(problem),
+        };
+    };
+    let reservation = idempotency::reserve(
+        state,
+        caller,
+        &key,
+        fresh_command,
+        fresh_note,
+        &state.idempotency_purged_at,
+    )
+    .await?;
+    let (command_id, note_id, resumed) = match reservation {
+        Reservation::Reserved {
+            command_id,
+            note_id,
+            resumed,
+        } => (command_id, note_id, resumed),
+        Reservation::Completed(stored) => {
+            let mut response = Reply::from_stored(stored).into_response();
+            response
+                .headers_mut()
+                .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+            return Ok(response);
+        }
+        Reservation::InFlight => return Err(idempotency::in_flight(&key.key)),
+        Reservation::Mismatch => return Err(idempotency::mismatch(&key.key)),
+    };
+    // A resumed key's command may be on the log already (its first request crashed or
+    // timed out after sending): it is re-sent unchecked, as it was, and the notes
+    // processor, which answers a command id once, checks it.
+    let checked = match existing {
+        Some(existing) if !resumed => live_note(state, existing, caller).await.map(drop),
+        _ => Ok(()),
+    };
+    let outcome = match checked {
+        Ok(()) => dispatch(state, caller, headers, command_id, build(note_id), resumed).await,
+        Err(problem) => Err(Failure::NotSent(problem)),
+    };
+    let owner = caller.owner.as_str();
+    match outcome {
+        Ok(reply) => {
+            let stored = state
+                .store
+                .complete_idempotency_key(owner, &key.key, command_id, &reply.stored())
+                .await;
+            if let Err(err) = stored {
+                // The client has its answer. A retry finds the key in flight until the
+                // bound, then resumes it: the same command, so the same outcome.
+                tracing::warn!(%command_id, error = %err, "cannot store an idempotent response");
+            }
+            Ok(reply.into_response())
+        }
+        Err(Failure::NotSent(problem)) => {
+            if let Err(err) = state
+                .store
+                .release_idempotency_key(owner, &key.key, command_id)
+                .await
+            {
+                tracing::warn!(%command_id, error = %err, "cannot release an idempotency key");
+            }
+            Err(problem)
+        }
+        Err(Failure::MaybeSent(problem)) => {
+            if let Err(err) = state
+                .store
+                .abandon_idempotency_key(owner, &key.key, command_id)
+                .await
+            {
+                tracing::warn!(%command_id, error = %err, "cannot abandon an idempotency key");
+            }
+            Err(problem)
+        }
+    }
+}
+
+/// Records the command as accepted, sends it, and answers 202 with its status URL, or,
+/// asked to wait (`Prefer: wait=N`), its outcome if it comes in time.
+async fn dispatch(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    command_id: Uuid,
+    command: NotesCommand,
+    resumed: bool,
+) -> Result<Reply, Failure> {
     let note_id = command.note_id();
     let command_type = command.event_type();
-    // Recorded before it is sent: once the client holds a 202, its command status
-    // answers `pending` (or better), never 404.
-    let accepted = AcceptedCommand {
-        command_id,
-        note_id,
-        owner: caller.owner.clone(),
-        command_type: command_type.to_owned(),
-        accepted_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    };
-    state.store.record_accepted(&accepted).await?;
+    let created = matches!(command, NotesCommand::CreateNote(_));
+    // A resumed command may have been recorded by its first request.
+    let recorded = resumed
+        && state
+            .store
+            .command(command_id)
+            .await
+            .map_err(|err| Failure::NotSent(err.into()))?
+            .is_some();
+    if !recorded {
+        // Recorded before it is sent: once the client holds a 202, its command status
+        // answers `pending` (or better), never 404.
+        let accepted = AcceptedCommand {
+            command_id,
+            note_id,
+            owner: caller.owner.clone(),
+            command_type: command_type.to_owned(),
+            accepted_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        };
+        state
+            .store
+            .record_accepted(&accepted)
+            .await
+            .map_err(|err| Failure::NotSent(err.into()))?;
+    }
     let metadata = Metadata::new(command_id, request_id(headers)).with_command(command_id);
     if let Err(err) = state
         .publisher
@@ -196,20 +327,50 @@ async fn send(
         .await
     {
         // The client gets a 503 without the command id; a leftover row would only be
-        // an unreachable `pending`, so forgetting it is best effort.
-        if let Err(forget) = state.store.forget_accepted(command_id).await {
-            tracing::warn!(%command_id, error = %forget, "cannot forget an unsent command");
+        // an unreachable `pending`, so forgetting it is best effort. A resumed command's
+        // row stays: its first sending may have worked.
+        if !resumed {
+            if let Err(forget) = state.store.forget_accepted(command_id).await {
+                tracing::warn!(%command_id, error = %forget, "cannot forget an unsent command");
+            }
         }
-        return Err(Problem::unavailable("the log", &err));
+        return Err(Failure::MaybeSent(Problem::unavailable("the log", &err)));
     }
     tracing::info!(%note_id, %command_id, command = command_type, "command accepted");
-    let location = HeaderValue::from_str(&command_url(command_id)).expect("a UUID path is valid");
-    Ok((
+    let accepted = Reply::json(
         StatusCode::ACCEPTED,
-        [(header::LOCATION, location)],
-        Json(json!({"note_id": note_id, "command_id": command_id})),
+        &json!({"note_id": note_id, "command_id": command_id}),
     )
-        .into_response())
+    .header(header::LOCATION, &command_url(command_id));
+    let Some(wait) = wait::prefer_wait(headers)
+        .map(|seconds| wait::capped(seconds, state.config.limits.max_wait))
+        .filter(|wait| !wait.is_zero())
+    else {
+        return Ok(accepted);
+    };
+    let outcome = wait::poll(wait, || async {
+        Ok(state
+            .store
+            .command(command_id)
+            .await?
+            .and_then(|command| wait::outcome_reply(&command, created)))
+    })
+    .await;
+    let reply = match outcome {
+        Ok(Some(reply)) => reply,
+        Ok(None) => accepted,
+        Err(problem) => {
+            // The command is sent; the store failing to tell its outcome is no reason to
+            // hide that. The client polls the status URL instead.
+            tracing::warn!(%command_id, status = problem.status, "cannot wait for an outcome");
+            accepted
+        }
+    };
+    let (name, value) = wait::preference_applied(wait);
+    Ok(Reply {
+        headers: [reply.headers, vec![(name, value)]].concat(),
+        ..reply
+    })
 }
 
 /// Where a command's status is.
@@ -223,14 +384,18 @@ async fn create_note(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, Problem> {
-    let (title, body) = title_and_body(&body)?;
-    let command = NotesCommand::CreateNote(CreateNote {
-        note_id: Uuid::new_v4(),
-        owner: caller.owner.clone(),
-        title,
-        body,
-    });
-    send(&state, &caller, command, &headers).await
+    let (title, note_body) = title_and_body(&body)?;
+    let key = idempotency::idempotent_request(&headers, &Method::POST, "/v1/notes", Some(&body))?;
+    let owner = caller.owner.clone();
+    execute(&state, &caller, &headers, key, None, |note_id| {
+        NotesCommand::CreateNote(CreateNote {
+            note_id,
+            owner,
+            title,
+            body: note_body,
+        })
+    })
+    .await
 }
 
 async fn edit_note(
@@ -241,17 +406,22 @@ async fn edit_note(
     JsonBody(body): JsonBody,
 ) -> Result<Response, Problem> {
     let note_id = parse_note_id(&note_id)?;
-    let (title, body) = title_and_body(&body)?;
-    live_note(&state, note_id, &caller).await?;
+    let (title, note_body) = title_and_body(&body)?;
+    let expected_version = if_match(&headers)?;
+    let path = wait::note_url(note_id);
+    let key = idempotency::idempotent_request(&headers, &Method::PUT, &path, Some(&body))?;
     // The command names the caller, not the note's owner: the aggregate checks too.
-    let command = NotesCommand::EditNote(EditNote {
-        note_id,
-        owner: caller.owner.clone(),
-        title,
-        body,
-        expected_version: if_match(&headers)?,
-    });
-    send(&state, &caller, command, &headers).await
+    let owner = caller.owner.clone();
+    execute(&state, &caller, &headers, key, Some(note_id), |note_id| {
+        NotesCommand::EditNote(EditNote {
+            note_id,
+            owner,
+            title,
+            body: note_body,
+            expected_version,
+        })
+    })
+    .await
 }
 
 /// `DELETE /v1/notes/{id}`: a `DeleteNote` command; the note answers 410 once the
@@ -263,13 +433,18 @@ async fn delete_note(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let note_id = parse_note_id(&note_id)?;
-    live_note(&state, note_id, &caller).await?;
-    let command = NotesCommand::DeleteNote(DeleteNote {
-        note_id,
-        owner: caller.owner.clone(),
-        expected_version: if_match(&headers)?,
-    });
-    send(&state, &caller, command, &headers).await
+    let expected_version = if_match(&headers)?;
+    let path = wait::note_url(note_id);
+    let key = idempotency::idempotent_request(&headers, &Method::DELETE, &path, None)?;
+    let owner = caller.owner.clone();
+    execute(&state, &caller, &headers, key, Some(note_id), |note_id| {
+        NotesCommand::DeleteNote(DeleteNote {
+            note_id,
+            owner,
+            expected_version,
+        })
+    })
+    .await
 }
 
 fn note_not_found(note_id: Uuid) -> Problem {
@@ -354,15 +529,85 @@ fn note_json(auth: &AuthConfig, note: &NoteView) -> Value {
     view
 }
 
+/// Query of `GET /v1/notes/{id}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct NoteQuery {
+    min_version: Option<String>,
+}
+
+/// `min_version`: a version is 1 or more.
+fn parse_min_version(raw: Option<&str>) -> Result<Option<i64>, Problem> {
+    let Some(raw) = raw else { return Ok(None) };
+    match raw.trim().parse::<i64>() {
+        Ok(version) if version >= 1 => Ok(Some(version)),
+        _ => Err(bad_query(
+            "bad-min-version",
+            "Bad min_version",
+            format!("min_version must be a note version (a whole number from 1), not {raw:?}"),
+        )),
+    }
+}
+
+/// The note once the projection has applied version `min_version` (or deleted it),
+/// waiting up to the configured maximum: 412 if it is still older then, 404 if the
+/// caller still cannot see it (unknown and another user's notes look alike, even in how
+/// long they take), 410 once deleted.
+async fn note_at_least(
+    state: &AppState,
+    note_id: Uuid,
+    caller: &Caller,
+    min_version: i64,
+) -> Result<NoteView, Problem> {
+    let reached = wait::poll(state.config.limits.max_wait, || async {
+        Ok(state
+            .store
+            .note(note_id)
+            .await?
+            .filter(|note| note.owner == caller.owner)
+            .filter(|note| note.deleted_at.is_some() || note.version >= min_version))
+    })
+    .await?;
+    let note = match reached {
+        Some(note) => note,
+        None => live_note(state, note_id, caller).await?,
+    };
+    if note.deleted_at.is_some() {
+        return Err(gone(note_id));
+    }
+    if note.version < min_version {
+        return Err(Problem::new(
+            StatusCode::PRECONDITION_FAILED,
+            "min-version-not-reached",
+            "Version not reached yet",
+        )
+        .detail(format!(
+            "note {note_id} is at version {} after waiting {} ms for version {min_version}; retry",
+            note.version,
+            state.config.limits.max_wait.as_millis()
+        ))
+        .extension("version", json!(note.version)));
+    }
+    Ok(note)
+}
+
 async fn get_note(
     State(state): State<AppState>,
     caller: Caller,
     Path(note_id): Path<String>,
+    query: Result<Query<NoteQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let note_id = parse_note_id(&note_id)?;
-    let note = live_note(&state, note_id, &caller).await?;
+    let Query(query) = query.map_err(|err| bad_query("bad-query", "Bad query", err.body_text()))?;
+    let note = match parse_min_version(query.min_version.as_deref())? {
+        Some(min_version) => note_at_least(&state, note_id, &caller, min_version).await?,
+        None => live_note(&state, note_id, &caller).await?,
+    };
     let etag = HeaderValue::from_str(&format!("\"{}\"", note.version)).expect("digits are valid");
-    Ok(([(header::ETAG, etag)], Json(note_json(&state.config.auth, &note))).into_response())
+    Ok((
+        [(header::ETAG, etag)],
+        Json(note_json(&state.config.auth, &note)),
+    )
+        .into_response())
 }
 
 /// Query of `GET /v1/notes`; every value is checked by hand so each failure names the
@@ -436,7 +681,8 @@ async fn list_notes(
             ));
         }
     }
-    let limit = parse_limit(query.limit.as_deref(), DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+    let max = state.config.limits.max_page_size;
+    let limit = parse_limit(query.limit.as_deref(), DEFAULT_PAGE_SIZE.min(max), max)?;
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let page = state
         .store

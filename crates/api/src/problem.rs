@@ -116,11 +116,23 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self).expect("problems serialise");
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        // A `retry_after` member (seconds, e.g. of a 429) is also the `Retry-After` header.
+        if let Some(seconds) = self
+            .extensions
+            .as_ref()
+            .and_then(|members| members.get("retry_after"))
+            .and_then(Value::as_u64)
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

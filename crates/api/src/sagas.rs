@@ -69,7 +69,9 @@ async fn list_sagas(
             ));
         }
     }
-    let limit = parse_limit(query.limit.as_deref(), 100, 1000)?;
+    // As many as fit a page unless `limit` says otherwise.
+    let max = state.config.limits.max_page_size;
+    let limit = parse_limit(query.limit.as_deref(), max, max)?;
     let filter = SagaFilter {
         state: query.state,
         stuck: query.stuck.unwrap_or(false),

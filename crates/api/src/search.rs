@@ -19,10 +19,9 @@ use crate::{
     AppState,
 };
 
-/// Results unless `limit` says otherwise.
+/// Results unless `limit` says otherwise (the largest is
+/// [`crate::Limits::max_page_size`]).
 const DEFAULT_RESULTS: i64 = 10;
-/// The largest `limit`.
-const MAX_RESULTS: i64 = 50;
 /// The longest query, in characters: a search, not a document.
 const MAX_QUERY_CHARS: usize = 1000;
 
@@ -67,7 +66,8 @@ async fn search(
             "must be at most {MAX_QUERY_CHARS} characters"
         )));
     }
-    let limit = parse_limit(query.limit.as_deref(), DEFAULT_RESULTS, MAX_RESULTS)?;
+    let max = state.config.limits.max_page_size;
+    let limit = parse_limit(query.limit.as_deref(), DEFAULT_RESULTS.min(max), max)?;
     let vector = state
         .embedder
         .embed(text)

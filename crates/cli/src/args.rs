@@ -191,9 +191,9 @@ pub(crate) struct ApiArgs {
     /// Address the HTTP API listens on.
     #[arg(long, env = "NOTESAGA_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub(crate) http_addr: String,
-    /// Largest request body in bytes (413 beyond it).
-    #[arg(long, env = "NOTESAGA_BODY_LIMIT", default_value_t = 1024 * 1024)]
-    pub(crate) body_limit: usize,
+    /// Body limit, rate limit, timeout, page size, waits.
+    #[command(flatten)]
+    pub(crate) limits: crate::limits::LimitArgs,
     /// The embedding role's provider: search embeds its queries with the same model.
     #[command(flatten)]
     pub(crate) embedding: EmbeddingProviderArgs,
@@ -486,6 +486,9 @@ pub(crate) struct DevArgs {
     pub(crate) embedding: EmbeddingProviderArgs,
     #[command(flatten)]
     pub(crate) saga: SagaPolicyArgs,
+    /// The API's body limit, rate limit, timeout, page size, waits.
+    #[command(flatten)]
+    pub(crate) limits: crate::limits::LimitArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -260,6 +260,8 @@ async fn run_roles(
     let api_config = ApiConfig {
         auth: AuthConfig::hs256(secret(data_dir)?.as_bytes())
             .with_context(|| format!("{} cannot be used", data_dir.join(SECRET_FILE).display()))?,
+        body_limit: args.limits.body_limit,
+        limits: args.limits.limits()?,
         ..ApiConfig::default()
     };
     let embedding_store = EmbeddingStore::connect(&storage.embedding_url(&None)?).await?;

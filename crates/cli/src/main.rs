@@ -4,6 +4,7 @@ mod args;
 mod bench;
 mod check;
 mod dev;
+mod limits;
 mod replay;
 mod roles;
 mod saga;

@@ -262,7 +262,8 @@ pub(crate) async fn api(args: ApiArgs, shutdown: CancellationToken) -> Result<()
     let rt = connect(&args.connection).await?;
     let store = ReadStore::connect(&args.storage.projections_url()?).await?;
     let config = ApiConfig {
-        body_limit: args.body_limit,
+        body_limit: args.limits.body_limit,
+        limits: args.limits.limits()?,
         auth,
         ..ApiConfig::default()
     };
