@@ -280,7 +280,7 @@ async fn search_ranks_the_callers_published_notes() -> Result<()> {
         "validation",
     )
     .await?;
-    for uri in ["/v1/search?q=x&limit=0", "/v1/search?q=x&limit=51"] {
+    for uri in ["/v1/search?q=x&limit=0", "/v1/search?q=x&limit=101"] {
         api.problem(uri, StatusCode::BAD_REQUEST, "bad-limit")
             .await?;
     }
