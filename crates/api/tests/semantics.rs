@@ -566,3 +566,41 @@ async fn a_request_past_the_timeout_is_503() -> Result<()> {
     answer.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "request-timeout");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_expired_key_is_new_again() -> Result<()> {
+    let api = api(Limits::default()).await?;
+    let request = |fingerprint: &str, now_ms: i64| KeyRequest {
+        owner: ME.into(),
+        key: "old".into(),
+        fingerprint: fingerprint.into(),
+        command_id: Uuid::new_v4(),
+        note_id: Uuid::new_v4(),
+        now_ms,
+        retention_ms: 1000,
+        abandoned_after_ms: 60_000,
+    };
+    let first = request("a", 10_000);
+    assert!(matches!(
+        api.store.reserve_idempotency_key(&first).await?,
+        Reservation::Reserved { resumed: false, .. }
+    ));
+    // Within the retention another request is refused; after it, the key is free.
+    let within = request("b", 10_500);
+    assert_eq!(
+        api.store.reserve_idempotency_key(&within).await?,
+        Reservation::Mismatch
+    );
+    let after = request("b", 11_000);
+    assert_eq!(
+        api.store.reserve_idempotency_key(&after).await?,
+        Reservation::Reserved {
+            command_id: after.command_id,
+            note_id: after.note_id,
+            resumed: false,
+        }
+    );
+    assert_eq!(api.store.purge_idempotency_keys(11_999).await?, 0);
+    assert_eq!(api.store.purge_idempotency_keys(12_000).await?, 1);
+    Ok(())
+}
