@@ -51,6 +51,18 @@ pub(crate) fn command_json(command: &CommandView) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/commands/{command_id}",
+    tag = "commands",
+    summary = "What became of a command",
+    params(("command_id" = uuid::Uuid, Path, description = "The command (from a 202's `Location`)")),
+    responses(
+        (status = 200, description = "`pending`, `applied` (with the version) or `rejected` (with why)", body = crate::openapi::schemas::CommandStatus),
+        (status = 404, description = "No such command, or another user's"),
+        (status = 503, description = "The read store is unavailable, or the request timed out"),
+    ),
+)]
 async fn get_command(
     State(state): State<AppState>,
     caller: Caller,

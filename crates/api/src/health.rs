@@ -48,6 +48,16 @@ async fn registry(state: &AppState) -> Result<(), String> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Whether this process can reach the read store, the broker and the registry",
+    responses(
+        (status = 200, description = "Ready", body = crate::openapi::schemas::Readiness),
+        (status = 503, description = "Not ready: a problem whose `checks` member names each dependency's verdict"),
+    ),
+)]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let timeout = state.config.readiness_timeout;
     let (database, broker, registry) = tokio::join!(

@@ -378,6 +378,30 @@ fn command_url(command_id: Uuid) -> String {
     format!("/v1/commands/{command_id}")
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/notes",
+    tag = "notes",
+    summary = "Create a note (a command)",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes the command safe to retry: the same key with the same request answers the first response again (with `Idempotent-Replayed: true`), with a different request 422, while the first is in flight 409. Scoped to the user, kept at least 24 hours; 1 to 255 visible ASCII characters"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (RFC 7240): wait up to N seconds (capped by the server) for the outcome: 201/200 when applied, the rejection's problem (404, 409, 410, 412, 422) when rejected, 202 if the wait runs out"),
+    ),
+    request_body(content = crate::openapi::schemas::NoteInput, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted: sent to the notes processor, which decides later", body = crate::openapi::schemas::CommandAccepted,
+            headers(("Location" = String, description = "The command's status URL, `/v1/commands/{command_id}`"), ("Preference-Applied" = String, description = "`wait=N` when the request waited"), ("Idempotent-Replayed" = String, description = "`true` on the stored answer to a retried Idempotency-Key"))),
+        (status = 201, description = "Applied within the `Prefer: wait`: the command's status", body = crate::openapi::schemas::CommandStatus,
+            headers(("Location" = String, description = "The note, `/v1/notes/{note_id}`"), ("ETag" = String, description = "`\"1\"`"), ("Preference-Applied" = String, description = "`wait=N` when the request waited"), ("Idempotent-Replayed" = String, description = "`true` on the stored answer to a retried Idempotency-Key"))),
+        (status = 400, description = "A bad `If-Match` or `Idempotency-Key`, or malformed JSON"),
+        (status = 404, description = "No such note, or another user's (also the rejection `not_found` when waited for)"),
+        (status = 409, description = "The same `Idempotency-Key` is still being answered, or the command conflicts with the note (when waited for)"),
+        (status = 410, description = "The note is deleted"),
+        (status = 412, description = "Version conflict (`If-Match`), when waited for"),
+        (status = 422, description = "A field is missing, empty or too long (`errors` names it), or the `Idempotency-Key` was used with a different request"),
+        (status = 503, description = "The log or the read store is unavailable: nothing was sent, or the request timed out"),
+    ),
+)]
 async fn create_note(
     State(state): State<AppState>,
     caller: Caller,
@@ -398,6 +422,32 @@ async fn create_note(
     .await
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/notes/{note_id}",
+    tag = "notes",
+    summary = "Edit a note (a command)",
+    params(
+        ("note_id" = uuid::Uuid, Path, description = "The note"),
+        ("If-Match" = Option<String>, Header, description = "`\"N\"`, the note's ETag: the command's expected version (a mismatch is the rejection `version_conflict`, 412 when waited for)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes the command safe to retry: the same key with the same request answers the first response again (with `Idempotent-Replayed: true`), with a different request 422, while the first is in flight 409. Scoped to the user, kept at least 24 hours; 1 to 255 visible ASCII characters"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (RFC 7240): wait up to N seconds (capped by the server) for the outcome: 201/200 when applied, the rejection's problem (404, 409, 410, 412, 422) when rejected, 202 if the wait runs out"),
+    ),
+    request_body(content = crate::openapi::schemas::NoteInput, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted: sent to the notes processor, which decides later", body = crate::openapi::schemas::CommandAccepted,
+            headers(("Location" = String, description = "The command's status URL, `/v1/commands/{command_id}`"), ("Preference-Applied" = String, description = "`wait=N` when the request waited"), ("Idempotent-Replayed" = String, description = "`true` on the stored answer to a retried Idempotency-Key"))),
+        (status = 200, description = "Applied within the `Prefer: wait`: the command's status", body = crate::openapi::schemas::CommandStatus,
+            headers(("ETag" = String, description = "`\"N\"`, the version the edit produced"), ("Preference-Applied" = String, description = "`wait=N` when the request waited"), ("Idempotent-Replayed" = String, description = "`true` on the stored answer to a retried Idempotency-Key"))),
+        (status = 400, description = "A bad `If-Match` or `Idempotency-Key`, or malformed JSON"),
+        (status = 404, description = "No such note, or another user's (also the rejection `not_found` when waited for)"),
+        (status = 409, description = "The same `Idempotency-Key` is still being answered, or the command conflicts with the note (when waited for)"),
+        (status = 410, description = "The note is deleted"),
+        (status = 412, description = "Version conflict (`If-Match`), when waited for"),
+        (status = 422, description = "A field is missing, empty or too long (`errors` names it), or the `Idempotency-Key` was used with a different request"),
+        (status = 503, description = "The log or the read store is unavailable: nothing was sent, or the request timed out"),
+    ),
+)]
 async fn edit_note(
     State(state): State<AppState>,
     caller: Caller,
@@ -426,6 +476,31 @@ async fn edit_note(
 
 /// `DELETE /v1/notes/{id}`: a `DeleteNote` command; the note answers 410 once the
 /// projection has seen `NoteDeleted`, and a cleanup saga removes every artifact.
+#[utoipa::path(
+    delete,
+    path = "/v1/notes/{note_id}",
+    tag = "notes",
+    summary = "Delete a note (a command)",
+    params(
+        ("note_id" = uuid::Uuid, Path, description = "The note"),
+        ("If-Match" = Option<String>, Header, description = "`\"N\"`, the note's ETag: the command's expected version (a mismatch is the rejection `version_conflict`, 412 when waited for)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes the command safe to retry: the same key with the same request answers the first response again (with `Idempotent-Replayed: true`), with a different request 422, while the first is in flight 409. Scoped to the user, kept at least 24 hours; 1 to 255 visible ASCII characters"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (RFC 7240): wait up to N seconds (capped by the server) for the outcome: 201/200 when applied, the rejection's problem (404, 409, 410, 412, 422) when rejected, 202 if the wait runs out"),
+    ),
+    responses(
+        (status = 202, description = "Accepted: sent to the notes processor, which decides later", body = crate::openapi::schemas::CommandAccepted,
+            headers(("Location" = String, description = "The command's status URL, `/v1/commands/{command_id}`"), ("Preference-Applied" = String, description = "`wait=N` when the request waited"), ("Idempotent-Replayed" = String, description = "`true` on the stored answer to a retried Idempotency-Key"))),
+        (status = 200, description = "Applied within the `Prefer: wait`: the command's status", body = crate::openapi::schemas::CommandStatus,
+            headers(("Preference-Applied" = String, description = "`wait=N` when the request waited"), ("Idempotent-Replayed" = String, description = "`true` on the stored answer to a retried Idempotency-Key"))),
+        (status = 400, description = "A bad `If-Match` or `Idempotency-Key`, or malformed JSON"),
+        (status = 404, description = "No such note, or another user's (also the rejection `not_found` when waited for)"),
+        (status = 409, description = "The same `Idempotency-Key` is still being answered, or the command conflicts with the note (when waited for)"),
+        (status = 410, description = "The note is deleted"),
+        (status = 412, description = "Version conflict (`If-Match`), when waited for"),
+        (status = 422, description = "A field is missing, empty or too long (`errors` names it), or the `Idempotency-Key` was used with a different request"),
+        (status = 503, description = "The log or the read store is unavailable: nothing was sent, or the request timed out"),
+    ),
+)]
 async fn delete_note(
     State(state): State<AppState>,
     caller: Caller,
@@ -590,6 +665,25 @@ async fn note_at_least(
     Ok(note)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/notes/{note_id}",
+    tag = "notes",
+    summary = "One note",
+    params(
+        ("note_id" = uuid::Uuid, Path, description = "The note"),
+        ("min_version" = Option<i64>, Query, minimum = 1, description = "Read your writes: wait (bounded) until the projection has applied this version"),
+    ),
+    responses(
+        (status = 200, description = "The note", body = crate::openapi::schemas::Note,
+            headers(("ETag" = String, description = "`\"N\"`, the note's version; send it as `If-Match`"))),
+        (status = 400, description = "`min_version` is not a version"),
+        (status = 404, description = "No such note (or not projected yet), or another user's"),
+        (status = 410, description = "The note is deleted"),
+        (status = 412, description = "`min_version` was not reached within the wait"),
+        (status = 503, description = "The read store is unavailable, or the request timed out"),
+    ),
+)]
 async fn get_note(
     State(state): State<AppState>,
     caller: Caller,
@@ -663,6 +757,22 @@ fn decode_cursor(raw: &str) -> Result<NoteCursor, Problem> {
 }
 
 /// `GET /v1/notes`: the caller's notes, newest change first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/notes",
+    tag = "notes",
+    summary = "The caller's notes, a page at a time",
+    params(
+        ("status" = Option<crate::openapi::schemas::NoteStatus>, Query, description = "Only notes whose latest version has this status"),
+        ("limit" = Option<i64>, Query, minimum = 1, description = "Notes per page: 1 to the server's maximum page size (default 100); 20 if absent"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page, unchanged"),
+    ),
+    responses(
+        (status = 200, description = "Most recently changed first; items without `body`", body = crate::openapi::schemas::NotePage),
+        (status = 400, description = "A bad `status`, `limit` or `cursor`"),
+        (status = 503, description = "The read store is unavailable, or the request timed out"),
+    ),
+)]
 async fn list_notes(
     State(state): State<AppState>,
     caller: Caller,
@@ -707,6 +817,28 @@ async fn list_notes(
 
 /// `GET /v1/notes/{id}/audio`: for the owner's token or a signed URL (see
 /// [`audio_url`]).
+#[utoipa::path(
+    get,
+    path = "/v1/notes/{note_id}/audio",
+    tag = "notes",
+    summary = "The published narration (WAV)",
+    description = "For the owner's bearer token, or without one through the signed `audio_url` of the note (`expires` and `sig`). `Range` is supported.",
+    params(
+        ("note_id" = uuid::Uuid, Path, description = "The note"),
+        ("expires" = Option<i64>, Query, description = "Of a signed URL: when it expires (Unix seconds)"),
+        ("sig" = Option<String>, Query, description = "Of a signed URL: its signature"),
+        ("Range" = Option<String>, Header, description = "`bytes=START-END`: part of the audio (206)"),
+    ),
+    responses(
+        (status = 200, description = "The audio", content_type = "audio/wav", body = Vec<u8>),
+        (status = 206, description = "The requested range", content_type = "audio/wav", body = Vec<u8>,
+            headers(("Content-Range" = String, description = "`bytes START-END/LENGTH`"))),
+        (status = 403, description = "A signed URL that expired or does not verify"),
+        (status = 404, description = "No published narration, no such note, or another user's"),
+        (status = 416, description = "The range is not satisfiable"),
+        (status = 503, description = "The read store is unavailable, or the request timed out"),
+    ),
+)]
 async fn get_audio(
     State(state): State<AppState>,
     access: AudioAccess,

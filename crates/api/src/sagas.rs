@@ -54,6 +54,22 @@ fn saga_not_found(saga_id: Uuid) -> Problem {
         .detail(format!("no saga {saga_id}"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sagas",
+    tag = "sagas",
+    summary = "Sagas, most recently changed first",
+    params(
+        ("state" = Option<crate::openapi::schemas::SagaState>, Query, description = "Only sagas in this state"),
+        ("stuck" = Option<bool>, Query, description = "Only sagas that made no progress for the configured time"),
+        ("limit" = Option<i64>, Query, minimum = 1, description = "How many: 1 to the maximum; 100 if absent"),
+    ),
+    responses(
+        (status = 200, description = "The sagas", body = crate::openapi::schemas::SagaList),
+        (status = 400, description = "A bad `state`, `stuck` or `limit`"),
+        (status = 503, description = "The read store is unavailable, or the request timed out"),
+    ),
+)]
 async fn list_sagas(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -82,6 +98,18 @@ async fn list_sagas(
     Ok(Json(json!({ "sagas": sagas })).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sagas/{saga_id}",
+    tag = "sagas",
+    summary = "A saga and its timeline",
+    params(("saga_id" = uuid::Uuid, Path, description = "The saga")),
+    responses(
+        (status = 200, description = "The saga and every transition, oldest first", body = crate::openapi::schemas::SagaDetail),
+        (status = 404, description = "No such saga"),
+        (status = 503, description = "The read store is unavailable, or the request timed out"),
+    ),
+)]
 async fn get_saga(
     State(state): State<AppState>,
     Path(saga_id): Path<String>,
@@ -99,6 +127,18 @@ async fn get_saga(
 }
 
 /// A deleted note's sagas stay visible (its cleanup saga among them).
+#[utoipa::path(
+    get,
+    path = "/v1/notes/{note_id}/sagas",
+    tag = "sagas",
+    summary = "A note's sagas",
+    params(("note_id" = uuid::Uuid, Path, description = "The note")),
+    responses(
+        (status = 200, description = "Its sagas, a deleted note's cleanup saga included", body = crate::openapi::schemas::NoteSagas),
+        (status = 404, description = "No such note, or another user's"),
+        (status = 503, description = "The read store is unavailable, or the request timed out"),
+    ),
+)]
 async fn note_sagas(
     State(state): State<AppState>,
     caller: Caller,
@@ -118,6 +158,19 @@ async fn note_sagas(
 /// `POST /v1/admin/sagas/{id}/retry`: asks the orchestrator (through
 /// `saga.note-pipeline`, which it reads) to try a parked saga's step again with a fresh
 /// budget. Only a `compensation_failed` saga can be retried.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/sagas/{saga_id}/retry",
+    tag = "admin",
+    summary = "Retry a parked (`compensation_failed`) saga",
+    params(("saga_id" = uuid::Uuid, Path, description = "The saga")),
+    responses(
+        (status = 202, description = "Requested: the orchestrator retries the step with a fresh budget", body = crate::openapi::schemas::SagaRetry),
+        (status = 404, description = "No such saga"),
+        (status = 409, description = "The saga is not `compensation_failed`"),
+        (status = 503, description = "The log or the read store is unavailable, or the request timed out"),
+    ),
+)]
 async fn retry_saga(
     State(state): State<AppState>,
     caller: Caller,

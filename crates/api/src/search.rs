@@ -49,6 +49,22 @@ fn invalid_q(message: &str) -> Problem {
     }])
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/search",
+    tag = "search",
+    summary = "Semantic search over the caller's published notes",
+    params(
+        ("q" = String, Query, description = "What to look for: 1 to 1000 characters, not blank"),
+        ("limit" = Option<i64>, Query, minimum = 1, description = "Results: 1 to the maximum (default 50); 10 if absent"),
+    ),
+    responses(
+        (status = 200, description = "Best first", body = crate::openapi::schemas::SearchResults),
+        (status = 400, description = "A bad `limit` or query string"),
+        (status = 422, description = "`q` is missing, blank or too long"),
+        (status = 503, description = "The embedding provider or the read store is unavailable, or the request timed out"),
+    ),
+)]
 async fn search(
     State(state): State<AppState>,
     caller: Caller,
