@@ -487,6 +487,17 @@ pub mod client {
     use anyhow::{bail, Context as _, Result};
     use serde_json::{json, Value};
 
+    /// The status and JSON body of a response, once it is checked against the API's
+    /// `/openapi.json` (one that does not conform fails the test).
+    async fn checked_json(
+        base: &str,
+        method: &str,
+        response: reqwest::Response,
+    ) -> Result<(u16, Value)> {
+        let (status, _, body) = super::openapi::checked(base, method, response).await?;
+        Ok((status, serde_json::from_slice(&body).context("JSON body")?))
+    }
+
     /// `POST /v1/notes`; returns `(status, body)`.
     pub async fn create(base: &str, title: &str, body: &str) -> Result<(u16, Value)> {
         let response = super::http()
@@ -494,7 +505,7 @@ pub mod client {
             .json(&json!({"title": title, "body": body}))
             .send()
             .await?;
-        Ok((response.status().as_u16(), response.json().await?))
+        checked_json(base, "POST", response).await
     }
 
     /// `PUT /v1/notes/{id}`; returns `(status, body)`.
@@ -504,7 +515,7 @@ pub mod client {
             .json(&json!({"title": title, "body": body}))
             .send()
             .await?;
-        Ok((response.status().as_u16(), response.json().await?))
+        checked_json(base, "PUT", response).await
     }
 
     /// `GET /v1/notes/{id}`; returns `(status, body)`.
@@ -513,7 +524,7 @@ pub mod client {
             .get(format!("{base}/v1/notes/{id}"))
             .send()
             .await?;
-        Ok((response.status().as_u16(), response.json().await?))
+        checked_json(base, "GET", response).await
     }
 
     /// `DELETE /v1/notes/{id}`; returns `(status, body)`.
@@ -522,13 +533,13 @@ pub mod client {
             .delete(format!("{base}/v1/notes/{id}"))
             .send()
             .await?;
-        Ok((response.status().as_u16(), response.json().await?))
+        checked_json(base, "DELETE", response).await
     }
 
     /// `GET {path}` on the API; returns `(status, body)`.
     pub async fn get_json(base: &str, path: &str) -> Result<(u16, Value)> {
         let response = super::http().get(format!("{base}{path}")).send().await?;
-        Ok((response.status().as_u16(), response.json().await?))
+        checked_json(base, "GET", response).await
     }
 
     /// `GET /v1/notes/{id}/sagas`: the note's sagas.
@@ -1013,14 +1024,15 @@ pub mod queries {
         pub body: Value,
     }
 
-    async fn answer(response: reqwest::Response) -> Result<Answer> {
-        let status = response.status().as_u16();
-        let location = response
-            .headers()
+    /// The answer, once the response is checked against the API's `/openapi.json` (one
+    /// that does not conform fails the test).
+    async fn answer(base: &str, method: &str, response: reqwest::Response) -> Result<Answer> {
+        let (status, headers, body) = super::openapi::checked(base, method, response).await?;
+        let location = headers
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = response.json().await.context("JSON body")?;
+        let body = serde_json::from_slice(&body).context("JSON body")?;
         Ok(Answer {
             status,
             location,
@@ -1031,7 +1043,7 @@ pub mod queries {
     /// `GET {path}` with the query `params` (encoded here).
     pub async fn get(base: &str, path: &str, params: &[(&str, &str)]) -> Result<Answer> {
         let url = reqwest::Url::parse_with_params(&format!("{base}{path}"), params)?;
-        answer(super::http().get(url).send().await?).await
+        answer(base, "GET", super::http().get(url).send().await?).await
     }
 
     /// `POST /v1/notes`, keeping the `Location` header.
@@ -1041,7 +1053,7 @@ pub mod queries {
             .json(&json!({"title": title, "body": body}))
             .send()
             .await?;
-        answer(response).await
+        answer(base, "POST", response).await
     }
 
     /// `PUT /v1/notes/{id}` with `If-Match: "<expected_version>"`.
@@ -1058,7 +1070,7 @@ pub mod queries {
             .json(&json!({"title": title, "body": body}))
             .send()
             .await?;
-        answer(response).await
+        answer(base, "PUT", response).await
     }
 
     /// `DELETE /v1/notes/{id}`, keeping the `Location` header.
@@ -1067,7 +1079,7 @@ pub mod queries {
             .delete(format!("{base}/v1/notes/{id}"))
             .send()
             .await?;
-        answer(response).await
+        answer(base, "DELETE", response).await
     }
 
     /// `GET /v1/notes` with `params` (`status`, `limit`, `cursor`).
