@@ -6,7 +6,7 @@
 # body schema). Bounded so CI stays fast; the node is stopped (SIGTERM) at the end.
 # Usage: scripts/schemathesis.sh BIN_DIR
 #   SCHEMATHESIS: the schemathesis executable (default: the venv `make schemathesis`
-#   installs); ST_MAX_EXAMPLES (default 20) and ST_MAX_TIME (seconds, default 120)
+#   installs); ST_MAX_EXAMPLES (default 20) and ST_MAX_TIME (seconds, default 90)
 #   bound the run.
 set -euo pipefail
 bin="${1:?usage: $0 BIN_DIR}"
@@ -71,7 +71,7 @@ status=0
 # reproducible; --max-time bounds the run whatever the number of operations.
 "$st" run "$api/openapi.json" --url "$api" "${auth[@]}" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
-  --max-examples "${ST_MAX_EXAMPLES:-20}" --max-time "${ST_MAX_TIME:-120}" \
+  --max-examples "${ST_MAX_EXAMPLES:-20}" --max-time "${ST_MAX_TIME:-90}" \
   --phases examples,coverage,fuzzing --seed "${ST_SEED:-5}" \
   --request-timeout 30 --workers 2 --suppress-health-check all || status=$?
 if [ "$status" != 0 ]; then

@@ -55,7 +55,7 @@ fn invalid_q(message: &str) -> Problem {
     tag = "search",
     summary = "Semantic search over the caller's published notes",
     params(
-        ("q" = String, Query, description = "What to look for: 1 to 1000 characters, not blank"),
+        ("q" = String, Query, min_length = 1, max_length = 1000, description = "What to look for: 1 to 1000 characters, not blank"),
         ("limit" = Option<i64>, Query, minimum = 1, description = "Results: 1 to the maximum (default 50); 10 if absent"),
     ),
     responses(
