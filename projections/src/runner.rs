@@ -93,11 +93,17 @@ pub struct Projector {
 /// Starts every assigned partition at the offset the SQL store holds for it: the
 /// assignment is rewritten before it is applied, so no record is fetched from the
 /// group's committed offsets first.
+/// It also reports the group's lag from librdkafka's statistics.
 struct SeekToStored {
     offsets: Arc<Mutex<Offsets>>,
+    group: String,
 }
 
-impl ClientContext for SeekToStored {}
+impl ClientContext for SeekToStored {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        notesaga_log::telemetry::record_lag(&self.group, &statistics);
+    }
+}
 
 impl ConsumerContext for SeekToStored {
     fn rebalance(
@@ -288,9 +294,13 @@ impl Projector {
         let mut config = self.kafka.consumer(&group);
         // Kafka offsets are only a hint here (the SQL ones decide): commit them after
         // each batch ourselves.
-        config.set("enable.auto.commit", "false");
+        config.set("enable.auto.commit", "false").set(
+            "statistics.interval.ms",
+            notesaga_log::telemetry::STATISTICS_INTERVAL_MS,
+        );
         let consumer: StreamConsumer<SeekToStored> = config.create_with_context(SeekToStored {
             offsets: offsets.clone(),
+            group: group.clone(),
         })?;
         consumer.subscribe(&notes::TOPICS)?;
         info!(%group, "projecting");
