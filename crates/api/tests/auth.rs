@@ -4,6 +4,8 @@
 //! `/v1/admin/*` (403 without it), RS256, the public endpoints, and signed audio URLs
 //! (no header needed; tampered or expired → 403; `Range` → 206).
 
+mod conform;
+
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context as _, Result};
@@ -149,12 +151,21 @@ fn admin_token(sub: &str) -> String {
 
 impl Api {
     async fn send(&self, request: Request<Body>) -> Result<Answer> {
+        let (method, uri) = (request.method().clone(), request.uri().to_string());
         let response = self.router.clone().oneshot(request).await?;
         let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes().to_vec();
+        conform::assert_conforms(
+            method.as_str(),
+            &uri,
+            parts.status.as_u16(),
+            &parts.headers,
+            &body,
+        );
         Ok(Answer {
             status: parts.status,
             headers: parts.headers,
-            body: body.collect().await?.to_bytes().to_vec(),
+            body,
         })
     }
 

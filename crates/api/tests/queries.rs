@@ -3,6 +3,8 @@
 //! status and search answer only for the caller, and `/readyz` names the dependency
 //! that is down. The read store is a SQLite file filled through the projection's fold.
 
+mod conform;
+
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Result;
@@ -99,7 +101,9 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
+        let headers = response.headers().clone();
         let bytes = response.into_body().collect().await?.to_bytes();
+        conform::assert_conforms("GET", uri, status.as_u16(), &headers, &bytes);
         Ok((status, content_type, serde_json::from_slice(&bytes)?))
     }
 

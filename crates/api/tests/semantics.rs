@@ -7,6 +7,8 @@
 //! - `?min_version=N` waits for the projection, then answers the note, 412 or 404.
 //! - Bounds: 413, 429 with `Retry-After`, 400 beyond the page size, 503 on timeout.
 
+mod conform;
+
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Result;
@@ -137,6 +139,7 @@ impl Api {
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await?.to_bytes();
+        conform::assert_conforms(method, uri, status.as_u16(), &headers, &bytes);
         let body = if bytes.is_empty() {
             Value::Null
         } else {
@@ -404,19 +407,21 @@ async fn min_version_waits_for_the_projection() -> Result<()> {
         let token = token(ME)?;
         let uri = uri.clone();
         tokio::spawn(async move {
-            let request = Request::get(uri)
+            let request = Request::get(&uri)
                 .header("authorization", format!("Bearer {token}"))
                 .body(Body::empty())
                 .expect("a request");
             let response = router.oneshot(request).await.expect("infallible");
             let etag = response.headers().get("etag").cloned();
             let status = response.status();
+            let headers = response.headers().clone();
             let bytes = response
                 .into_body()
                 .collect()
                 .await
                 .expect("body")
                 .to_bytes();
+            conform::assert_conforms("GET", &uri, status.as_u16(), &headers, &bytes);
             (
                 status,
                 etag,

@@ -70,6 +70,64 @@ impl Spec {
         }
     }
 
+    /// Whether `method path` (query aside) is a documented operation.
+    pub fn documents(&self, method: &str, path: &str) -> bool {
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        self.template(path).is_some_and(|template| {
+            self.document["paths"][template]
+                .get(method.to_ascii_lowercase())
+                .is_some()
+        })
+    }
+
+    /// Panics unless the response to an undocumented route is a refusal: 401, 403, 404
+    /// or 405 as a `Problem` (`application/problem+json`). For tests that probe unknown
+    /// routes on purpose (authentication is in front of every route, known or not); any
+    /// other response of an undocumented route fails.
+    pub fn assert_refusal(
+        &self,
+        method: &str,
+        path: &str,
+        status: u16,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) {
+        let verdict = if ![401, 403, 404, 405].contains(&status) {
+            Err(format!("an undocumented route answered {status}"))
+        } else {
+            self.check_problem(headers, body)
+        };
+        if let Err(problem) = verdict {
+            let shown = String::from_utf8_lossy(&body[..body.len().min(2000)]);
+            panic!(
+                "the response to the undocumented {method} {path} ({status}) is not a refusal: \
+                 {problem}\nbody: {shown}"
+            );
+        }
+    }
+
+    fn check_problem(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if content_type != "application/problem+json" {
+            return Err(format!("Content-Type {content_type:?}, not a problem"));
+        }
+        let instance: Value = serde_json::from_slice(body)
+            .map_err(|err| format!("the problem is not JSON: {err}"))?;
+        let schema = json!({"$ref": "#/components/schemas/Problem"});
+        let validator = self.validator("refusal", &schema)?;
+        let first = validator
+            .iter_errors(&instance)
+            .next()
+            .map(|e| e.to_string());
+        match first {
+            None => Ok(()),
+            Some(error) => Err(format!("the body is not a Problem: {error}")),
+        }
+    }
+
     /// Why the response does not conform, if it does not.
     pub fn check(
         &self,
