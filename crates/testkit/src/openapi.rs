@@ -386,6 +386,36 @@ mod tests {
         .expect("a document")
     }
 
+    /// An undocumented route may answer a refusal problem, and nothing else.
+    #[test]
+    fn undocumented_routes_may_only_refuse() {
+        let mut document = serde_json::to_value(spec().document).expect("a document");
+        document["components"]["schemas"]["Problem"] = json!({
+            "type": "object", "required": ["type", "status"]
+        });
+        let spec = Spec::new(document).expect("a document");
+        assert!(spec.documents("GET", "/v1/notes/1?x=1"));
+        assert!(!spec.documents("POST", "/v1/notes/1"));
+        assert!(!spec.documents("GET", "/v1/elsewhere"));
+        let problem = headers(&[("content-type", "application/problem+json")]);
+        let body = br#"{"type": "https://notesaga.dev/problems/unauthorized", "status": 401}"#;
+        spec.assert_refusal("GET", "/v1/elsewhere", 401, &problem, body);
+        for (status, headers, body) in [
+            (200, &problem, &body[..]),
+            (
+                401,
+                &headers(&[("content-type", "application/json")]),
+                &body[..],
+            ),
+            (404, &problem, &br#"{"status": 404}"#[..]),
+        ] {
+            let refused = std::panic::catch_unwind(|| {
+                spec.assert_refusal("GET", "/v1/elsewhere", status, headers, body)
+            });
+            assert!(refused.is_err(), "{status} {body:?} passed as a refusal");
+        }
+    }
+
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
             .iter()
