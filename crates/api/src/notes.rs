@@ -835,7 +835,8 @@ async fn list_notes(
             headers(("Content-Range" = String, description = "`bytes START-END/LENGTH`"))),
         (status = 403, description = "A signed URL that expired or does not verify"),
         (status = 404, description = "No published narration, no such note, or another user's"),
-        (status = 416, description = "The range is not satisfiable"),
+        (status = 416, description = "The range is not satisfiable (a problem, with `Content-Range: bytes */LENGTH`)",
+            headers(("Content-Range" = String, description = "`bytes */LENGTH`"))),
         (status = 503, description = "The read store is unavailable, or the request timed out"),
     ),
 )]
@@ -876,6 +877,29 @@ async fn get_audio(
         .await
         .map_err(|err| Problem::internal(&err))?;
     let (mut parts, body) = response.into_parts();
+    if parts.status == StatusCode::RANGE_NOT_SATISFIABLE {
+        // ServeFile answers an empty body; the API promises a problem for every 4xx,
+        // and the client needs `Content-Range: bytes */LENGTH` to ask again.
+        let mut problem = Problem::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "range-not-satisfiable",
+            "Range not satisfiable",
+        )
+        .detail("the Range header asks for bytes outside the narration")
+        .into_response();
+        if let Some(range) = parts.headers.get(header::CONTENT_RANGE) {
+            problem
+                .headers_mut()
+                .insert(header::CONTENT_RANGE, range.clone());
+        }
+        return Ok(problem);
+    }
+    if parts.status.is_client_error() || parts.status.is_server_error() {
+        return Err(Problem::internal(&format!(
+            "serving the narration file answered {}",
+            parts.status
+        )));
+    }
     parts
         .headers
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
