@@ -456,6 +456,26 @@ async fn signed_audio_urls_play_without_a_header() -> Result<()> {
         .await?;
     assert_eq!(ranged.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(ranged.body, b"RIFF");
+    // A range past the end is a problem that says how long the audio is.
+    let beyond = api
+        .send(
+            Request::get(&url)
+                .header("range", "bytes=100000-")
+                .body(Body::empty())?,
+        )
+        .await?;
+    assert_eq!(
+        beyond
+            .headers
+            .get("content-range")
+            .and_then(|v| v.to_str().ok()),
+        Some(format!("bytes */{}", AUDIO.len()).as_str())
+    );
+    beyond.assert_problem(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "range-not-satisfiable",
+        "a range past the end",
+    );
 
     // The owner's token works too; another user's does not see the note.
     assert_eq!(
