@@ -72,10 +72,18 @@ impl Answer {
     }
 }
 
-/// An API with `limits`, its broker a closed port.
+/// An API with `limits` on a SQLite read store, its broker a closed port.
 async fn api(limits: Limits) -> Result<Api> {
+    api_on(limits, None).await
+}
+
+/// The same on the read store at `database_url` (SQLite in a temporary directory if none).
+async fn api_on(limits: Limits, database_url: Option<&str>) -> Result<Api> {
     let dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
+    let url = database_url.map_or_else(
+        || format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display()),
+        str::to_owned,
+    );
     let store = ReadStore::connect(&url).await?;
     let closed = format!(
         "127.0.0.1:{}",
@@ -109,6 +117,26 @@ async fn api(limits: Limits) -> Result<Api> {
         store,
         router: router(state),
     })
+}
+
+/// Runs an idempotency scenario (an `async fn(Api) -> Result<()>`) as two tests: on
+/// SQLite, and on a throw-away database of the PostgreSQL server at
+/// `NOTESAGA_TEST_POSTGRES_URL` (default 127.0.0.1:5432), since the key table's
+/// compare-and-swap statements must hold on both.
+macro_rules! on_sqlite_and_postgres {
+    ($sqlite:ident, $postgres:ident, $scenario:ident) => {
+        #[tokio::test]
+        async fn $sqlite() -> Result<()> {
+            $scenario(api(Limits::default()).await?).await
+        }
+
+        #[tokio::test]
+        async fn $postgres() -> Result<()> {
+            let database = notesaga_testkit::PostgresDatabase::create().await?;
+            // The API (and its pool) is dropped inside the scenario, before the database.
+            $scenario(api_on(Limits::default(), Some(&database.url())).await?).await
+        }
+    };
 }
 
 fn token(sub: &str) -> Result<String> {
@@ -209,9 +237,13 @@ fn edited(id: Uuid, version: i64) -> NotesEvent {
 
 const NOTE: &str = r#"{"title": "Krebs cycle", "body": "Citrate first."}"#;
 
-#[tokio::test]
-async fn the_same_request_while_the_first_is_in_flight_is_409() -> Result<()> {
-    let api = api(Limits::default()).await?;
+on_sqlite_and_postgres!(
+    the_same_request_while_the_first_is_in_flight_is_409,
+    the_same_request_while_the_first_is_in_flight_is_409_on_postgres,
+    the_same_request_while_the_first_is_in_flight_is_409_scenario
+);
+
+async fn the_same_request_while_the_first_is_in_flight_is_409_scenario(api: Api) -> Result<()> {
     // The first request reserves the key; the closed broker fails its send (503), which
     // marks the key abandoned (its command may be on the log: a retry re-sends it).
     let first = api
@@ -290,9 +322,15 @@ async fn the_same_request_while_the_first_is_in_flight_is_409() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_finished_key_replays_its_response_and_refuses_another_body() -> Result<()> {
-    let api = api(Limits::default()).await?;
+on_sqlite_and_postgres!(
+    a_finished_key_replays_its_response_and_refuses_another_body,
+    a_finished_key_replays_its_response_and_refuses_another_body_on_postgres,
+    a_finished_key_replays_its_response_and_refuses_another_body_scenario
+);
+
+async fn a_finished_key_replays_its_response_and_refuses_another_body_scenario(
+    api: Api,
+) -> Result<()> {
     let id = Uuid::new_v4();
     api.fold(vec![created(id, ME)]).await?;
     let path = format!("/v1/notes/{id}");
@@ -375,9 +413,13 @@ async fn a_finished_key_replays_its_response_and_refuses_another_body() -> Resul
     Ok(())
 }
 
-#[tokio::test]
-async fn a_check_that_fails_frees_the_key() -> Result<()> {
-    let api = api(Limits::default()).await?;
+on_sqlite_and_postgres!(
+    a_check_that_fails_frees_the_key,
+    a_check_that_fails_frees_the_key_on_postgres,
+    a_check_that_fails_frees_the_key_scenario
+);
+
+async fn a_check_that_fails_frees_the_key_scenario(api: Api) -> Result<()> {
     let missing = Uuid::new_v4();
     let path = format!("/v1/notes/{missing}");
     let answer = api
@@ -572,9 +614,13 @@ async fn a_request_past_the_timeout_is_503() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn an_expired_key_is_new_again() -> Result<()> {
-    let api = api(Limits::default()).await?;
+on_sqlite_and_postgres!(
+    an_expired_key_is_new_again,
+    an_expired_key_is_new_again_on_postgres,
+    an_expired_key_is_new_again_scenario
+);
+
+async fn an_expired_key_is_new_again_scenario(api: Api) -> Result<()> {
     let request = |fingerprint: &str, now_ms: i64| KeyRequest {
         owner: ME.into(),
         key: "old".into(),
