@@ -104,6 +104,8 @@ pub struct SagaFilter {
     pub stuck: bool,
     /// Only of this note.
     pub note_id: Option<Uuid>,
+    /// Only of this user's notes (`None`: everyone's, for operators).
+    pub owner: Option<String>,
     /// At most this many (newest first).
     pub limit: i64,
 }
@@ -439,6 +441,12 @@ impl ReadStore {
         if filter.note_id.is_some() {
             conditions.push(format!("note_id = ${}", next()));
         }
+        if filter.owner.is_some() {
+            conditions.push(format!(
+                "note_id IN (SELECT note_id FROM notes WHERE owner = ${})",
+                next()
+            ));
+        }
         let limit = next();
         let filter_sql = if conditions.is_empty() {
             String::new()
@@ -453,6 +461,9 @@ impl ReadStore {
         }
         if let Some(note_id) = filter.note_id {
             query = query.bind(note_id.to_string());
+        }
+        if let Some(owner) = &filter.owner {
+            query = query.bind(owner.clone());
         }
         let rows = query
             .bind(filter.limit.clamp(1, 1000))

@@ -19,6 +19,8 @@ pub(crate) struct Caller {
     /// Owns the notes it creates; sees only its own notes, commands and search results.
     /// The token's `sub`.
     pub(crate) owner: String,
+    /// Holds the `admin` role: sees every user's sagas (operators unstick them).
+    pub(crate) admin: bool,
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -35,6 +37,7 @@ impl FromRequestParts<AppState> for Caller {
         };
         let caller = Self {
             owner: principal.subject.clone(),
+            admin: principal.admin,
         };
         // The per-user rate limit: the first point where the user is known.
         state.rate_limiter.check(&caller.owner)?;

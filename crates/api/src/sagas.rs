@@ -59,6 +59,7 @@ fn saga_not_found(saga_id: Uuid) -> Problem {
     path = "/v1/sagas",
     tag = "sagas",
     summary = "Sagas, most recently changed first",
+    description = "The sagas of the caller's notes; with the `admin` role, every user's.",
     params(
         ("state" = Option<crate::openapi::schemas::SagaState>, Query, description = "Only sagas in this state"),
         ("stuck" = Option<bool>, Query, description = "Only sagas that made no progress for the configured time"),
@@ -72,6 +73,7 @@ fn saga_not_found(saga_id: Uuid) -> Problem {
 )]
 async fn list_sagas(
     State(state): State<AppState>,
+    caller: Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(query) = query.map_err(|err| bad_query("bad-query", "Bad query", err.body_text()))?;
@@ -92,6 +94,8 @@ async fn list_sagas(
         state: query.state,
         stuck: query.stuck.unwrap_or(false),
         note_id: None,
+        // A user sees the sagas of their own notes; an operator sees everyone's.
+        owner: (!caller.admin).then_some(caller.owner),
         limit,
     };
     let sagas = state.store.sagas(&filter).await?;
@@ -106,12 +110,13 @@ async fn list_sagas(
     params(("saga_id" = uuid::Uuid, Path, description = "The saga")),
     responses(
         (status = 200, description = "The saga and every transition, oldest first", body = crate::openapi::schemas::SagaDetail),
-        (status = 404, description = "No such saga"),
+        (status = 404, description = "No such saga, or (without the `admin` role) another user's"),
         (status = 503, description = "The read store is unavailable, or the request timed out"),
     ),
 )]
 async fn get_saga(
     State(state): State<AppState>,
+    caller: Caller,
     Path(saga_id): Path<String>,
 ) -> Result<Response, Problem> {
     let saga_id = parse_saga_id(&saga_id)?;
@@ -120,6 +125,13 @@ async fn get_saga(
         .saga(saga_id)
         .await?
         .ok_or_else(|| saga_not_found(saga_id))?;
+    // Another user's saga is as unknown as a missing one, except to an operator.
+    if !caller.admin {
+        match state.store.note(saga.note_id).await? {
+            Some(note) if note.owner == caller.owner => {}
+            _ => return Err(saga_not_found(saga_id)),
+        }
+    }
     let timeline = state.store.timeline(saga_id).await?;
     let mut body = serde_json::to_value(&saga).map_err(|err| Problem::internal(&err))?;
     body["timeline"] = serde_json::to_value(timeline).map_err(|err| Problem::internal(&err))?;

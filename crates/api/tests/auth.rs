@@ -21,6 +21,7 @@ use notesaga_embedding::{BuiltinEmbedder, Provider, Resilient};
 use notesaga_events::{
     narration::{NarrationCompleted, NarrationEvent},
     notes::{NoteCreated, NotePublished, NotesEvent},
+    saga::{SagaEvent, SagaStarted},
 };
 use notesaga_log::{breaker::BreakerConfig, AvroCodec, FlowEvent, KafkaConfig, Publisher};
 use notesaga_narration::FsBlobStore;
@@ -337,6 +338,62 @@ async fn sub_owns_notes_and_others_are_404() -> Result<()> {
         .assert_problem(StatusCode::NOT_FOUND, "note-not-found", "an admin's token");
     let listed = api.get("/v1/notes", Some(&token("bob"))).await?.json();
     assert_eq!(listed["items"], serde_json::json!([]), "bob lists nothing");
+    Ok(())
+}
+
+#[tokio::test]
+async fn sagas_are_seen_by_their_notes_owner_and_by_admins() -> Result<()> {
+    let api = api(hs256()).await?;
+    let note_id = api.narrated_note("ann").await?;
+    let saga_id = Uuid::new_v4();
+    let started = FlowEvent::Saga(SagaEvent::SagaStarted(SagaStarted {
+        saga_id,
+        note_id,
+        version: 1,
+        text: "Tides".into(),
+        kind: "publish".into(),
+        retire_version: None,
+        occurred_at: 1_767_225_600_000,
+    }));
+    let mut tx = api.store.pool().begin().await?;
+    notes::apply(&mut tx, &started, Uuid::new_v4(), 10).await?;
+    tx.commit().await?;
+
+    let path = format!("/v1/sagas/{saga_id}");
+    let listed = |answer: Answer| {
+        answer.json()["sagas"].as_array().map(|sagas| {
+            sagas
+                .iter()
+                .filter(|s| s["saga_id"] == saga_id.to_string())
+                .count()
+        })
+    };
+    assert_eq!(
+        api.get(&path, Some(&token("ann"))).await?.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        listed(api.get("/v1/sagas", Some(&token("ann"))).await?),
+        Some(1)
+    );
+    api.get(&path, Some(&token("bob"))).await?.assert_problem(
+        StatusCode::NOT_FOUND,
+        "saga-not-found",
+        "another user's saga",
+    );
+    assert_eq!(
+        listed(api.get("/v1/sagas", Some(&token("bob"))).await?),
+        Some(0)
+    );
+    // Operators unstick everyone's sagas, so they see them all.
+    assert_eq!(
+        api.get(&path, Some(&admin_token("bob"))).await?.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        listed(api.get("/v1/sagas", Some(&admin_token("bob"))).await?),
+        Some(1)
+    );
     Ok(())
 }
 
