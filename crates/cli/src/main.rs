@@ -4,6 +4,8 @@ mod args;
 mod bench;
 mod check;
 mod dev;
+#[cfg(test)]
+mod env_doc;
 mod limits;
 mod replay;
 mod roles;
