@@ -23,7 +23,16 @@ while [ "$registry_port" = "$kafka_port" ]; do registry_port="$(free_port)"; don
 
 data="$(mktemp -d)"
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$data"' EXIT
+# The registry first: it reads the broker to its last moment and would log the broker's
+# going away as errors.
+stop() {
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[$i]}" 2>/dev/null || true
+    wait "${pids[$i]}" 2>/dev/null || true
+  done
+  rm -rf "$data"
+}
+trap stop EXIT
 "$bin/notesaga-broker" --data-dir "$data/broker" --kafka-addr "127.0.0.1:$kafka_port" 2>"$data/broker.log" &
 pids+=($!)
 NOTESAGA_LOG=warn "$bin/notesaga" registry --kafka-addr "127.0.0.1:$kafka_port" \
