@@ -15,7 +15,6 @@
 
 use std::{
     collections::BTreeMap,
-    path::Path,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
@@ -223,7 +222,8 @@ fn print_refusals(phase: &str, tally: &Tally) {
     }
 }
 
-/// The token to send: `--token`, else one minted with the secret of `--data-dir`.
+/// The token to send: `--token`, else one of the user `bench` minted with the secret of
+/// `--data-dir` (valid for the run, with room).
 fn token(args: &BenchApiArgs) -> Result<Option<String>> {
     if let Some(token) = &args.token {
         return Ok(Some(token.clone()));
@@ -231,33 +231,8 @@ fn token(args: &BenchApiArgs) -> Result<Option<String>> {
     let Some(data_dir) = &args.data_dir else {
         return Ok(None);
     };
-    mint_token(data_dir).map(Some)
-}
-
-/// Mints a token for the user `bench` with `notesaga token --sub bench --data-dir DIR`
-/// of this very binary, which owns how tokens are made.
-fn mint_token(data_dir: &Path) -> Result<String> {
-    let exe = std::env::current_exe().context("cannot find this executable")?;
-    let output = std::process::Command::new(exe)
-        .args(["token", "--sub", "bench", "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .context("cannot run `notesaga token`")?;
-    if !output.status.success() {
-        bail!(
-            "`notesaga token --sub bench --data-dir {}` failed: {}",
-            data_dir.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    let token = String::from_utf8(output.stdout)
-        .context("`notesaga token` printed something that is not UTF-8")?
-        .trim()
-        .to_owned();
-    if token.is_empty() {
-        bail!("`notesaga token` printed no token");
-    }
-    Ok(token)
+    let ttl = Duration::from_secs(3600 + 3 * (args.warmup + 2 * args.duration));
+    crate::dev::token(data_dir, "bench", false, ttl).map(Some)
 }
 
 /// Waits until the API answers `/healthz`.
@@ -326,6 +301,11 @@ pub(crate) async fn run(args: BenchApiArgs) -> Result<()> {
         warm.refusals()
     );
     print_refusals("warm-up", &warm);
+    if warm.refused.keys().any(|kind| kind.starts_with("401")) {
+        bail!(
+            "the API answered 401 Unauthorized: pass a token with --token (NOTESAGA_TOKEN), or --data-dir DIR of the `notesaga dev` node to mint one"
+        );
+    }
 
     let duration = Duration::from_secs(args.duration);
     let (closed, elapsed) = closed_loop(&target, args.concurrency, duration).await;

@@ -14,9 +14,11 @@
 //!    `--unbatched-events`. The rate of a run counts from its first applied record, so
 //!    joining the consumer group is left out (and printed).
 //!
-//! Each run uses a consumer group of its own, so it starts from offset 0 exactly as a
-//! rebuild does; the projector's stored SQL offsets (`projection_offsets`), summed over
-//! the partitions, say how many records it has applied.
+//! The projector starts every partition at the offset its database stores, so on a fresh
+//! database it reads from offset 0, as a rebuild does. Each run still joins a consumer
+//! group of its own, so it never waits for the previous run's member to leave. The
+//! stored offsets (`projection_offsets`), summed over the partitions, say how many
+//! records it has applied.
 
 use std::{
     collections::VecDeque,
@@ -494,6 +496,8 @@ fn with_database(server: &url::Url, database: &str) -> url::Url {
 /// What one replay run measured.
 #[derive(Debug, Clone, Copy)]
 struct Replay {
+    /// Most records per transaction.
+    batch_size: usize,
     /// From the projector's start to its first applied record (joining the group).
     join: Duration,
     /// From the first applied record to the last.
@@ -531,7 +535,8 @@ async fn replay(
     target: i64,
     label: &str,
 ) -> Result<Replay> {
-    // A consumer group of its own: no committed offsets, so it reads from offset 0.
+    // A consumer group of its own: no earlier member to wait for. (The offset it starts
+    // from is the database's, 0 on a fresh one, whatever the group has committed.)
     let mut kafka = kafka.clone();
     kafka.overrides.push((
         "group.id".into(),
@@ -566,6 +571,7 @@ async fn replay(
         if done >= target {
             let (first_at, first_done) = first.expect("set above");
             break Ok(Replay {
+                batch_size,
                 join: first_at.saturating_duration_since(started),
                 applying: now.saturating_duration_since(first_at),
                 counted: done - first_done,
@@ -630,7 +636,7 @@ async fn bench_database(
         let run = result?;
         println!(
             "{label}, batch size {}: {} records in {:.1} s = {:.0} events/s (joining the group took {:.1} s, not counted)",
-            batch_size.map_or_else(|| "default".to_owned(), |b| b.to_string()),
+            run.batch_size,
             run.counted,
             run.applying.as_secs_f64(),
             run.rate(),
