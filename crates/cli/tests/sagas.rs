@@ -327,7 +327,15 @@ async fn deleting_a_note_mid_saga_removes_everything() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_orchestrator_killed_mid_sagas_finishes_every_saga_exactly_once() -> Result<()> {
     let faults = TempDir::new()?;
-    let mut cluster = cluster(faults.path(), &[]).await?;
+    // Deadlines far beyond the crash: this test is about the orchestrator's restart, and
+    // with the fast deadlines a loaded machine legitimately gives up on a slow attempt
+    // and starts a second one (a second command id, so a second reply), which the
+    // assertions below would take for a step that ran twice.
+    let patient = [
+        ("NOTESAGA_SAGA_NARRATION_DEADLINE_MS", "30000"),
+        ("NOTESAGA_SAGA_OTHER_DEADLINE_MS", "30000"),
+    ];
+    let mut cluster = cluster(faults.path(), &patient).await?;
     let mut notes = Vec::new();
     for n in 0..12 {
         notes.push(create(&cluster, &format!("Crash {n}")).await?);
