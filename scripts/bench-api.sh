@@ -56,6 +56,6 @@ NOTESAGA_LOG="${NOTESAGA_LOG:-warn}" "$bin/notesaga" bench api \
   --api "http://127.0.0.1:$http_port" --data-dir "$data" "$@" || status=$?
 if [ "$status" != 0 ]; then
   echo "bench failed ($status); the node's last log lines:" >&2
-  grep -m3 -B2 -A8 -E "panicked|ERROR" "$data/node.log" >&2; tail -20 "$data/node.log" >&2
+  grep -m3 -B2 -A8 -E "panicked|ERROR" "$data/node.log" >&2 || true; tail -20 "$data/node.log" >&2
 fi
 exit "$status"
