@@ -52,5 +52,21 @@ pub enum Error {
     Rebuild(String),
 }
 
+impl Error {
+    /// SQLite's "database is locked" (`SQLITE_BUSY`, or `SQLITE_BUSY_SNAPSHOT` when a
+    /// read transaction cannot become a write one): another writer, such as the API
+    /// recording accepted commands, holds the one write lock. Contention passes; it is
+    /// not a failure of the store, so it must not use up a retry budget.
+    pub fn is_lock_contention(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("5" | "517"))
+                    || db.message().contains("database is locked")
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

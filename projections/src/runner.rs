@@ -46,6 +46,8 @@ pub const BATCH_FAULT_POINT: &str = "projection.batch.pause";
 
 /// How often a projector looks for queued rebuild jobs.
 const JOB_POLL: Duration = Duration::from_millis(500);
+/// How long a batch waits before it tries again when SQLite's write lock was taken.
+const LOCK_CONTENTION_PAUSE: Duration = Duration::from_millis(50);
 
 /// One consumed record, decoded (`None`: undecodable, dead-lettered or skipped).
 #[derive(Debug)]
@@ -406,6 +408,13 @@ impl Projector {
                     metrics::counter!(PROJECTION_APPLIED_TOTAL, "projection" => notes::NAME)
                         .increment(applied);
                     return Ok(next);
+                }
+                Err(err) if err.is_lock_contention() => {
+                    // The batch rolled back whole; wait for the other writer and apply it
+                    // again, however long the contention lasts (a busy API must not stop
+                    // the projector).
+                    debug!(%err, "read store locked by another writer; retrying the batch");
+                    tokio::time::sleep(LOCK_CONTENTION_PAUSE).await;
                 }
                 Err(err) => {
                     let Some(delay) = schedule.next_delay(None) else {
