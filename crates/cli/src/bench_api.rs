@@ -261,8 +261,8 @@ pub(crate) async fn run(args: BenchApiArgs) -> Result<()> {
         Some(api) => api.trim_end_matches('/').to_owned(),
         None => {
             let data_dir = args.data_dir.clone().unwrap_or_else(|| "./data".into());
-            let (url, _) =
-                crate::saga::api_base(None, &data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (url, _) = crate::admin_client::api_base(None, &data_dir)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             url.as_str().trim_end_matches('/').to_owned()
         }
     };

@@ -1,5 +1,6 @@
 //! `notesaga`: one binary with every role and operator command as a subcommand.
 
+mod admin_client;
 mod args;
 mod bench;
 mod check;

@@ -14,7 +14,10 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use url::Url;
 
-use crate::{args::ReplayArgs, dev, saga::api_base};
+use crate::{
+    admin_client::{self, AdminClient, Failure},
+    args::ReplayArgs,
+};
 
 /// How often a job's progress is read.
 const POLL: Duration = Duration::from_millis(300);
@@ -23,29 +26,8 @@ const QUEUED_HINT_AFTER: Duration = Duration::from_secs(10);
 /// Reads of a job that may fail in a row (the API restarting) before giving up.
 const MAX_POLL_FAILURES: u32 = 20;
 
-/// Why a replay did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Failure {
-    /// The API refused, or a job failed.
-    Refused(String),
-    /// The API could not be found or reached.
-    Unreachable(String),
-}
-
-impl Failure {
-    fn exit_code(&self) -> ExitCode {
-        match self {
-            Self::Refused(_) => ExitCode::from(1),
-            Self::Unreachable(_) => ExitCode::from(2),
-        }
-    }
-
-    fn message(&self) -> &str {
-        match self {
-            Self::Refused(message) | Self::Unreachable(message) => message,
-        }
-    }
-}
+/// What a 401 or 403 answer adds: the admin endpoints want an admin token.
+const TOKEN_HINT: &str = "pass an admin token with --token / NOTESAGA_TOKEN";
 
 /// A job as `GET /v1/admin/jobs/{id}` shows it (the fields the command uses).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -82,7 +64,7 @@ pub(crate) async fn run(args: ReplayArgs) -> ExitCode {
     match execute(&args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("notesaga replay: {}", failure.message());
+            eprintln!("notesaga replay: {failure}");
             failure.exit_code()
         }
     }
@@ -111,113 +93,38 @@ fn progress_message(job: &Job) -> String {
     )
 }
 
-/// `status title: detail` of a problem+json answer, else the status and body start.
+/// The line a refused request prints.
 fn refusal(status: StatusCode, body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct Problem {
-        title: Option<String>,
-        detail: Option<String>,
-    }
-    let code = status.as_u16();
-    let mut line = match serde_json::from_slice::<Problem>(body) {
-        Ok(Problem {
-            title: Some(title),
-            detail: Some(detail),
-        }) => format!("{code} {title}: {detail}"),
-        Ok(Problem {
-            title: Some(title),
-            detail: None,
-        }) => format!("{code} {title}"),
-        _ => {
-            let text: String = String::from_utf8_lossy(body)
-                .trim()
-                .chars()
-                .take(200)
-                .collect();
-            format!("{code} {}: {text}", status.canonical_reason().unwrap_or(""))
-        }
-    };
-    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-        line.push_str(" (pass an admin token with --token / NOTESAGA_TOKEN)");
-    }
-    line
+    admin_client::refusal(status, body, TOKEN_HINT)
 }
 
+/// The replay commands' view of the admin client.
 #[derive(Debug)]
-struct Api {
-    client: reqwest::Client,
-    base: Url,
-    origin: String,
-    token: Option<String>,
-}
+struct Api(AdminClient);
 
 impl Api {
     fn new(args: &ReplayArgs) -> Result<Self, Failure> {
-        let (base, origin) = api_base(args.api.as_deref(), &args.data_dir)
-            .map_err(|failure| Failure::Unreachable(failure.to_string()))?;
-        let token = match (&args.token, &args.api) {
-            (Some(token), _) => Some(token.clone()),
-            // Another API's tokens are not ours to mint: only the node of --data-dir.
-            (None, Some(_)) => None,
-            (None, None) => Some(dev::admin_token(&args.data_dir).map_err(|err| {
-                Failure::Unreachable(format!(
-                    "cannot sign an admin token for {origin}: {err:#}; pass --token"
-                ))
-            })?),
-        };
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(15))
-            .build()
-            .map_err(|err| Failure::Unreachable(format!("cannot build an HTTP client: {err}")))?;
-        Ok(Self {
-            client,
-            base,
-            origin,
-            token,
-        })
-    }
-
-    fn url(&self, segments: &[&str]) -> Url {
-        let mut url = self.base.clone();
-        url.path_segments_mut()
-            .expect("an http(s) URL has a path")
-            .pop_if_empty()
-            .extend(segments);
-        url
+        AdminClient::new(args.api.as_deref(), &args.data_dir, args.token.as_deref()).map(Self)
     }
 
     /// Sends one request; a 2xx answer's job, else the API's refusal.
     async fn job(&self, method: Method, url: Url) -> Result<Job, Failure> {
-        let mut request = self
-            .client
-            .request(method, url)
-            .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+        let answer = self.0.send(method, url).await?;
+        if !answer.status.is_success() {
+            return Err(Failure::Refused(refusal(answer.status, &answer.body)));
         }
-        let unreachable = |err: reqwest::Error| {
-            Failure::Unreachable(format!(
-                "cannot reach the API at {} (from {}): {err}; is notesaga running there?",
-                self.base, self.origin
-            ))
-        };
-        let response = request.send().await.map_err(unreachable)?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(unreachable)?;
-        if !status.is_success() {
-            return Err(Failure::Refused(refusal(status, &body)));
-        }
-        serde_json::from_slice(&body).map_err(|err| {
+        serde_json::from_slice(&answer.body).map_err(|err| {
             Failure::Unreachable(format!(
                 "the API at {} answered something that is not a job ({err}); is it notesaga's API?",
-                self.base
+                self.0.base()
             ))
         })
     }
 
     async fn start(&self, projection: &str) -> Result<Job, Failure> {
-        let url = self.url(&["v1", "admin", "projections", projection, "replay"]);
+        let url = self
+            .0
+            .url(&["v1", "admin", "projections", projection, "replay"]);
         self.job(Method::POST, url).await
     }
 
@@ -233,7 +140,7 @@ impl Api {
             .progress_chars("=> "),
         );
         bar.set_prefix(job.projection.clone());
-        let url = self.url(&["v1", "admin", "jobs", &job.job_id]);
+        let url = self.0.url(&["v1", "admin", "jobs", &job.job_id]);
         let started = tokio::time::Instant::now();
         let mut hinted = false;
         let mut failures = 0;

@@ -6,42 +6,19 @@
 //! with the node's secret unless `--token` gives one. Exit 0: done; 1: the API said no (a problem+json
 //! answer, printed as `status title: detail`); 2: the API cannot be found or reached.
 
-use std::{fmt, path::Path, process::ExitCode, time::Duration};
+use std::process::ExitCode;
 
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use url::Url;
 
 use crate::{
+    admin_client::{problem_line, AdminClient, Answer, Failure},
     args::{SagaArgs, SagaCommand, SagaListArgs},
-    dev::{self, NodeFile, NODE_FILE},
 };
 
-/// Why a command did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Failure {
-    /// The API answered with an error.
-    Refused(String),
-    /// The API could not be found or reached, or did not answer like notesaga's API.
-    Unreachable(String),
-}
-
-impl Failure {
-    fn exit_code(&self) -> ExitCode {
-        match self {
-            Self::Refused(_) => ExitCode::from(1),
-            Self::Unreachable(_) => ExitCode::from(2),
-        }
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Refused(message) | Self::Unreachable(message) => f.write_str(message),
-        }
-    }
-}
+/// What a 401 or 403 answer adds: how to pass a token.
+const TOKEN_HINT: &str = "pass a token with --token / NOTESAGA_TOKEN";
 
 /// Runs a `notesaga saga` command; the exit code says how it went.
 pub(crate) async fn run(args: SagaArgs) -> ExitCode {
@@ -63,7 +40,7 @@ async fn execute(args: &SagaArgs) -> Result<String, Failure> {
     match &args.command {
         SagaCommand::List(list) => {
             let answer = api.call(Method::GET, api.list_url(list)).await?;
-            let body = answer.success()?;
+            let body = answer.success(TOKEN_HINT)?;
             if args.json {
                 return Ok(raw(&body));
             }
@@ -74,7 +51,7 @@ async fn execute(args: &SagaArgs) -> Result<String, Failure> {
             let answer = api
                 .call(Method::GET, api.url(&["v1", "sagas", id.as_str()]))
                 .await?;
-            let body = answer.success()?;
+            let body = answer.success(TOKEN_HINT)?;
             if args.json {
                 return Ok(raw(&body));
             }
@@ -90,7 +67,7 @@ async fn execute(args: &SagaArgs) -> Result<String, Failure> {
                     problem_line(answer.status, &answer.body)
                 )));
             }
-            let body = answer.success()?;
+            let body = answer.success(TOKEN_HINT)?;
             if args.json {
                 return Ok(raw(&body));
             }
@@ -112,162 +89,18 @@ fn raw(body: &[u8]) -> String {
     text
 }
 
-/// The API's base URL: `--api`, else `http_addr` of `DATA_DIR/node.json`. Also says
-/// where it came from, for error messages.
-pub(crate) fn api_base(api: Option<&str>, data_dir: &Path) -> Result<(Url, String), Failure> {
-    if let Some(api) = api {
-        let url = base_url(api).map_err(|err| {
-            Failure::Unreachable(format!(
-                "--api / NOTESAGA_API_URL {api:?} is not a URL: {err}"
-            ))
-        })?;
-        return Ok((url, "--api".to_owned()));
-    }
-    let node = NodeFile::read(data_dir).map_err(|err| Failure::Unreachable(format!("{err:#}")))?;
-    let Some(node) = node else {
-        return Err(Failure::Unreachable(format!(
-            "cannot find the API: pass --api URL (or NOTESAGA_API_URL), or --data-dir DIR (NOTESAGA_DATA_DIR) of a running `notesaga dev`; there is no {}",
-            data_dir.join(NODE_FILE).display()
-        )));
-    };
-    let origin = match node.pid {
-        Some(pid) => format!(
-            "{} (notesaga dev, pid {pid})",
-            data_dir.join(NODE_FILE).display()
-        ),
-        None => data_dir.join(NODE_FILE).display().to_string(),
-    };
-    let url = base_url(&node.http_addr).map_err(|err| {
-        Failure::Unreachable(format!(
-            "http_addr {:?} of {origin} is not an address: {err}",
-            node.http_addr
-        ))
-    })?;
-    Ok((url, origin))
-}
-
-/// `http://HOST:PORT/` for an address without a scheme; a URL as given.
-fn base_url(raw: &str) -> Result<Url, url::ParseError> {
-    if raw.contains("://") {
-        Url::parse(raw)
-    } else {
-        Url::parse(&format!("http://{raw}/"))
-    }
-}
-
-/// An answer of the API.
+/// The saga commands' view of the admin client.
 #[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    /// The body of a 2xx answer; otherwise the API's refusal.
-    fn success(self) -> Result<Vec<u8>, Failure> {
-        if self.status.is_success() {
-            return Ok(self.body);
-        }
-        let mut message = problem_line(self.status, &self.body);
-        if matches!(
-            self.status,
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-        ) {
-            message.push_str(" (pass a token with --token / NOTESAGA_TOKEN)");
-        }
-        Err(Failure::Refused(message))
-    }
-}
-
-/// An RFC 9457 problem, as the API writes them.
-#[derive(Debug, Deserialize)]
-struct Problem {
-    title: Option<String>,
-    detail: Option<String>,
-    #[serde(default)]
-    errors: Vec<FieldProblem>,
-}
-
-#[derive(Debug, Deserialize)]
-struct FieldProblem {
-    field: String,
-    message: String,
-}
-
-/// `status title: detail` (and the fields at fault) of a problem+json body; the status
-/// line and the start of the body for anything else.
-fn problem_line(status: StatusCode, body: &[u8]) -> String {
-    let code = status.as_u16();
-    match serde_json::from_slice::<Problem>(body) {
-        Ok(problem) if problem.title.is_some() || problem.detail.is_some() => {
-            let title = problem
-                .title
-                .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
-            let mut line = match problem.detail {
-                Some(detail) => format!("{code} {title}: {detail}"),
-                None => format!("{code} {title}"),
-            };
-            for field in problem.errors {
-                line.push_str(&format!("; {}: {}", field.field, field.message));
-            }
-            line
-        }
-        _ => {
-            let text = String::from_utf8_lossy(body);
-            let text: String = text.trim().chars().take(200).collect();
-            let reason = status.canonical_reason().unwrap_or("");
-            if text.is_empty() {
-                format!("{code} {reason}")
-            } else {
-                format!("{code} {reason}: {text}")
-            }
-        }
-    }
-}
-
-/// The HTTP client and where the API is.
-#[derive(Debug)]
-struct Api {
-    client: reqwest::Client,
-    base: Url,
-    origin: String,
-    token: Option<String>,
-}
+struct Api(AdminClient);
 
 impl Api {
     fn new(args: &SagaArgs) -> Result<Self, Failure> {
-        let (base, origin) = api_base(args.api.as_deref(), &args.data_dir)?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(15))
-            .build()
-            .map_err(|err| Failure::Unreachable(format!("cannot build an HTTP client: {err}")))?;
-        let token = match (&args.token, &args.api) {
-            (Some(token), _) => Some(token.clone()),
-            // Another API's tokens are not ours to mint: only the node of --data-dir.
-            (None, Some(_)) => None,
-            (None, None) => Some(dev::admin_token(&args.data_dir).map_err(|err| {
-                Failure::Unreachable(format!(
-                    "cannot sign an admin token for {origin}: {err:#}; pass --token"
-                ))
-            })?),
-        };
-        Ok(Self {
-            client,
-            base,
-            origin,
-            token,
-        })
+        AdminClient::new(args.api.as_deref(), &args.data_dir, args.token.as_deref()).map(Self)
     }
 
     /// The base URL with `segments` appended (each escaped as one path segment).
     fn url(&self, segments: &[&str]) -> Url {
-        let mut url = self.base.clone();
-        url.path_segments_mut()
-            .expect("an http(s) URL has a path")
-            .pop_if_empty()
-            .extend(segments);
-        url
+        self.0.url(segments)
     }
 
     fn list_url(&self, list: &SagaListArgs) -> Url {
@@ -291,46 +124,18 @@ impl Api {
     }
 
     async fn call(&self, method: Method, url: Url) -> Result<Answer, Failure> {
-        let mut request = self
-            .client
-            .request(method, url.clone())
-            .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let unreachable = |err: reqwest::Error| {
-            Failure::Unreachable(format!(
-                "cannot reach the API at {} (from {}): {}; is notesaga running there?",
-                self.base,
-                self.origin,
-                error_chain(&err)
-            ))
-        };
-        let response = request.send().await.map_err(unreachable)?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(unreachable)?.to_vec();
-        Ok(Answer { status, body })
+        self.0.send(method, url).await
     }
 
     fn parse<T: serde::de::DeserializeOwned>(&self, body: &[u8]) -> Result<T, Failure> {
         serde_json::from_slice(body).map_err(|err| {
             Failure::Unreachable(format!(
                 "the API at {} (from {}) answered something that is not notesaga's saga JSON ({err}); is it notesaga's API?",
-                self.base, self.origin
+                self.0.base(),
+                self.0.origin()
             ))
         })
     }
-}
-
-/// An error and its causes, `: `-separated (reqwest's own message names only the URL).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 /// `GET /v1/sagas`.
@@ -515,6 +320,7 @@ mod tests {
     };
 
     use super::*;
+    use crate::{admin_client::api_base, dev::NODE_FILE};
 
     const SAGA: &str = "6f1c2b1e-4d5a-5b7e-9a51-0c1d2e3f4a5b";
 
