@@ -378,14 +378,38 @@ fn command_url(command_id: Uuid) -> String {
     format!("/v1/commands/{command_id}")
 }
 
+/// The headers every command (`POST`, `PUT`, `DELETE` of notes) takes, for the OpenAPI
+/// document only: the handlers read them from the [`HeaderMap`].
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // never built: its IntoParams impl is what the document reads
+struct CommandHeaders {
+    /// Makes the command safe to retry: the same key with the same request answers the first response again (with `Idempotent-Replayed: true`), with a different request 422, while the first is in flight 409. Scoped to the user, kept at least 24 hours; 1 to 255 visible ASCII characters
+    #[param(rename = "Idempotency-Key")]
+    idempotency_key: Option<String>,
+    /// `wait=N` (RFC 7240): wait up to N seconds (capped by the server) for the outcome: 201/200 when applied, the rejection's problem (404, 409, 410, 412, 422) when rejected, 202 if the wait runs out
+    #[param(rename = "Prefer")]
+    prefer: Option<String>,
+}
+
+/// `If-Match` of the commands on an existing note, for the OpenAPI document only (see
+/// [`if_match`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // never built: its IntoParams impl is what the document reads
+struct IfMatchHeader {
+    /// `"N"`, the note's ETag: the command's expected version (a mismatch is the rejection `version_conflict`, 412 when waited for)
+    #[param(rename = "If-Match")]
+    if_match: Option<String>,
+}
+
 #[utoipa::path(
     post,
     path = "/v1/notes",
     tag = "notes",
     summary = "Create a note (a command)",
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes the command safe to retry: the same key with the same request answers the first response again (with `Idempotent-Replayed: true`), with a different request 422, while the first is in flight 409. Scoped to the user, kept at least 24 hours; 1 to 255 visible ASCII characters"),
-        ("Prefer" = Option<String>, Header, description = "`wait=N` (RFC 7240): wait up to N seconds (capped by the server) for the outcome: 201/200 when applied, the rejection's problem (404, 409, 410, 412, 422) when rejected, 202 if the wait runs out"),
+        CommandHeaders,
     ),
     request_body(content = crate::openapi::schemas::NoteInput, content_type = "application/json"),
     responses(
@@ -429,9 +453,8 @@ async fn create_note(
     summary = "Edit a note (a command)",
     params(
         ("note_id" = uuid::Uuid, Path, description = "The note"),
-        ("If-Match" = Option<String>, Header, description = "`\"N\"`, the note's ETag: the command's expected version (a mismatch is the rejection `version_conflict`, 412 when waited for)"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes the command safe to retry: the same key with the same request answers the first response again (with `Idempotent-Replayed: true`), with a different request 422, while the first is in flight 409. Scoped to the user, kept at least 24 hours; 1 to 255 visible ASCII characters"),
-        ("Prefer" = Option<String>, Header, description = "`wait=N` (RFC 7240): wait up to N seconds (capped by the server) for the outcome: 201/200 when applied, the rejection's problem (404, 409, 410, 412, 422) when rejected, 202 if the wait runs out"),
+        IfMatchHeader,
+        CommandHeaders,
     ),
     request_body(content = crate::openapi::schemas::NoteInput, content_type = "application/json"),
     responses(
@@ -483,9 +506,8 @@ async fn edit_note(
     summary = "Delete a note (a command)",
     params(
         ("note_id" = uuid::Uuid, Path, description = "The note"),
-        ("If-Match" = Option<String>, Header, description = "`\"N\"`, the note's ETag: the command's expected version (a mismatch is the rejection `version_conflict`, 412 when waited for)"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes the command safe to retry: the same key with the same request answers the first response again (with `Idempotent-Replayed: true`), with a different request 422, while the first is in flight 409. Scoped to the user, kept at least 24 hours; 1 to 255 visible ASCII characters"),
-        ("Prefer" = Option<String>, Header, description = "`wait=N` (RFC 7240): wait up to N seconds (capped by the server) for the outcome: 201/200 when applied, the rejection's problem (404, 409, 410, 412, 422) when rejected, 202 if the wait runs out"),
+        IfMatchHeader,
+        CommandHeaders,
     ),
     responses(
         (status = 202, description = "Accepted: sent to the notes processor, which decides later", body = crate::openapi::schemas::CommandAccepted,
