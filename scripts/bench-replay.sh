@@ -10,14 +10,8 @@ bin="${1:?usage: $0 BIN_DIR [bench args]}"; shift
 bin="$(cd "$bin" && pwd)"
 postgres="${NOTESAGA_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}"
 
-# A random loopback port nobody listens on now.
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 40000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
-  done
-}
+# free_port (this script starts no `notesaga dev`, only a broker and a registry).
+. "$(dirname "${BASH_SOURCE[0]}")/lib/node.sh"
 kafka_port="$(free_port)"; registry_port="$(free_port)"
 while [ "$registry_port" = "$kafka_port" ]; do registry_port="$(free_port)"; done
 

@@ -14,60 +14,19 @@ bin="$(cd "$bin" && pwd)"
 st="${SCHEMATHESIS:-$HOME/.cache/notesaga-schemathesis/bin/schemathesis}"
 [ -x "$st" ] || { echo "no schemathesis at $st (make schemathesis installs it)" >&2; exit 1; }
 
-# A random loopback port nobody listens on now.
-free_port() {
-  local port
-  while :; do
-    port=$((20000 + RANDOM % 40000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
-  done
-}
-data="$(mktemp -d)"
-node=""
-stop() {
-  if [ -n "$node" ] && kill -0 "$node" 2>/dev/null; then
-    kill -TERM "$node" 2>/dev/null || true
-    for _ in $(seq 1 300); do kill -0 "$node" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$node" 2>/dev/null || true
-    wait "$node" 2>/dev/null || true
-  fi
-}
-trap 'stop; rm -rf "$data"' EXIT
-
-# Starts the node on fresh ports in a fresh data directory and waits until it is ready;
-# on failure prints why (the panic or error lines first) and answers non-zero.
-start_node() {
-  stop
-  rm -rf "$data" && mkdir -p "$data"
-  kafka_port="$(free_port)"; registry_port="$(free_port)"; http_port="$(free_port)"
-  while [ "$registry_port" = "$kafka_port" ]; do registry_port="$(free_port)"; done
-  while [ "$http_port" = "$kafka_port" ] || [ "$http_port" = "$registry_port" ]; do http_port="$(free_port)"; done
-  api="http://127.0.0.1:$http_port"
-  echo "single node for schemathesis: api $api, kafka 127.0.0.1:$kafka_port" >&2
-  # Silent narration: the fuzzer creates many notes, and speech is not what is tested.
-  NOTESAGA_LOG="${NOTESAGA_LOG:-warn}" \
-  NOTESAGA_NARRATION_PROVIDER=silent NOTESAGA_EMBEDDING_PROVIDER=builtin \
-    "$bin/notesaga" dev --data-dir "$data" --broker-bin "$bin/notesaga-broker" \
-    --kafka-addr "127.0.0.1:$kafka_port" --registry-addr "127.0.0.1:$registry_port" \
-    --http-addr "127.0.0.1:$http_port" 2>"$data/node.log" &
-  node=$!
-  for _ in $(seq 1 1200); do
-    curl -sf "$api/readyz" >/dev/null && return 0
-    kill -0 "$node" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "the node did not become ready:" >&2
-  grep -m3 -A6 -E "panicked|ERROR" "$data/node.log" >&2 || true
-  tail -20 "$data/node.log" >&2
-  return 1
-}
-
+. "$(dirname "${BASH_SOURCE[0]}")/lib/node.sh"
 # One start-up of this script in CI exited with a panic that did not show again in a
 # dozen starts; a fresh attempt (new ports, new directory) keeps that from failing the
-# fuzz run, and the lines above keep its cause in the log.
+# fuzz run, and node_start prints the panic lines so its cause stays in the log.
 started=no
 for attempt in 1 2 3; do
-  start_node && { started=yes; break; }
+  node_prepare
+  echo "single node for schemathesis: api $api, kafka 127.0.0.1:$kafka_port" >&2
+  # Silent narration: the fuzzer creates many notes, and speech is not what is tested.
+  if node_start "$bin" /readyz NOTESAGA_NARRATION_PROVIDER=silent NOTESAGA_EMBEDDING_PROVIDER=builtin; then
+    started=yes
+    break
+  fi
   echo "start-up attempt $attempt failed" >&2
 done
 [ "$started" = yes ] || exit 1
@@ -83,7 +42,9 @@ fi
 status=0
 # not_a_server_error: no 5xx. The conformance checks: every status, content type,
 # documented header and body is what /openapi.json says. The seed makes a failure
-# reproducible; --max-time bounds the run whatever the number of operations.
+# reproducible; --max-time bounds the run whatever the number of operations. One worker:
+# with two, CPython 3.11's ast.parse inside hypothesis raised "AST constructor recursion
+# depth mismatch" (not thread-safe), a tool error that failed the run.
 "$st" run "$api/openapi.json" --url "$api" "${auth[@]}" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --max-examples "${ST_MAX_EXAMPLES:-20}" --max-time "${ST_MAX_TIME:-90}" \

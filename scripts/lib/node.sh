@@ -1,0 +1,72 @@
+# shellcheck shell=bash
+# A throw-away single node for the scripts that run against one (`notesaga dev`: broker,
+# registry and every role, on a temp data directory and free loopback ports). Sourced,
+# under `set -euo pipefail`:
+#
+#   node_prepare               # sets kafka_port, registry_port, http_port, api, data
+#   echo "… $api …" >&2        # the caller says what it starts
+#   node_start BIN_DIR /healthz NOTESAGA_NARRATION_PROVIDER=silent … || exit 1
+#
+# The node logs to $data/node.log; on exit it is stopped (SIGTERM, SIGKILL after 30 s)
+# and $data removed.
+
+# A random loopback port nobody listens on now.
+free_port() {
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 40000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+  done
+}
+
+# Three distinct free ports, a fresh data directory, and the trap that stops the node.
+# Called again after a failed start, it stops what is left and starts over elsewhere.
+node_prepare() {
+  if [ -n "${data:-}" ]; then node_stop; fi
+  kafka_port="$(free_port)"; registry_port="$(free_port)"; http_port="$(free_port)"
+  while [ "$registry_port" = "$kafka_port" ]; do registry_port="$(free_port)"; done
+  while [ "$http_port" = "$kafka_port" ] || [ "$http_port" = "$registry_port" ]; do http_port="$(free_port)"; done
+  api="http://127.0.0.1:$http_port"
+  data="$(mktemp -d)"
+  node=""
+  trap node_stop EXIT
+}
+
+node_stop() {
+  if [ -n "$node" ] && kill -0 "$node" 2>/dev/null; then
+    kill -TERM "$node" 2>/dev/null || true
+    for _ in $(seq 1 300); do kill -0 "$node" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$node" 2>/dev/null || true
+    wait "$node" 2>/dev/null || true
+  fi
+  rm -rf "$data"
+}
+
+# Why the node failed: its panic or error lines first (a backtrace's tail alone hides
+# the message), then its last lines.
+node_log() {
+  grep -m3 -B2 -A8 -E "panicked|ERROR" "$data/node.log" >&2 || true
+  tail -20 "$data/node.log" >&2
+}
+
+# node_start BIN_DIR READY_PATH [VAR=VALUE…]: starts the node with those variables
+# (NOTESAGA_LOG defaults to warn) and waits up to 120 s until READY_PATH answers 2xx;
+# answers 1 with the node's log lines if it does not.
+node_start() {
+  local bin="$1" ready="$2"
+  shift 2
+  env NOTESAGA_LOG="${NOTESAGA_LOG:-warn}" "$@" \
+    "$bin/notesaga" dev --data-dir "$data" --broker-bin "$bin/notesaga-broker" \
+    --kafka-addr "127.0.0.1:$kafka_port" --registry-addr "127.0.0.1:$registry_port" \
+    --http-addr "127.0.0.1:$http_port" 2>"$data/node.log" &
+  node=$!
+  for _ in $(seq 1 1200); do
+    curl -sf "$api$ready" >/dev/null && break
+    kill -0 "$node" 2>/dev/null || { echo "the node exited at start-up:" >&2; node_log; return 1; }
+    sleep 0.1
+  done
+  local late="does not answer $ready"
+  if [ "$ready" = /readyz ]; then late="is not ready"; fi
+  curl -sf "$api$ready" >/dev/null \
+    || { echo "the node $late after 120 s" >&2; node_log; return 1; }
+}
