@@ -5,8 +5,9 @@
 //! (no header needed; tampered or expired → 403; `Range` → 206).
 
 mod conform;
+mod offline;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use axum::{
@@ -16,14 +17,13 @@ use axum::{
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use http_body_util::BodyExt as _;
-use notesaga_api::{auth::Claims, router, ApiConfig, AppState, AuthConfig};
-use notesaga_embedding::{BuiltinEmbedder, Provider, Resilient};
+use notesaga_api::{auth::Claims, router, ApiConfig, AuthConfig};
 use notesaga_events::{
     narration::{NarrationCompleted, NarrationEvent},
     notes::{NoteCreated, NotePublished, NotesEvent},
     saga::{SagaEvent, SagaStarted},
 };
-use notesaga_log::{breaker::BreakerConfig, AvroCodec, FlowEvent, KafkaConfig, Publisher};
+use notesaga_log::FlowEvent;
 use notesaga_narration::FsBlobStore;
 use notesaga_projections::{notes, ReadStore};
 use serde_json::Value;
@@ -97,40 +97,19 @@ impl Answer {
     }
 }
 
-/// A port nothing listens on (bound, then released).
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("an ephemeral port")
-}
-
 /// An API with `auth` whose broker and registry are a closed port.
 async fn api(auth: AuthConfig) -> Result<Api> {
-    let dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
-    let store = ReadStore::connect(&url).await?;
-    let closed = format!("127.0.0.1:{}", closed_port());
-    let codec = Arc::new(AvroCodec::new(&format!("http://{closed}")));
-    let publisher = Publisher::new(&KafkaConfig::new(closed), codec)?;
-    let embedder = Resilient::new(
-        Provider::Builtin(BuiltinEmbedder),
-        notesaga_log::RetryPolicy::default(),
-        BreakerConfig::default(),
-        1,
-    );
-    let audio = FsBlobStore::new(dir.path().join("audio"));
     let config = ApiConfig {
         readiness_timeout: Duration::from_millis(300),
         auth: auth.clone(),
         ..ApiConfig::default()
     };
-    let state = AppState::new(publisher, store.clone(), audio.clone(), embedder, config);
+    let offline = offline::offline(config, None).await?;
     Ok(Api {
-        _dir: dir,
-        store,
-        audio,
-        router: router(state),
+        _dir: offline.dir,
+        store: offline.store,
+        audio: offline.audio,
+        router: router(offline.state),
         auth,
     })
 }

@@ -2,7 +2,9 @@
 //! names, served at `/openapi.json` without a token, and the responses of the router
 //! (public ones, refusals, unknown routes) conform to it.
 
-use std::{sync::Arc, time::Duration};
+mod offline;
+
+use std::time::Duration;
 
 use anyhow::Result;
 use axum::{
@@ -11,11 +13,7 @@ use axum::{
     Router,
 };
 use http_body_util::BodyExt as _;
-use notesaga_api::{openapi, router, ApiConfig, AppState};
-use notesaga_embedding::{BuiltinEmbedder, Provider, Resilient};
-use notesaga_log::{breaker::BreakerConfig, AvroCodec, KafkaConfig, Publisher};
-use notesaga_narration::FsBlobStore;
-use notesaga_projections::ReadStore;
+use notesaga_api::{openapi, router, ApiConfig};
 use notesaga_testkit::openapi::Spec;
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -192,33 +190,12 @@ fn errors_are_problems_and_the_refusals_carry_their_headers() {
 /// An API without a token key (every protected route answers 401) whose broker and
 /// registry are a closed port.
 async fn api() -> Result<(tempfile::TempDir, Router)> {
-    let dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
-    let store = ReadStore::connect(&url).await?;
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        format!("127.0.0.1:{}", listener.local_addr()?.port())
-    };
-    let codec = Arc::new(AvroCodec::new(&format!("http://{closed}")));
-    let publisher = Publisher::new(&KafkaConfig::new(closed), codec)?;
-    let embedder = Resilient::new(
-        Provider::Builtin(BuiltinEmbedder),
-        notesaga_log::RetryPolicy::default(),
-        BreakerConfig::default(),
-        1,
-    );
     let config = ApiConfig {
         readiness_timeout: Duration::from_millis(300),
         ..ApiConfig::default()
     };
-    let state = AppState::new(
-        publisher,
-        store,
-        FsBlobStore::new(dir.path().join("audio")),
-        embedder,
-        config,
-    );
-    Ok((dir, router(state)))
+    let offline = offline::offline(config, None).await?;
+    Ok((offline.dir, router(offline.state)))
 }
 
 /// The router's answer to `method uri`, checked against the served document.

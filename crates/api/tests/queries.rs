@@ -4,8 +4,9 @@
 //! that is down. The read store is a SQLite file filled through the projection's fold.
 
 mod conform;
+mod offline;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use anyhow::Result;
 use axum::{
@@ -14,14 +15,13 @@ use axum::{
     Router,
 };
 use http_body_util::BodyExt as _;
-use notesaga_api::{auth::Claims, router, ApiConfig, AppState, AuthConfig};
-use notesaga_embedding::{BuiltinEmbedder, Provider, Resilient};
+use notesaga_api::{auth::Claims, router, ApiConfig, AuthConfig};
+use notesaga_embedding::BuiltinEmbedder;
 use notesaga_events::{
     embedding::{EmbeddingEvent, EmbeddingGenerated},
     notes::{NoteCreated, NotePublished, NotesEvent},
 };
-use notesaga_log::{breaker::BreakerConfig, AvroCodec, FlowEvent, KafkaConfig, Publisher};
-use notesaga_narration::FsBlobStore;
+use notesaga_log::FlowEvent;
 use notesaga_projections::{notes, AcceptedCommand, ReadStore};
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -43,44 +43,18 @@ struct Api {
 /// An API whose broker and registry are a closed port: every query works, every probe
 /// of them fails.
 async fn api() -> Result<Api> {
-    let dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
-    let store = ReadStore::connect(&url).await?;
-    let closed = format!("127.0.0.1:{}", closed_port());
-    let codec = Arc::new(AvroCodec::new(&format!("http://{closed}")));
-    let publisher = Publisher::new(&KafkaConfig::new(closed), codec)?;
-    let embedder = Resilient::new(
-        Provider::Builtin(BuiltinEmbedder),
-        notesaga_log::RetryPolicy::default(),
-        BreakerConfig::default(),
-        1,
-    );
     let config = ApiConfig {
         readiness_timeout: Duration::from_millis(500),
         auth: AuthConfig::hs256(SECRET)?,
         ..ApiConfig::default()
     };
-    let state = AppState::new(
-        publisher,
-        store.clone(),
-        FsBlobStore::new(dir.path().join("audio")),
-        embedder,
-        config,
-    );
+    let offline = offline::offline(config, None).await?;
     Ok(Api {
-        _dir: dir,
-        store,
-        router: router(state),
+        _dir: offline.dir,
+        store: offline.store,
+        router: router(offline.state),
         token: Claims::new(ME, Duration::from_secs(3600)).mint_hs256(SECRET)?,
     })
-}
-
-/// A port nothing listens on (bound, then released).
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("an ephemeral port")
 }
 
 impl Api {

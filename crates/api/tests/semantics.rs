@@ -8,8 +8,9 @@
 //! - Bounds: 413, 429 with `Retry-After`, 400 beyond the page size, 503 on timeout.
 
 mod conform;
+mod offline;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use anyhow::Result;
 use axum::{
@@ -18,11 +19,9 @@ use axum::{
     Router,
 };
 use http_body_util::BodyExt as _;
-use notesaga_api::{auth::Claims, router, ApiConfig, AppState, AuthConfig, Limits};
-use notesaga_embedding::{BuiltinEmbedder, Provider, Resilient};
+use notesaga_api::{auth::Claims, router, ApiConfig, AuthConfig, Limits};
 use notesaga_events::notes::{NoteCreated, NoteEdited, NotesEvent};
-use notesaga_log::{breaker::BreakerConfig, AvroCodec, FlowEvent, KafkaConfig, Publisher};
-use notesaga_narration::FsBlobStore;
+use notesaga_log::FlowEvent;
 use notesaga_projections::{
     idempotency::{KeyRequest, Reservation, StoredResponse},
     notes, ReadStore,
@@ -79,43 +78,17 @@ async fn api(limits: Limits) -> Result<Api> {
 
 /// The same on the read store at `database_url` (SQLite in a temporary directory if none).
 async fn api_on(limits: Limits, database_url: Option<&str>) -> Result<Api> {
-    let dir = tempfile::tempdir()?;
-    let url = database_url.map_or_else(
-        || format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display()),
-        str::to_owned,
-    );
-    let store = ReadStore::connect(&url).await?;
-    let closed = format!(
-        "127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port()
-    );
-    let codec = Arc::new(AvroCodec::new(&format!("http://{closed}")));
-    let publisher = Publisher::new(&KafkaConfig::new(closed), codec)?;
-    let embedder = Resilient::new(
-        Provider::Builtin(BuiltinEmbedder),
-        notesaga_log::RetryPolicy::default(),
-        BreakerConfig::default(),
-        1,
-    );
     let config = ApiConfig {
         body_limit: 4096,
         auth: AuthConfig::hs256(SECRET)?,
         limits,
         ..ApiConfig::default()
     };
-    let state = AppState::new(
-        publisher,
-        store.clone(),
-        FsBlobStore::new(dir.path().join("audio")),
-        embedder,
-        config,
-    );
+    let offline = offline::offline(config, database_url).await?;
     Ok(Api {
-        _dir: dir,
-        store,
-        router: router(state),
+        _dir: offline.dir,
+        store: offline.store,
+        router: router(offline.state),
     })
 }
 
