@@ -109,7 +109,6 @@ fn job_not_found(raw: &str) -> Problem {
             headers(("Location" = String, description = "`/v1/admin/jobs/{job_id}`"))),
         (status = 404, description = "No such projection"),
         (status = 409, description = "A rebuild of this projection is already queued or running"),
-        (status = 503, description = "The read store is unavailable"),
     ),
 )]
 pub(crate) async fn replay_projection(
@@ -151,7 +150,6 @@ pub(crate) async fn replay_projection(
     responses(
         (status = 200, description = "The job", body = JobBody),
         (status = 404, description = "No such job"),
-        (status = 503, description = "The read store is unavailable"),
     ),
 )]
 pub(crate) async fn get_job(

@@ -60,7 +60,6 @@ pub(crate) fn command_json(command: &CommandView) -> Value {
     responses(
         (status = 200, description = "`pending`, `applied` (with the version) or `rejected` (with why)", body = crate::openapi::schemas::CommandStatus),
         (status = 404, description = "No such command, or another user's"),
-        (status = 503, description = "The read store is unavailable, or the request timed out"),
     ),
 )]
 async fn get_command(

@@ -703,7 +703,6 @@ async fn note_at_least(
         (status = 404, description = "No such note (or not projected yet), or another user's"),
         (status = 410, description = "The note is deleted"),
         (status = 412, description = "`min_version` was not reached within the wait"),
-        (status = 503, description = "The read store is unavailable, or the request timed out"),
     ),
 )]
 async fn get_note(
@@ -792,7 +791,6 @@ fn decode_cursor(raw: &str) -> Result<NoteCursor, Problem> {
     responses(
         (status = 200, description = "Most recently changed first; items without `body`", body = crate::openapi::schemas::NotePage),
         (status = 400, description = "A bad `status`, `limit` or `cursor`"),
-        (status = 503, description = "The read store is unavailable, or the request timed out"),
     ),
 )]
 async fn list_notes(
@@ -859,7 +857,6 @@ async fn list_notes(
         (status = 404, description = "No published narration, no such note, or another user's"),
         (status = 416, description = "The range is not satisfiable (a problem, with `Content-Range: bytes */LENGTH`)",
             headers(("Content-Range" = String, description = "`bytes */LENGTH`"))),
-        (status = 503, description = "The read store is unavailable, or the request timed out"),
     ),
 )]
 async fn get_audio(

@@ -216,7 +216,8 @@ fn apply(operation: &mut Operation, public: bool, admin: bool, versioned: bool) 
             500,
             problem("The server failed; `X-Request-Id` finds the cause in its logs"),
         );
-        // Every `/v1` request is bounded by the request timeout.
+        // Every `/v1` request is bounded by the request timeout and reads or writes the
+        // read store; handlers describe a 503 themselves only to say more (what was sent).
         add(
             operation,
             503,

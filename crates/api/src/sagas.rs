@@ -68,7 +68,6 @@ fn saga_not_found(saga_id: Uuid) -> Problem {
     responses(
         (status = 200, description = "The sagas", body = crate::openapi::schemas::SagaList),
         (status = 400, description = "A bad `state`, `stuck` or `limit`"),
-        (status = 503, description = "The read store is unavailable, or the request timed out"),
     ),
 )]
 async fn list_sagas(
@@ -111,7 +110,6 @@ async fn list_sagas(
     responses(
         (status = 200, description = "The saga and every transition, oldest first", body = crate::openapi::schemas::SagaDetail),
         (status = 404, description = "No such saga, or (without the `admin` role) another user's"),
-        (status = 503, description = "The read store is unavailable, or the request timed out"),
     ),
 )]
 async fn get_saga(
@@ -148,7 +146,6 @@ async fn get_saga(
     responses(
         (status = 200, description = "Its sagas, a deleted note's cleanup saga included", body = crate::openapi::schemas::NoteSagas),
         (status = 404, description = "No such note, or another user's"),
-        (status = 503, description = "The read store is unavailable, or the request timed out"),
     ),
 )]
 async fn note_sagas(
