@@ -6,11 +6,15 @@
 //! over TCP through rdkafka, exactly as it would reach Apache Kafka.
 
 mod indexes;
+mod metrics;
+mod native;
+mod wake;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
+use native::{wal::Fsync, NativeStorage};
 use tansu_broker::{broker::Broker, coordinator::group::administrator::Controller};
 use tansu_storage::StorageContainer;
 use tracing_subscriber::EnvFilter;
@@ -45,7 +49,35 @@ struct Args {
     /// Cluster id reported to clients.
     #[arg(long, env = "NOTESAGA_BROKER_CLUSTER_ID", default_value = "notesaga")]
     cluster_id: String,
+
+    /// Storage engine: `native` (notesaga's own log: record batches stored as produced,
+    /// group commit, under `native/` in the data directory) or `sqlite` (tansu's SQLite
+    /// engine, `broker.db`). Each keeps its own files; switching engines starts from an
+    /// empty log (see docs/operations.md).
+    #[arg(long, env = "NOTESAGA_BROKER_STORAGE", value_enum, default_value_t = StorageKind::Native)]
+    storage: StorageKind,
+
+    /// When the native engine acknowledges a write: `always` fsyncs each group of
+    /// appends first (survives a power cut); `never` leaves flushing to the OS (survives
+    /// a killed broker, not a power cut).
+    #[arg(long, env = "NOTESAGA_BROKER_FSYNC", value_enum, default_value_t = Fsync::Always)]
+    fsync: Fsync,
+
+    /// Serve the broker's Prometheus metrics on this address (`GET /metrics`); off when
+    /// unset.
+    #[arg(long, env = "NOTESAGA_BROKER_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
+
+/// The storage engines the broker can run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum StorageKind {
+    Native,
+    Sqlite,
+}
+
+/// The native engine's directory inside the data directory.
+const NATIVE_DIR: &str = "native";
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -67,6 +99,37 @@ async fn main() -> Result<()> {
 
     let listener = Url::parse(&format!("tcp://{}", args.kafka_addr))
         .with_context(|| format!("--kafka-addr {} is not HOST:PORT", args.kafka_addr))?;
+    metrics::serve(args.metrics_addr).await?;
+    if args.storage == StorageKind::Native {
+        let storage = NativeStorage::open(
+            Path::new(NATIVE_DIR),
+            args.fsync,
+            &args.cluster_id,
+            1,
+            listener.clone(),
+        )
+        .context("cannot open the native log")?;
+        let groups = Controller::with_storage(storage.clone())
+            .context("cannot start the group coordinator")?;
+        exit_with_parent(args.exit_with_parent);
+        eprintln!(
+            "notesaga-broker listening on {} (native storage)",
+            args.kafka_addr
+        );
+        Broker::new(
+            1,
+            &args.cluster_id,
+            listener.clone(),
+            listener,
+            storage,
+            groups,
+            Uuid::new_v4(),
+        )
+        .main(tokio::time::Instant::now())
+        .await
+        .context("broker stopped with an error")?;
+        return Ok(());
+    }
     let storage = Url::parse(&format!("sqlite://{DB_FILE}"))?;
 
     let broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
@@ -85,7 +148,19 @@ async fn main() -> Result<()> {
         .await
         .context("cannot add the missing indexes to tansu's database")?;
 
-    if args.exit_with_parent {
+    exit_with_parent(args.exit_with_parent);
+    eprintln!("notesaga-broker listening on {}", args.kafka_addr);
+    // `main` serves until SIGINT or SIGTERM and then shuts down cleanly.
+    broker
+        .main(tokio::time::Instant::now())
+        .await
+        .context("broker stopped with an error")?;
+    Ok(())
+}
+
+/// Exits when the process that started this one goes away (`--exit-with-parent`).
+fn exit_with_parent(enabled: bool) {
+    if enabled {
         let parent = std::os::unix::process::parent_id();
         tokio::spawn(async move {
             loop {
@@ -97,11 +172,4 @@ async fn main() -> Result<()> {
             }
         });
     }
-    eprintln!("notesaga-broker listening on {}", args.kafka_addr);
-    // `main` serves until SIGINT or SIGTERM and then shuts down cleanly.
-    broker
-        .main(tokio::time::Instant::now())
-        .await
-        .context("broker stopped with an error")?;
-    Ok(())
 }

@@ -1,0 +1,447 @@
+//! The write-ahead log: numbered segment files of framed entries, one writer thread
+//! that appends and fsyncs in groups, positional reads for fetches, and recovery.
+//!
+//! WHY one log for every partition: a single node serves tens of partitions, and with
+//! a file per partition one produce request touching six partitions costs six fsyncs.
+//! One sequential log costs one fsync per group of concurrent appends, whatever they
+//! touch (group commit), and replaying it at start-up rebuilds every index.
+//!
+//! Positions are reserved by the caller under the engine's lock, in the same order as
+//! the writes are submitted, so the writer appends at exactly the reserved position and
+//! the index can point at batches before they are written (it exposes them to readers
+//! only once durable).
+
+use std::{
+    collections::BTreeMap,
+    fs::{self, File, OpenOptions},
+    io::{self, Write as _},
+    os::unix::fs::{DirBuilderExt as _, FileExt as _, OpenOptionsExt as _},
+    path::{Path, PathBuf},
+    sync::{mpsc, Arc, RwLock},
+    thread,
+    time::Instant,
+};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+
+use super::entry::{read_frame, DecodeError, Entry, Framed};
+use crate::metrics;
+
+/// When an append counts as durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Fsync {
+    /// `fdatasync` before acknowledging each group of appends: an acknowledged record
+    /// survives a killed broker and a power cut.
+    Always,
+    /// Written to the OS before acknowledging, flushed by the OS later: an acknowledged
+    /// record survives a killed broker (SIGKILL), not a power cut or kernel crash.
+    Never,
+}
+
+/// A segment is closed and a new one started beyond this size.
+pub(crate) const SEGMENT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Why the log cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OpenError {
+    /// The directory or a segment cannot be read or written.
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    /// A segment before the last one is damaged: what follows cannot be trusted.
+    #[error(
+        "segment {path} is damaged at byte {at} and is not the last one; the log after it \
+         cannot be trusted. Move the broker's data directory aside (or restore it) and start again"
+    )]
+    Damaged { path: PathBuf, at: u64 },
+    /// A whole frame holds bytes this version does not understand.
+    #[error("segment {path} at byte {at}: {source}")]
+    Decode {
+        path: PathBuf,
+        at: u64,
+        source: DecodeError,
+    },
+}
+
+struct Write {
+    segment: u32,
+    pos: u64,
+    bytes: Bytes,
+    done: oneshot::Sender<()>,
+}
+
+type Files = Arc<RwLock<BTreeMap<u32, Arc<File>>>>;
+
+/// The open log: submissions and reads are shared; positions come from the [`Cursor`].
+#[derive(Debug)]
+pub(crate) struct Wal {
+    dir: PathBuf,
+    files: Files,
+    writer: mpsc::Sender<Write>,
+}
+
+/// Where the next write goes. The engine keeps it under the same lock as its state and
+/// submits in the order it reserves, so the writer appends exactly at each position.
+#[derive(Debug)]
+pub(crate) struct Cursor {
+    active: u32,
+    active_len: u64,
+}
+
+impl Cursor {
+    /// The segment and position the next `len` bytes will be written at.
+    pub(crate) fn reserve(&mut self, len: u64) -> (u32, u64) {
+        if self.active_len > 0 && self.active_len + len > SEGMENT_BYTES {
+            self.active += 1;
+            self.active_len = 0;
+        }
+        let at = (self.active, self.active_len);
+        self.active_len += len;
+        at
+    }
+}
+
+fn segment_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("{id:010}.wal"))
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> OpenError + '_ {
+    move |source| OpenError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Wal {
+    /// Opens (or creates) the log in `dir`, replaying every entry through `replay` with
+    /// its segment and the position of its frame. A torn or damaged tail of the last
+    /// segment (a write a crash cut short, never acknowledged) is cut off.
+    pub(crate) fn open(
+        dir: &Path,
+        fsync: Fsync,
+        mut replay: impl FnMut(u32, u64, Entry),
+    ) -> Result<(Self, Cursor), OpenError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_at(dir))?;
+        let mut ids = Vec::new();
+        for item in fs::read_dir(dir).map_err(io_at(dir))? {
+            let name = item.map_err(io_at(dir))?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(id) = name
+                .strip_suffix(".wal")
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+
+        let files: Files = Arc::default();
+        let mut active = 0;
+        let mut active_len = 0;
+        let started = Instant::now();
+        let mut entries = 0u64;
+        for (i, &id) in ids.iter().enumerate() {
+            let path = segment_path(dir, id);
+            let bytes = Bytes::from(fs::read(&path).map_err(io_at(&path))?);
+            let mut at = 0usize;
+            while at < bytes.len() {
+                match read_frame(&bytes.slice(at..)) {
+                    Framed::Whole { body, len } => {
+                        let entry = Entry::decode(body).map_err(|source| OpenError::Decode {
+                            path: path.clone(),
+                            at: at as u64,
+                            source,
+                        })?;
+                        replay(id, at as u64, entry);
+                        entries += 1;
+                        at += len;
+                    }
+                    Framed::Torn | Framed::Corrupt if i + 1 == ids.len() => {
+                        warn!(
+                            segment = %path.display(),
+                            at,
+                            dropped_bytes = bytes.len() - at,
+                            "cutting off the unacknowledged tail of the log (a write cut short by a crash)"
+                        );
+                        let file = OpenOptions::new()
+                            .write(true)
+                            .open(&path)
+                            .map_err(io_at(&path))?;
+                        file.set_len(at as u64).map_err(io_at(&path))?;
+                        file.sync_all().map_err(io_at(&path))?;
+                        break;
+                    }
+                    Framed::Torn | Framed::Corrupt => {
+                        return Err(OpenError::Damaged {
+                            path,
+                            at: at as u64,
+                        })
+                    }
+                }
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(&path)
+                .map_err(io_at(&path))?;
+            active = id;
+            active_len = file.metadata().map_err(io_at(&path))?.len();
+            _ = files
+                .write()
+                .expect("not poisoned")
+                .insert(id, Arc::new(file));
+        }
+        info!(
+            segments = ids.len(),
+            entries,
+            millis = started.elapsed().as_millis() as u64,
+            "native log replayed"
+        );
+
+        let (writer, queue) = mpsc::channel();
+        let thread_files = files.clone();
+        let thread_dir = dir.to_owned();
+        thread::Builder::new()
+            .name("notesaga-wal-writer".into())
+            .spawn(move || write_loop(&thread_dir, &thread_files, &queue, fsync))
+            .map_err(io_at(dir))?;
+        let wal = Self {
+            dir: dir.to_owned(),
+            files,
+            writer,
+        };
+        metrics::log_size(wal.size_on_disk());
+        Ok((wal, Cursor { active, active_len }))
+    }
+
+    /// Hands framed bytes to the writer; the receiver fires once they are durable (by
+    /// the fsync policy). A failed write stops the broker (see `write_loop`).
+    pub(crate) fn submit(&self, segment: u32, pos: u64, bytes: Bytes) -> oneshot::Receiver<()> {
+        let (done, durable) = oneshot::channel();
+        if self
+            .writer
+            .send(Write {
+                segment,
+                pos,
+                bytes,
+                done,
+            })
+            .is_err()
+        {
+            error!("the log writer is gone");
+        }
+        durable
+    }
+
+    /// Reads `len` bytes at `pos` of a segment (a durable batch).
+    pub(crate) fn read(&self, segment: u32, pos: u64, len: u32) -> io::Result<Bytes> {
+        let file = self
+            .files
+            .read()
+            .expect("not poisoned")
+            .get(&segment)
+            .cloned()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("segment {segment}")))?;
+        let mut buf = vec![0; len as usize];
+        file.read_exact_at(&mut buf, pos)?;
+        Ok(Bytes::from(buf))
+    }
+
+    /// Bytes of every segment.
+    pub(crate) fn size_on_disk(&self) -> u64 {
+        segments_size(&self.files)
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn segments_size(files: &Files) -> u64 {
+    files
+        .read()
+        .expect("not poisoned")
+        .values()
+        .filter_map(|f| f.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The writer thread: takes what is queued, appends it, fsyncs once, acknowledges all.
+fn write_loop(dir: &Path, files: &Files, queue: &mpsc::Receiver<Write>, fsync: Fsync) {
+    let mut current: Option<(u32, Arc<File>)> = None;
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < 4096 {
+            match queue.try_recv() {
+                Ok(write) => group.push(write),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = append_group(dir, files, &mut current, &group, fsync) {
+            // The index already points at these bytes: serving on would hand out
+            // offsets that are not on disk. Stop; a restart replays what is durable.
+            error!(%error, "cannot write the log; stopping the broker");
+            eprintln!("notesaga-broker: cannot write the log: {error}");
+            std::process::exit(74);
+        }
+        metrics::log_size(segments_size(files));
+        for write in group {
+            _ = write.done.send(());
+        }
+    }
+}
+
+fn append_group(
+    dir: &Path,
+    files: &Files,
+    current: &mut Option<(u32, Arc<File>)>,
+    group: &[Write],
+    fsync: Fsync,
+) -> io::Result<()> {
+    for write in group {
+        if current.as_ref().map(|(id, _)| *id) != Some(write.segment) {
+            if let Some((_, file)) = current.take() {
+                if fsync == Fsync::Always {
+                    file.sync_data()?;
+                }
+            }
+            let existing = files
+                .read()
+                .expect("not poisoned")
+                .get(&write.segment)
+                .cloned();
+            let file = match existing {
+                Some(file) => file,
+                None => {
+                    let file = Arc::new(
+                        OpenOptions::new()
+                            .read(true)
+                            .append(true)
+                            .create(true)
+                            .mode(0o600)
+                            .open(segment_path(dir, write.segment))?,
+                    );
+                    // The new file's name must survive a crash too.
+                    File::open(dir)?.sync_all()?;
+                    _ = files
+                        .write()
+                        .expect("not poisoned")
+                        .insert(write.segment, file.clone());
+                    file
+                }
+            };
+            *current = Some((write.segment, file));
+        }
+        let (_, file) = current.as_ref().expect("set above");
+        let len = file.metadata()?.len();
+        if len != write.pos {
+            return Err(io::Error::other(format!(
+                "segment {} is {len} bytes, the write was reserved at {}",
+                write.segment, write.pos
+            )));
+        }
+        (&**file).write_all(&write.bytes)?;
+    }
+    if fsync == Fsync::Always {
+        if let Some((_, file)) = current {
+            let started = Instant::now();
+            file.sync_data()?;
+            metrics::fsync(started.elapsed());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::native::entry::Meta;
+
+    fn meta(id: i64) -> Entry {
+        Entry::Meta(Meta::ProducerIdAllocated { id })
+    }
+
+    async fn append((wal, cursor): &mut (Wal, Cursor), entry: &Entry) -> (u32, u64) {
+        let bytes = entry.frame();
+        let (segment, pos) = cursor.reserve(bytes.len() as u64);
+        wal.submit(segment, pos, bytes).await.unwrap();
+        (segment, pos)
+    }
+
+    fn replayed(dir: &Path) -> Vec<(u32, u64, Entry)> {
+        let mut seen = Vec::new();
+        let _wal = Wal::open(dir, Fsync::Always, |s, p, e| seen.push((s, p, e))).unwrap();
+        seen
+    }
+
+    #[tokio::test]
+    async fn what_was_acknowledged_is_replayed_in_order_at_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), Fsync::Always, |_, _, _| {}).unwrap();
+        let mut written = Vec::new();
+        for id in 0..5 {
+            let (s, p) = append(&mut wal, &meta(id)).await;
+            written.push((s, p, meta(id)));
+        }
+        drop(wal);
+        assert_eq!(replayed(dir.path()), written);
+    }
+
+    #[tokio::test]
+    async fn a_torn_tail_is_cut_off_and_appending_goes_on_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), Fsync::Always, |_, _, _| {}).unwrap();
+        append(&mut wal, &meta(1)).await;
+        drop(wal);
+        // A crash in the middle of the second write.
+        let path = segment_path(dir.path(), 0);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&meta(2).frame()[..7]).unwrap();
+        drop(file);
+
+        let mut wal = Wal::open(dir.path(), Fsync::Always, |_, _, _| {}).unwrap();
+        append(&mut wal, &meta(3)).await;
+        drop(wal);
+        let ids: Vec<_> = replayed(dir.path())
+            .into_iter()
+            .map(|(_, _, e)| e)
+            .collect();
+        assert_eq!(ids, vec![meta(1), meta(3)]);
+    }
+
+    #[tokio::test]
+    async fn damage_before_the_last_segment_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), Fsync::Always, |_, _, _| {}).unwrap();
+        append(&mut wal, &meta(1)).await;
+        // Force a second segment.
+        wal.1.active_len = SEGMENT_BYTES;
+        append(&mut wal, &meta(2)).await;
+        drop(wal);
+        let path = segment_path(dir.path(), 0);
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        fs::write(&path, bytes).unwrap();
+        let err = Wal::open(dir.path(), Fsync::Always, |_, _, _| {}).unwrap_err();
+        assert!(matches!(err, OpenError::Damaged { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn segments_and_directory_are_private_to_the_owner() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut wal = Wal::open(&log, Fsync::Never, |_, _, _| {}).unwrap();
+        append(&mut wal, &meta(1)).await;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&log), 0o700);
+        assert_eq!(mode(&segment_path(&log, 0)), 0o600);
+    }
+}
