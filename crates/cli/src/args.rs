@@ -602,6 +602,24 @@ pub(crate) struct BenchSagaArgs {
     /// still unfinished then are reported as timed out.
     #[arg(long, default_value_t = 300)]
     pub(crate) timeout: u64,
+    /// Bearer token sent as `Authorization: Bearer …`.
+    #[arg(long, env = "NOTESAGA_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// Data directory of the running `notesaga dev`: without --token, a token of the
+    /// user `bench` is minted with its secret (as `bench api` does).
+    #[arg(long, env = "NOTESAGA_DATA_DIR")]
+    pub(crate) data_dir: Option<std::path::PathBuf>,
+    /// Closed loop instead of the open-loop rate: C clients, each posting a note and
+    /// waiting for its `NotePublished` before the next. A comma-separated list runs each
+    /// level in turn and prints one table (e.g. `1,8,32,128`).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) concurrency: Vec<usize>,
+    /// Seconds each closed-loop level runs (after a warm-up of its own).
+    #[arg(long, default_value_t = 20)]
+    pub(crate) seconds: u64,
+    /// Skip the plain rdkafka runs (closed loop only).
+    #[arg(long)]
+    pub(crate) skip_plain: bool,
 }
 
 #[derive(Debug, Clone, Args)]

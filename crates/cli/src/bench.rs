@@ -10,6 +10,8 @@ mod api;
 mod replay;
 #[path = "bench_saga.rs"]
 mod saga;
+#[path = "bench_saga_closed.rs"]
+mod saga_closed;
 
 pub(crate) async fn run(args: BenchArgs) -> Result<()> {
     match args.target {

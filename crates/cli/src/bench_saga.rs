@@ -36,10 +36,10 @@ use crate::args::BenchSagaArgs;
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// (topic, partition) → high watermark.
-type Marks = BTreeMap<(String, i32), i64>;
+pub(super) type Marks = BTreeMap<(String, i32), i64>;
 
 /// High watermarks of every partition of every flow topic.
-async fn flow_watermarks(kafka: &KafkaConfig) -> Result<Marks> {
+pub(super) async fn flow_watermarks(kafka: &KafkaConfig) -> Result<Marks> {
     let mut config = kafka.client();
     config.set(
         "group.id",
@@ -68,13 +68,13 @@ async fn flow_watermarks(kafka: &KafkaConfig) -> Result<Marks> {
     .await?
 }
 
-fn total(marks: &Marks) -> i64 {
+pub(super) fn total(marks: &Marks) -> i64 {
     marks.values().sum()
 }
 
 /// Waits until no flow topic grows for two seconds (the sagas' last records, written
 /// after `NotePublished`, are in), at most a minute; returns the watermarks then.
-async fn settled_watermarks(kafka: &KafkaConfig) -> Result<Marks> {
+pub(super) async fn settled_watermarks(kafka: &KafkaConfig) -> Result<Marks> {
     let started = Instant::now();
     let mut last = flow_watermarks(kafka).await?;
     let mut stable_since = Instant::now();
@@ -95,7 +95,7 @@ async fn settled_watermarks(kafka: &KafkaConfig) -> Result<Marks> {
 
 /// Mean value size and mean header count of the flow records between two watermark
 /// snapshots, read raw with a plain consumer.
-async fn mean_record_size(
+pub(super) async fn mean_record_size(
     kafka: &KafkaConfig,
     before: &Marks,
     after: &Marks,
@@ -253,7 +253,7 @@ struct RunOutcome {
 }
 
 /// A consumer of `notes.events` from its current end.
-fn events_tail(kafka: &KafkaConfig, marks: &Marks) -> Result<StreamConsumer> {
+pub(super) fn events_tail(kafka: &KafkaConfig, marks: &Marks) -> Result<StreamConsumer> {
     let mut config = kafka.client();
     config
         .set(
@@ -276,7 +276,7 @@ fn events_tail(kafka: &KafkaConfig, marks: &Marks) -> Result<StreamConsumer> {
 }
 
 /// `event_type` of a record and its key as a note id.
-fn outcome_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<(Uuid, bool)> {
+pub(super) fn outcome_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<(Uuid, bool)> {
     let event_type = message
         .headers()?
         .iter()
@@ -306,6 +306,7 @@ async fn pipeline_run(
     let url = format!("{}/v1/notes", args.api.trim_end_matches('/'));
     let interval = Duration::from_secs_f64(1.0 / args.rate.max(0.001));
     let (results, mut received) = mpsc::unbounded_channel();
+    let token = bench_token(args)?;
 
     let bodies: Vec<String> = (0..notes)
         .map(|i| body(seed + i as u64, args.body_size))
@@ -315,13 +316,21 @@ async fn pipeline_run(
         for (i, text) in bodies.into_iter().enumerate() {
             tokio::time::sleep_until(start + interval.mul_f64(i as f64)).await;
             let (client, url, results) = (client.clone(), url.clone(), results.clone());
+            let token = token.clone();
             tokio::spawn(async move {
                 let payload =
                     serde_json::json!({"title": format!("Bench note {seed}-{i}"), "body": text});
                 let sent = Instant::now();
                 let answer = async {
-                    let response = client.post(&url).json(&payload).send().await?;
+                    let mut request = client.post(&url).json(&payload);
+                    if let Some(token) = &token {
+                        request = request.bearer_auth(token);
+                    }
+                    let response = request.send().await?;
                     let status = response.status();
+                    if status == reqwest::StatusCode::UNAUTHORIZED {
+                        bail!("401: the API wants a token: pass --data-dir of the node (a token is minted with its secret) or --token");
+                    }
                     if status != reqwest::StatusCode::ACCEPTED {
                         bail!("{status}: {}", response.text().await.unwrap_or_default());
                     }
@@ -407,7 +416,7 @@ async fn pipeline_run(
 }
 
 /// Nearest-rank percentile of sorted durations.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -415,17 +424,17 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn ms(d: Duration) -> String {
+pub(super) fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn sorted(mut v: Vec<Duration>) -> Vec<Duration> {
+pub(super) fn sorted(mut v: Vec<Duration>) -> Vec<Duration> {
     v.sort();
     v
 }
 
 /// Waits until the API answers `/healthz`.
-async fn wait_for_api(api: &str) -> Result<()> {
+pub(super) async fn wait_for_api(api: &str) -> Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;
@@ -441,7 +450,23 @@ async fn wait_for_api(api: &str) -> Result<()> {
     bail!("the API at {api} does not answer /healthz; start a node (`notesaga dev`) or set --api")
 }
 
+/// The token to send: `--token`, else one of the user `bench` minted with the secret of
+/// `--data-dir`, else none (a node with auth then answers 401, which the run reports).
+pub(super) fn bench_token(args: &BenchSagaArgs) -> Result<Option<String>> {
+    if let Some(token) = &args.token {
+        return Ok(Some(token.clone()));
+    }
+    let Some(data_dir) = &args.data_dir else {
+        return Ok(None);
+    };
+    let ttl = Duration::from_secs(6 * 3600);
+    crate::dev::token(data_dir, "bench", false, ttl).map(Some)
+}
+
 pub(crate) async fn run(args: BenchSagaArgs) -> Result<()> {
+    if !args.concurrency.is_empty() {
+        return super::saga_closed::run(args).await;
+    }
     if args.notes == 0 || args.rate <= 0.0 {
         bail!("--notes and --rate must be positive");
     }

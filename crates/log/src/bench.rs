@@ -217,7 +217,95 @@ pub async fn run_log_bench(
         100.0 * best_log / best_plain,
         100.0 * best_log / best_headers
     );
+    let latency = latency_run(kafka, LATENCY_SAMPLES, size).await?;
+    println!(
+        "produce→receive of one record at a time on an otherwise idle topic ({LATENCY_SAMPLES} records of {size} bytes with the contract's headers; producer linger.ms=0 acks=all idempotent, consumer fetch.wait.max.ms=500 fetch.min.bytes=1): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        latency.p50_ms, latency.p99_ms, latency.max_ms
+    );
     Ok((best_plain, best_log))
+}
+
+/// Records sent one at a time by [`latency_run`].
+pub const LATENCY_SAMPLES: usize = 500;
+
+/// Produce→receive latency figures in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Sends `samples` records one at a time to a fresh one-partition topic and times each
+/// from just before the send until a consumer (already waiting in a fetch, with a long
+/// `fetch.wait.max.ms`) receives it: the wake-up path of the broker, not its timer.
+pub async fn latency_run(kafka: &KafkaConfig, samples: usize, size: usize) -> Result<Latency> {
+    use rdkafka::{Offset, TopicPartitionList};
+    let topic = fresh_topic("latency");
+    create_topics(
+        kafka,
+        &[TopicSpec {
+            name: topic.clone(),
+            partitions: 1,
+            configs: vec![],
+        }],
+    )
+    .await?;
+    let mut config = kafka.consumer(&fresh_topic("group"));
+    config.set("fetch.wait.max.ms", "500");
+    let consumer: StreamConsumer = config.create()?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(&topic, 0, Offset::Beginning)?;
+    consumer.assign(&assignment)?;
+    let mut producer_config = kafka.producer();
+    producer_config.set("linger.ms", "0");
+    let producer: FutureProducer = producer_config.create()?;
+    let payload = vec![b'x'; size];
+    let headers = Metadata::new(Uuid::new_v4(), Uuid::new_v4().to_string())
+        .with_command(Uuid::new_v4())
+        .to_headers("NoteCreated");
+    // One untimed record: connections up, the consumer's fetch position known.
+    let warm = |key: String| {
+        let producer = &producer;
+        let topic = &topic;
+        let payload = &payload;
+        let headers = headers.clone();
+        async move {
+            producer
+                .send(
+                    FutureRecord::to(topic)
+                        .key(key.as_bytes())
+                        .payload(payload.as_slice())
+                        .headers(headers),
+                    Timeout::Never,
+                )
+                .await
+                .map(drop)
+                .map_err(|(err, _)| err)
+        }
+    };
+    warm(Uuid::new_v4().to_string()).await?;
+    consumer.recv().await?;
+    let mut took = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        // Let the consumer settle into its next (waiting) fetch.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let started = Instant::now();
+        let (sent, received) = tokio::join!(warm(Uuid::new_v4().to_string()), consumer.recv());
+        sent?;
+        received?;
+        took.push(started.elapsed());
+    }
+    took.sort();
+    let at = |p: f64| {
+        let rank = ((p / 100.0) * took.len() as f64).ceil() as usize;
+        took[rank.clamp(1, took.len()) - 1].as_secs_f64() * 1000.0
+    };
+    Ok(Latency {
+        p50_ms: at(50.0),
+        p99_ms: at(99.0),
+        max_ms: took.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+    })
 }
 
 /// Reads every partition of `topic` (`partitions` of them) from offset 0 to its high

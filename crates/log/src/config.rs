@@ -34,7 +34,10 @@ impl KafkaConfig {
         config
             .set("bootstrap.servers", &self.bootstrap_servers)
             // librdkafka logs through its own channel; errors surface as results.
-            .set("log_level", "3");
+            .set("log_level", "3")
+            // Saga hops are small requests answered at once; Nagle's algorithm would
+            // hold each behind the previous one's delayed ACK (tens of ms).
+            .set("socket.nagle.disable", "true");
         self.apply_overrides(config)
     }
 
@@ -47,7 +50,10 @@ impl KafkaConfig {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("partitioner", "murmur2_random")
-            .set("linger.ms", "5")
+            // No waiting to fill a batch: a saga is a chain of single records, and each
+            // hop would pay the linger. Under load librdkafka still batches what queues
+            // up while a request is in flight.
+            .set("linger.ms", "0")
             .set("message.timeout.ms", "30000");
         self.apply_overrides(config)
     }
@@ -66,9 +72,11 @@ impl KafkaConfig {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("enable.partition.eof", "false")
-            // Each saga step is a hop through a topic: a short fetch wait keeps the
-            // command→published latency low at the cost of more idle fetches.
-            .set("fetch.wait.max.ms", "100")
+            // notesaga-broker (like Kafka) answers a waiting fetch as soon as a record
+            // is appended, so this only bounds how often an idle consumer asks: it
+            // adds nothing to a saga hop. (On tansu's own Fetch, which sleeps through
+            // the wait, lower it with --kafka-option fetch.wait.max.ms=…)
+            .set("fetch.wait.max.ms", "500")
             // Range assigns the same partition numbers of every subscribed topic to the
             // same member, which co-partitioned, note-keyed topics rely on.
             .set("partition.assignment.strategy", "range");
