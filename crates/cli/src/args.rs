@@ -518,6 +518,26 @@ pub(crate) enum BenchTarget {
     /// fresh broker, then folded by the projector from offset 0 into a fresh database,
     /// batched and one record per transaction, events/s of each.
     Replay(BenchReplayArgs),
+    /// The closed loop of `bench saga --concurrency` against the peer: the note pipeline
+    /// as a Restate workflow (`bench/restate/pipeline.mjs`), called through Restate's
+    /// ingress (`make bench-compare` runs both sides in one go).
+    Restate(BenchRestateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BenchRestateArgs {
+    /// Restate's ingress URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub(crate) url: String,
+    /// Closed-loop levels: clients in flight, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "32")]
+    pub(crate) concurrency: Vec<usize>,
+    /// Seconds each level runs (after a warm-up call per client).
+    #[arg(long, default_value_t = 20)]
+    pub(crate) seconds: u64,
+    /// Body size of each note, bytes of English-like words.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) body_size: usize,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -43,5 +43,6 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
         BenchTarget::Saga(args) => saga::run(args).await,
         BenchTarget::Api(args) => api::run(args).await,
         BenchTarget::Replay(args) => replay::run(args).await,
+        BenchTarget::Restate(args) => saga_closed::run_restate(args).await,
     }
 }

@@ -147,32 +147,52 @@ async fn level(
         })
     };
 
+    let note = {
+        let client = client.clone();
+        move |seed: u64| {
+            let (client, outcomes) = (client.clone(), outcomes.clone());
+            async move { one_note(&client, &outcomes, seed).await }
+        }
+    };
+    let row = closed_loop(concurrency, Duration::from_secs(args.seconds), seed, note).await;
+    reader.abort();
+    row
+}
+
+/// Runs `concurrency` clients, each calling `note` (with a seed of its own) again and
+/// again for `length`, after one warm-up call each that is not counted.
+async fn closed_loop<F, Fut>(
+    concurrency: usize,
+    length: Duration,
+    seed: u64,
+    note: F,
+) -> Result<Row>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = NoteResult> + Send + 'static,
+{
     // Warm-up: each client's first note is not counted (connections, caches).
     let warm: Vec<_> = (0..concurrency)
-        .map(|i| {
-            let (client, outcomes) = (client.clone(), outcomes.clone());
-            tokio::spawn(async move { one_note(&client, &outcomes, seed + i as u64).await })
-        })
+        .map(|i| tokio::spawn(note.clone()(seed + i as u64)))
         .collect();
     for task in warm {
         if let NoteResult::Refused(why) = task.await? {
-            reader.abort();
             bail!("the warm-up was refused: {why}");
         }
     }
 
     let start = Instant::now();
-    let end = start + Duration::from_secs(args.seconds);
+    let end = start + length;
     let workers: Vec<_> = (0..concurrency)
         .map(|worker| {
-            let (client, outcomes) = (client.clone(), outcomes.clone());
+            let note = note.clone();
             tokio::spawn(async move {
                 let mut results = Vec::new();
                 let mut n = 0u64;
                 while Instant::now() < end {
                     let seed = seed + 1_000_000 * (worker as u64 + 1) + n;
                     n += 1;
-                    let result = one_note(&client, &outcomes, seed).await;
+                    let result = note(seed).await;
                     results.push((Instant::now(), result));
                 }
                 results
@@ -211,7 +231,6 @@ async fn level(
             }
         }
     }
-    reader.abort();
     let secs = last.saturating_duration_since(start).as_secs_f64();
     row.per_sec = if secs > 0.0 {
         row.completed as f64 / secs
@@ -220,6 +239,110 @@ async fn level(
     };
     row.latencies = sorted(row.latencies);
     Ok(row)
+}
+
+/// Prints one level as it finishes.
+fn print_level(row: &Row) {
+    println!(
+        "  {:>4} clients: {:.1} sagas/s, p50 {}, p99 {} ({} completed, {} failed, {} lost, {} refused)",
+        row.concurrency,
+        row.per_sec,
+        ms(percentile(&row.latencies, 50.0)),
+        ms(percentile(&row.latencies, 99.0)),
+        row.completed,
+        row.failed,
+        row.lost,
+        row.refused
+    );
+}
+
+/// Prints the table of every level; fails when notes were lost or refused.
+fn print_table(rows: &[Row]) -> Result<()> {
+    println!();
+    println!("| clients | sagas/s | p50 | p99 | completed | failed | lost |");
+    println!("|---|---|---|---|---|---|---|");
+    for row in rows {
+        println!(
+            "| {} | {:.1} | {} | {} | {} | {} | {} |",
+            row.concurrency,
+            row.per_sec,
+            ms(percentile(&row.latencies, 50.0)),
+            ms(percentile(&row.latencies, 99.0)),
+            row.completed,
+            row.failed,
+            row.lost
+        );
+    }
+    if rows.iter().any(|r| r.lost > 0 || r.refused > 0) {
+        bail!("some notes were lost or refused: the figures cover only the rest");
+    }
+    Ok(())
+}
+
+/// One workflow call through Restate's ingress; it answers when the workflow is done.
+async fn restate_note(
+    http: &reqwest::Client,
+    base: &str,
+    body_size: usize,
+    seed: u64,
+) -> NoteResult {
+    let sent = Instant::now();
+    let url = format!("{base}/notePipeline/{}/run", Uuid::new_v4());
+    let payload = serde_json::json!({
+        "title": format!("Bench note {seed}"),
+        "body": body(seed, body_size),
+    });
+    let answer = async {
+        let response = http.post(&url).json(&payload).send().await?;
+        let status = response.status();
+        let json: serde_json::Value = response.json().await.unwrap_or_default();
+        anyhow::Ok((status, json))
+    };
+    match tokio::time::timeout(NOTE_TIMEOUT, answer).await {
+        Err(_) => NoteResult::Lost,
+        Ok(Err(err)) => NoteResult::Refused(format!("{err:#}")),
+        Ok(Ok((status, json))) if status.is_success() => NoteResult::Done {
+            published: json["status"] == "published",
+            latency: sent.elapsed(),
+        },
+        Ok(Ok((status, json))) => NoteResult::Refused(format!("{status}: {json}")),
+    }
+}
+
+/// `notesaga bench restate`: the same closed loop against the Restate workflow of
+/// `bench/restate/pipeline.mjs` (see `make bench-compare`).
+pub(crate) async fn run_restate(args: crate::args::BenchRestateArgs) -> Result<()> {
+    if args.concurrency.is_empty() || args.concurrency.contains(&0) || args.seconds == 0 {
+        bail!("--concurrency levels and --seconds must be positive");
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(1024)
+        .build()?;
+    let base = args.url.trim_end_matches('/').to_owned();
+    println!(
+        "restate closed loop: levels {:?}, {} s each, notes of ~{} bytes through {base}/notePipeline/{{id}}/run",
+        args.concurrency, args.seconds, args.body_size
+    );
+    let seed = u64::from(Uuid::new_v4().as_fields().0) << 24;
+    let mut rows = Vec::new();
+    for (i, &concurrency) in args.concurrency.iter().enumerate() {
+        let (http, base, body_size) = (http.clone(), base.clone(), args.body_size);
+        let note = move |seed: u64| {
+            let (http, base) = (http.clone(), base.clone());
+            async move { restate_note(&http, &base, body_size, seed).await }
+        };
+        let row = closed_loop(
+            concurrency,
+            Duration::from_secs(args.seconds),
+            seed + (i as u64) * (1 << 40),
+            note,
+        )
+        .await?;
+        print_level(&row);
+        rows.push(row);
+    }
+    print_table(&rows)
 }
 
 pub(crate) async fn run(args: BenchSagaArgs) -> Result<()> {
@@ -259,35 +382,8 @@ pub(crate) async fn run(args: BenchSagaArgs) -> Result<()> {
             seed + (i as u64) * (1 << 40),
         )
         .await?;
-        println!(
-            "  {concurrency:>4} clients: {:.1} sagas/s, p50 {}, p99 {} ({} completed, {} failed, {} lost, {} refused)",
-            row.per_sec,
-            ms(percentile(&row.latencies, 50.0)),
-            ms(percentile(&row.latencies, 99.0)),
-            row.completed,
-            row.failed,
-            row.lost,
-            row.refused
-        );
+        print_level(&row);
         rows.push(row);
     }
-    println!();
-    println!("| clients | sagas/s | p50 | p99 | completed | failed | lost |");
-    println!("|---|---|---|---|---|---|---|");
-    for row in &rows {
-        println!(
-            "| {} | {:.1} | {} | {} | {} | {} | {} |",
-            row.concurrency,
-            row.per_sec,
-            ms(percentile(&row.latencies, 50.0)),
-            ms(percentile(&row.latencies, 99.0)),
-            row.completed,
-            row.failed,
-            row.lost
-        );
-    }
-    if rows.iter().any(|r| r.lost > 0 || r.refused > 0) {
-        bail!("some notes were lost or refused: the figures cover only the rest");
-    }
-    Ok(())
+    print_table(&rows)
 }
