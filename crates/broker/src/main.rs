@@ -1,21 +1,34 @@
 //! `notesaga-broker`: the single-node Kafka-compatible broker.
 //!
-//! It is tansu's broker with its SQLite (libsql) storage engine, built as its own
-//! executable because libsql bundles a sqlite3 whose symbols clash with sqlx's SQLite at
-//! link time. `notesaga dev` starts it as a child process; every notesaga role reaches it
-//! over TCP through rdkafka, exactly as it would reach Apache Kafka.
+//! It serves tansu's SQLite (libsql) storage engine through our own assembly of tansu's
+//! route functions (`server.rs`), built as its own executable because libsql bundles a
+//! sqlite3 whose symbols clash with sqlx's SQLite at link time. `notesaga dev` starts it
+//! as a child process; every notesaga role reaches it over TCP through rdkafka, exactly
+//! as it would reach Apache Kafka.
 
+mod api_versions;
+mod fetch;
+mod groups;
 mod indexes;
+mod server;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
-use tansu_broker::{broker::Broker, coordinator::group::administrator::Controller};
-use tansu_storage::StorageContainer;
+use tansu_broker::coordinator::group::administrator::Controller;
+use tansu_storage::{BrokerRegistrationRequest, Storage as _, StorageContainer};
+use tokio::{
+    net::TcpListener,
+    signal::unix::{signal, SignalKind},
+};
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use url::Url;
 use uuid::Uuid;
+
+/// The broker's node id: a single node, so any fixed id.
+const NODE_ID: i32 = 1;
 
 /// tansu's SQLite database, relative to the data directory the broker runs in.
 const DB_FILE: &str = "broker.db";
@@ -69,21 +82,37 @@ async fn main() -> Result<()> {
         .with_context(|| format!("--kafka-addr {} is not HOST:PORT", args.kafka_addr))?;
     let storage = Url::parse(&format!("sqlite://{DB_FILE}"))?;
 
-    let broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
-        .node_id(1)
-        .cluster_id(args.cluster_id)
-        .incarnation_id(Uuid::new_v4())
-        .advertised_listener(listener.clone())
-        .listener(listener)
+    let stop = CancellationToken::new();
+    let storage = StorageContainer::builder()
+        .cluster_id(args.cluster_id.clone())
+        .node_id(NODE_ID)
+        .advertised_listener(listener)
+        .schema_registry(None)
+        .lake_house(None)
         .storage(storage)
+        .cancellation(stop.clone())
         .silent(true)
         .build()
         .await
-        .context("cannot build the broker")?;
+        .context("cannot open the broker's storage")?;
     // tansu has created its schema by now; add the indexes it lacks before serving.
     indexes::ensure(Path::new(DB_FILE))
         .await
         .context("cannot add the missing indexes to tansu's database")?;
+    storage
+        .register_broker(BrokerRegistrationRequest {
+            broker_id: NODE_ID,
+            cluster_id: args.cluster_id.clone(),
+            incarnation_id: Uuid::new_v4(),
+            rack: None,
+        })
+        .await
+        .context("cannot register the broker with its storage")?;
+    let groups =
+        Controller::with_storage(storage.clone()).context("cannot start the group coordinator")?;
+    let tcp = TcpListener::bind(&args.kafka_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.kafka_addr))?;
 
     if args.exit_with_parent {
         let parent = std::os::unix::process::parent_id();
@@ -98,10 +127,19 @@ async fn main() -> Result<()> {
         });
     }
     eprintln!("notesaga-broker listening on {}", args.kafka_addr);
-    // `main` serves until SIGINT or SIGTERM and then shuts down cleanly.
-    broker
-        .main(tokio::time::Instant::now())
+    // Serve until SIGINT or SIGTERM, then let open requests finish.
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        on_signal.cancel();
+    });
+    server::Server::new(args.cluster_id, storage, groups)
+        .serve(tcp, stop)
         .await
-        .context("broker stopped with an error")?;
-    Ok(())
+        .context("broker stopped with an error")
 }
