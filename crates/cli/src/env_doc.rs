@@ -19,6 +19,11 @@ const READ_OUTSIDE_CLAP: &[&str] = &[
     // The broker's log filter: read by the `notesaga-broker` binary, which the broker
     // process `notesaga dev` starts inherits from the environment.
     "NOTESAGA_BROKER_LOG",
+    // The broker's storage engine, fsync policy and metrics address: flags of
+    // `notesaga-broker` (crates/broker/src/main.rs), inherited the same way.
+    "NOTESAGA_BROKER_STORAGE",
+    "NOTESAGA_BROKER_FSYNC",
+    "NOTESAGA_BROKER_METRICS_ADDR",
     // Test and benchmark machinery (std::env::var in log/faults.rs, testkit, scripts).
     // Not for operators, so example.env leaves them out, but naming them is no error.
     "NOTESAGA_FAULTS_DIR",

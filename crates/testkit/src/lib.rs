@@ -154,11 +154,18 @@ impl BrokerProcess {
 
     /// Starts a broker on `addr` keeping its log in `data_dir` (which may already hold one).
     pub fn start_in(data_dir: &Path, addr: &str) -> Result<Self> {
+        Self::start_with(data_dir, addr, &[])
+    }
+
+    /// [`BrokerProcess::start_in`] with extra `notesaga-broker` flags (e.g.
+    /// `--metrics-addr`, `--storage sqlite`).
+    pub fn start_with(data_dir: &Path, addr: &str, args: &[&str]) -> Result<Self> {
         let child = Command::new(bin("notesaga-broker")?)
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--kafka-addr")
             .arg(addr)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
