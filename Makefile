@@ -9,7 +9,7 @@ DATA_DIR ?= ./data
 APT_PACKAGES := espeak-ng kcat procps coreutils curl g++ make pkg-config zlib1g-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps tools lint test verify run bench-log bench-notes bench-saga schemathesis bench-api bench-replay
+.PHONY: deps tools lint test verify run bench-log bench-notes bench-saga schemathesis bench-api bench-replay restate-peer bench-compare
 
 # System packages, installed only when missing.
 deps:
@@ -91,3 +91,20 @@ bench-api:
 bench-replay:
 	$(CARGO) build --locked --release --bins
 	scripts/bench-replay.sh $(TARGET_DIR)/release $(BENCH_ARGS)
+
+# The peer we measure against: the note pipeline as a Restate workflow
+# (bench/restate/pipeline.mjs) with restate-server 1.7.12 and the TypeScript SDK from npm,
+# pinned in bench/restate/package.json, installed under ~/.cache.
+RESTATE_DIR ?= $(HOME)/.cache/notesaga-restate
+restate-peer:
+	mkdir -p $(RESTATE_DIR)
+	cp bench/restate/package.json bench/restate/pipeline.mjs $(RESTATE_DIR)/
+	cd $(RESTATE_DIR) && npm install --no-audit --no-fund --omit=dev
+
+# notesaga and Restate side by side in one run: sagas/s and p50/p99 at each closed-loop
+# concurrency (LEVELS, SECONDS each), both sides with their durability settings printed.
+LEVELS ?= 1,8,32,128
+SECONDS ?= 20
+bench-compare: restate-peer
+	$(CARGO) build --locked --release --bins
+	DEFAULT_EMBEDDER=$(DEFAULT_EMBEDDER) scripts/bench-compare.sh $(TARGET_DIR)/release $(RESTATE_DIR) $(LEVELS) $(SECONDS)
