@@ -6,14 +6,18 @@
 //! and its Produce stores one partition after another, so a request for six partitions
 //! paid six log writes in a row. These routes work over any `Storage` (the native engine
 //! and tansu's SQLite alike): produce runs a request's partitions concurrently (the
-//! native log commits them in one fsync), then signals; fetch reads what is there and,
-//! short of `min_bytes`, sleeps on the signal until `max_wait` — Kafka's purgatory
-//! without the bookkeeping: one watch channel, every waiting fetch re-checks its own
-//! partitions when anything is appended (cheap: an in-memory index lookup).
+//! native log commits them in one fsync), then signals each topic it appended to; fetch
+//! reads what is there and, short of `min_bytes`, sleeps on the signals of its topics
+//! until `max_wait` — Kafka's purgatory without per-partition bookkeeping: a waiting
+//! fetch re-checks its own partitions when its topics grow (an in-memory index lookup).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use futures::future::join_all;
+use futures::future::{join_all, select_all};
 use rama::{
     layer::{MapErrLayer, MapStateLayer},
     Context, Layer as _, Service,
@@ -37,25 +41,34 @@ use crate::metrics;
 /// What the broker's error type is: the route table's.
 type RouteError = tansu_broker::Error;
 
-/// Bumped after every successful append; fetches wait on it.
-#[derive(Clone, Debug)]
-pub(crate) struct LogSignal(Arc<watch::Sender<u64>>);
-
-impl Default for LogSignal {
-    fn default() -> Self {
-        Self(Arc::new(watch::channel(0).0))
-    }
-}
+/// Per topic, bumped after every successful append to it; fetches wait on the topics
+/// they read, so an append wakes only the fetches that can use it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LogSignal(Arc<Mutex<HashMap<String, watch::Sender<u64>>>>);
 
 impl LogSignal {
-    fn appended(&self) {
-        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    fn sender(&self, topic: &str) -> watch::Sender<u64> {
+        let mut topics = self.0.lock().expect("not poisoned");
+        topics
+            .entry(topic.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .clone()
     }
 
-    fn subscribe(&self) -> watch::Receiver<u64> {
-        self.0.subscribe()
+    fn appended(&self, topic: &str) {
+        self.sender(topic).send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn subscribe(&self, topics: impl Iterator<Item = String>) -> Vec<watch::Receiver<u64>> {
+        topics.map(|topic| self.sender(&topic).subscribe()).collect()
     }
 }
+
+/// Topic name and id of a fetched topic, as the request names it (v13+ by id only).
+/// Resolved once and kept: every fetch asks, and a name's id changes only when the topic
+/// is deleted and created again (a request then names the new id, a miss).
+#[derive(Clone, Debug, Default)]
+struct TopicNames(Arc<Mutex<HashMap<(Option<String>, Option<[u8; 16]>), (String, Option<[u8; 16]>)>>>);
 
 /// Kafka's cap on a fetch response when the request sets none (v0–v2).
 const DEFAULT_MAX_BYTES: u32 = 50 * 1024 * 1024;
@@ -74,7 +87,10 @@ pub(crate) fn fetch_route<S: Storage>(
                 MapStateLayer::new(|_| storage),
                 FrameRequestLayer::<FetchRequest>::new(),
             )
-                .into_layer(WakingFetch { signal })
+                .into_layer(WakingFetch {
+                    signal,
+                    names: TopicNames::default(),
+                })
                 .boxed(),
         )
         .map_err(Into::into)
@@ -103,6 +119,7 @@ pub(crate) fn produce_route<S: Storage>(
 #[derive(Clone, Debug)]
 struct WakingFetch {
     signal: LogSignal,
+    names: TopicNames,
 }
 
 /// A topic of the request with its name resolved (v13+ name topics by id only).
@@ -132,25 +149,46 @@ impl<S: Storage> Service<S, FetchRequest> for WakingFetch {
 
         let mut wanted = Vec::with_capacity(topics.len());
         for request in topics {
-            let metadata = storage.metadata(Some(&[TopicId::from(request)])).await?;
-            let found = metadata
-                .topics()
-                .first()
-                .filter(|t| t.error_code == i16::from(ErrorCode::None));
+            let key = (request.topic.clone(), request.topic_id);
+            let cached = self.names.0.lock().expect("not poisoned").get(&key).cloned();
+            let resolved = match cached {
+                Some(found) => Some(found),
+                None => {
+                    let metadata = storage.metadata(Some(&[TopicId::from(request)])).await?;
+                    let found = metadata
+                        .topics()
+                        .first()
+                        .filter(|t| t.error_code == i16::from(ErrorCode::None))
+                        .and_then(|t| Some((t.name.clone()?, t.topic_id)));
+                    if let Some(found) = &found {
+                        _ = self
+                            .names
+                            .0
+                            .lock()
+                            .expect("not poisoned")
+                            .insert(key, found.clone());
+                    }
+                    found
+                }
+            };
             wanted.push(Wanted {
                 request,
-                name: found.and_then(|t| t.name.clone()),
-                topic_id: found.and_then(|t| t.topic_id).or(request.topic_id),
+                topic_id: resolved.as_ref().and_then(|(_, id)| *id).or(request.topic_id),
+                name: resolved.map(|(name, _)| name),
             });
         }
 
         let deadline = Instant::now() + max_wait;
-        let mut appended = self.signal.subscribe();
+        let mut appended = self
+            .signal
+            .subscribe(wanted.iter().filter_map(|w| w.name.clone()));
         let mut waited = false;
         loop {
             // Mark the current generation seen before reading, so an append between
             // the read and the wait still wakes us.
-            _ = appended.borrow_and_update();
+            for topic in &mut appended {
+                _ = topic.borrow_and_update();
+            }
             let (responses, bytes, errors) = read(storage, &wanted, isolation, max_bytes).await?;
             let enough = bytes >= min_bytes.max(1) || min_bytes == 0 || errors;
             if enough || Instant::now() >= deadline {
@@ -167,8 +205,13 @@ impl<S: Storage> Service<S, FetchRequest> for WakingFetch {
                     .responses(Some(responses)));
             }
             waited = true;
+            if appended.is_empty() {
+                tokio::time::sleep_until(deadline).await;
+                continue;
+            }
+            let any_append = select_all(appended.iter_mut().map(|topic| Box::pin(topic.changed())));
             tokio::select! {
-                changed = appended.changed() => {
+                (changed, _, _) = any_append => {
                     if changed.is_err() {
                         // The broker is going away: answer with what there is.
                         tokio::time::sleep_until(deadline).await;
@@ -306,6 +349,7 @@ impl<S: Storage> Service<S, ProduceRequest> for SignallingProduce {
         let storage = ctx.state();
         let transaction_id = req.transactional_id.as_deref();
         let topics = req.topic_data.unwrap_or_default();
+        let signal = &self.signal;
         let responses = join_all(topics.into_iter().map(|topic| async move {
             let TopicProduceData {
                 name,
@@ -319,12 +363,14 @@ impl<S: Storage> Service<S, ProduceRequest> for SignallingProduce {
                     .map(|p| produce_partition(storage, transaction_id, &name, p)),
             )
             .await;
+            if partitions.iter().any(|p| p.error_code == i16::from(ErrorCode::None)) {
+                signal.appended(&name);
+            }
             TopicProduceResponse::default()
                 .name(name)
                 .partition_responses(Some(partitions))
         }))
         .await;
-        self.signal.appended();
         Ok(ProduceResponse::default()
             .responses(Some(responses))
             .throttle_time_ms(Some(0))

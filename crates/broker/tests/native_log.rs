@@ -91,12 +91,23 @@ fn fetch_requests(metrics_addr: &str) -> Result<u64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_waiting_fetch_wakes_on_produce_and_an_idle_one_does_not_spin() -> Result<()> {
+    fetch_wakes_on("native").await
+}
+
+/// tansu's SQLite engine keeps a smoke test: the waking Fetch is the broker's, not the
+/// engine's, so it wakes there too.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_tansus_sqlite_engine_too_a_waiting_fetch_wakes_on_produce() -> Result<()> {
+    fetch_wakes_on("sqlite").await
+}
+
+async fn fetch_wakes_on(engine: &str) -> Result<()> {
     let data = tempfile::tempdir()?;
     let metrics = free_addr();
     let broker = BrokerProcess::start_with(
         &data.path().join("broker"),
         &free_addr(),
-        &["--metrics-addr", &metrics],
+        &["--metrics-addr", &metrics, "--storage", engine],
     )?;
     create_topic(broker.addr(), "wake", 1).await?;
     let consumer = reader(broker.addr(), "wake", 1, 5_000)?;
