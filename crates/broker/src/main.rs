@@ -120,9 +120,14 @@ async fn main() -> Result<()> {
     let stop = CancellationToken::new();
     match args.storage {
         StorageKind::Native => {
-            let storage =
-                NativeStorage::open(Path::new(NATIVE_DIR), args.fsync, &args.cluster_id, NODE_ID, listener)
-                    .context("cannot open the native log")?;
+            let storage = NativeStorage::open(
+                Path::new(NATIVE_DIR),
+                args.fsync,
+                &args.cluster_id,
+                NODE_ID,
+                listener,
+            )
+            .context("cannot open the native log")?;
             serve(args, storage, stop).await
         }
         StorageKind::Sqlite => {
@@ -159,7 +164,12 @@ fn private_dir(dir: &Path) -> Result<()> {
     let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(
-            || format!("{} is readable by others (mode {mode:o}) and cannot be made private", dir.display()),
+            || {
+                format!(
+                    "{} is readable by others (mode {mode:o}) and cannot be made private",
+                    dir.display()
+                )
+            },
         )?;
         tracing::warn!(dir = %dir.display(), was = format!("{mode:o}"), "made the broker data dir private (0700)");
     }

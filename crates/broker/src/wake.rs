@@ -60,7 +60,9 @@ impl LogSignal {
     }
 
     fn subscribe(&self, topics: impl Iterator<Item = String>) -> Vec<watch::Receiver<u64>> {
-        topics.map(|topic| self.sender(&topic).subscribe()).collect()
+        topics
+            .map(|topic| self.sender(&topic).subscribe())
+            .collect()
     }
 }
 
@@ -68,7 +70,9 @@ impl LogSignal {
 /// Resolved once and kept: every fetch asks, and a name's id changes only when the topic
 /// is deleted and created again (a request then names the new id, a miss).
 #[derive(Clone, Debug, Default)]
-struct TopicNames(Arc<Mutex<HashMap<(Option<String>, Option<[u8; 16]>), (String, Option<[u8; 16]>)>>>);
+struct TopicNames(
+    Arc<Mutex<HashMap<(Option<String>, Option<[u8; 16]>), (String, Option<[u8; 16]>)>>>,
+);
 
 /// Kafka's cap on a fetch response when the request sets none (v0–v2).
 const DEFAULT_MAX_BYTES: u32 = 50 * 1024 * 1024;
@@ -150,7 +154,13 @@ impl<S: Storage> Service<S, FetchRequest> for WakingFetch {
         let mut wanted = Vec::with_capacity(topics.len());
         for request in topics {
             let key = (request.topic.clone(), request.topic_id);
-            let cached = self.names.0.lock().expect("not poisoned").get(&key).cloned();
+            let cached = self
+                .names
+                .0
+                .lock()
+                .expect("not poisoned")
+                .get(&key)
+                .cloned();
             let resolved = match cached {
                 Some(found) => Some(found),
                 None => {
@@ -173,7 +183,10 @@ impl<S: Storage> Service<S, FetchRequest> for WakingFetch {
             };
             wanted.push(Wanted {
                 request,
-                topic_id: resolved.as_ref().and_then(|(_, id)| *id).or(request.topic_id),
+                topic_id: resolved
+                    .as_ref()
+                    .and_then(|(_, id)| *id)
+                    .or(request.topic_id),
                 name: resolved.map(|(name, _)| name),
             });
         }
@@ -363,7 +376,10 @@ impl<S: Storage> Service<S, ProduceRequest> for SignallingProduce {
                     .map(|p| produce_partition(storage, transaction_id, &name, p)),
             )
             .await;
-            if partitions.iter().any(|p| p.error_code == i16::from(ErrorCode::None)) {
+            if partitions
+                .iter()
+                .any(|p| p.error_code == i16::from(ErrorCode::None))
+            {
                 signal.appended(&name);
             }
             TopicProduceResponse::default()

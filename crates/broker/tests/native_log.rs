@@ -25,8 +25,8 @@ use rdkafka::{
 use tansu_sans_io::{
     produce_request::{PartitionProduceData, TopicProduceData},
     record::{deflated::Frame as Records, inflated, Record},
-    Body, ErrorCode, Frame, Header, InitProducerIdRequest, ProduceRequest, ProduceResponse,
-    ApiKey as _, InitProducerIdResponse,
+    ApiKey as _, Body, ErrorCode, Frame, Header, InitProducerIdRequest, InitProducerIdResponse,
+    ProduceRequest, ProduceResponse,
 };
 
 fn client(addr: &str) -> ClientConfig {
@@ -119,13 +119,19 @@ async fn fetch_wakes_on(engine: &str) -> Result<()> {
     let idle = fetch_requests(&metrics)? - before;
     // About one per 5 s (librdkafka may split one wait around a metadata refresh); a
     // broker answering empty fetches at once would have served hundreds.
-    assert!((1..=6).contains(&idle), "{idle} fetches in 6 idle seconds at fetch.wait.max.ms=5000");
+    assert!(
+        (1..=6).contains(&idle),
+        "{idle} fetches in 6 idle seconds at fetch.wait.max.ms=5000"
+    );
 
     // Waiting: a record produced now arrives long before the 5 s wait is up.
     let producer = producer(broker.addr())?;
     let sent = Instant::now();
     producer
-        .send(FutureRecord::to("wake").key("k").payload("v"), Timeout::Never)
+        .send(
+            FutureRecord::to("wake").key("k").payload("v"),
+            Timeout::Never,
+        )
         .await
         .map_err(|(e, _)| e)?;
     let message = tokio::time::timeout(Duration::from_secs(10), consumer.recv()).await??;
@@ -158,12 +164,21 @@ fn call(addr: &str, api_version: i16, body: Body, api_key: i16) -> Result<Body> 
     Ok(Frame::response_from_bytes(Bytes::from(whole), api_key, api_version)?.body)
 }
 
-fn produce_once(addr: &str, producer_id: i64, epoch: i16, sequence: i32) -> Result<(ErrorCode, i64)> {
+fn produce_once(
+    addr: &str,
+    producer_id: i64,
+    epoch: i16,
+    sequence: i32,
+) -> Result<(ErrorCode, i64)> {
     let batch = inflated::Batch::builder()
         .producer_id(producer_id)
         .producer_epoch(epoch)
         .base_sequence(sequence)
-        .record(Record::builder().key(Bytes::from_static(b"k").into()).value(Bytes::from_static(b"once").into()))
+        .record(
+            Record::builder()
+                .key(Bytes::from_static(b"k").into())
+                .value(Bytes::from_static(b"once").into()),
+        )
         .build()?;
     let request = ProduceRequest::default()
         .acks(-1)
@@ -181,7 +196,10 @@ fn produce_once(addr: &str, producer_id: i64, epoch: i16, sequence: i32) -> Resu
         .partition_responses
         .clone()
         .unwrap_or_default()[0];
-    Ok((ErrorCode::try_from(partition.error_code)?, partition.base_offset))
+    Ok((
+        ErrorCode::try_from(partition.error_code)?,
+        partition.base_offset,
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -207,7 +225,11 @@ async fn a_retried_idempotent_batch_is_stored_once() -> Result<()> {
     let retry = produce_once(broker.addr(), init.producer_id, init.producer_epoch, 0)?;
     let next = produce_once(broker.addr(), init.producer_id, init.producer_epoch, 1)?;
     assert_eq!(first, (ErrorCode::None, 0));
-    assert_eq!(retry, (ErrorCode::None, 0), "a retry is answered with the first copy's offset");
+    assert_eq!(
+        retry,
+        (ErrorCode::None, 0),
+        "a retry is answered with the first copy's offset"
+    );
     assert_eq!(next, (ErrorCode::None, 1));
     // A gap in the sequence is refused.
     let gap = produce_once(broker.addr(), init.producer_id, init.producer_epoch, 5)?;
@@ -235,27 +257,27 @@ async fn acknowledged_records_survive_a_broker_sigkill_once_each() -> Result<()>
         let (producer, acked) = (producer.clone(), acked.clone());
         tokio::spawn(async move {
             let mut failed = 0usize;
-            let sends = (0..RECORDS).map(|i| {
-                let (producer, acked) = (producer.clone(), acked.clone());
-                async move {
-                    let key = format!("key-{i}");
-                    let result = producer
-                        .send(
-                            FutureRecord::to("survive").key(&key).payload("payload"),
-                            Timeout::Never,
-                        )
-                        .await;
-                    if result.is_ok() {
-                        acked.lock().unwrap().insert(key);
-                        true
-                    } else {
-                        false
-                    }
-                }
-            });
             // In waves, so the kill lands in the middle of the load.
-            for wave in sends.collect::<Vec<_>>().chunks_mut(200) {
-                for ok in futures::future::join_all(wave.iter_mut()).await {
+            for wave in (0..RECORDS).collect::<Vec<_>>().chunks(200) {
+                let sends = wave.iter().map(|i| {
+                    let (producer, acked) = (producer.clone(), acked.clone());
+                    async move {
+                        let key = format!("key-{i}");
+                        let result = producer
+                            .send(
+                                FutureRecord::to("survive").key(&key).payload("payload"),
+                                Timeout::Never,
+                            )
+                            .await;
+                        if result.is_ok() {
+                            acked.lock().unwrap().insert(key);
+                            true
+                        } else {
+                            false
+                        }
+                    }
+                });
+                for ok in futures::future::join_all(sends).await {
                     failed += usize::from(!ok);
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;

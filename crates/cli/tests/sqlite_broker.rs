@@ -20,7 +20,8 @@ async fn a_single_node_on_tansus_sqlite_engine_publishes_notes() -> Result<()> {
     assert_eq!(status, 202, "{created}");
     let id = created["note_id"].as_str().context("note_id")?.to_owned();
     client::wait_published(&base, &id, 1, Duration::from_secs(120)).await?;
-    let (status, edited) = client::edit(&base, &id, "Tides", "The moon and the sun pull the oceans.").await?;
+    let (status, edited) =
+        client::edit(&base, &id, "Tides", "The moon and the sun pull the oceans.").await?;
     assert_eq!(status, 202, "{edited}");
     client::wait_published(&base, &id, 2, Duration::from_secs(120)).await?;
     assert!(
@@ -34,7 +35,12 @@ async fn a_single_node_on_tansus_sqlite_engine_publishes_notes() -> Result<()> {
     let output = std::process::Command::new(notesaga_testkit::bin("notesaga-broker")?)
         .arg("--data-dir")
         .arg(data.path().join("broker"))
-        .args(["--kafka-addr", &notesaga_testkit::free_addr(), "--storage", "native"])
+        .args([
+            "--kafka-addr",
+            &notesaga_testkit::free_addr(),
+            "--storage",
+            "native",
+        ])
         .env_remove("NOTESAGA_BROKER_STORAGE")
         .output()?;
     let stderr = String::from_utf8_lossy(&output.stderr);
