@@ -9,7 +9,7 @@ DATA_DIR ?= ./data
 APT_PACKAGES := espeak-ng kcat procps coreutils curl g++ make pkg-config zlib1g-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps tools lint test verify run bench-log bench-notes bench-saga schemathesis bench-api bench-replay restate-peer bench-compare
+.PHONY: deps tools confluent-kafka lint test verify run bench-log bench-notes bench-saga schemathesis bench-api bench-replay restate-peer bench-compare
 
 # System packages, installed only when missing.
 deps:
@@ -36,11 +36,22 @@ lint:
 	$(CARGO) clippy --locked --all-targets $(TEST_FEATURES) -- -D warnings
 
 # The tests start the workspace's own binaries (broker, notesaga), so build them first.
-test: deps tools
+test: deps tools confluent-kafka
 	$(CARGO) build --locked --bins $(TEST_FEATURES)
 	$(CARGO) nextest run --locked --workspace $(TEST_FEATURES)
 
 verify: lint test
+
+# confluent-kafka from PyPI, pinned, in its own virtualenv (kept across runs): the broker's
+# group tests run consumer-group members and admin queries through it in their own
+# processes (crates/broker/tests/support/kafka_client.py). Installed only when missing.
+CONFLUENT_KAFKA_VERSION := 2.16.1
+CONFLUENT_KAFKA_VENV ?= $(HOME)/.cache/notesaga-confluent-kafka
+
+confluent-kafka:
+	@$(CONFLUENT_KAFKA_VENV)/bin/python -c 'import importlib.metadata as m, sys; sys.exit(m.version("confluent-kafka") != "$(CONFLUENT_KAFKA_VERSION)")' 2>/dev/null || { \
+	  python3 -m venv --clear $(CONFLUENT_KAFKA_VENV) && \
+	  $(CONFLUENT_KAFKA_VENV)/bin/pip install -q 'confluent-kafka==$(CONFLUENT_KAFKA_VERSION)'; }
 
 # schemathesis from PyPI, pinned, in its own virtualenv (kept across runs like the target
 # directory), installed only when that version is missing.

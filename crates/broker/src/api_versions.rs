@@ -54,15 +54,6 @@ impl ApiVersions {
         Self { keys }
     }
 
-    /// The range advertised for `api_key`, if the broker serves it.
-    #[cfg(test)]
-    pub(crate) fn range(&self, api_key: i16) -> Option<(i16, i16)> {
-        self.keys
-            .iter()
-            .find(|version| version.api_key == api_key)
-            .map(|version| (version.min_version, version.max_version))
-    }
-
     /// The response body: no tagged field is set, so none is written (see the module doc).
     pub(crate) fn response(&self) -> ApiVersionsResponse {
         ApiVersionsResponse::default()

@@ -1,48 +1,38 @@
-//! Consumer groups: the routes a group coordinator adds beside tansu's group-protocol
-//! routes (JoinGroup, which needs the request version and the client's address, and the
-//! group queries DescribeGroups and ListGroups).
+//! Consumer groups: the broker's own group coordinator (Kafka's classic group protocol).
+//!
+//! - `machine.rs`: one group as a pure state machine (no tokio), table-tested.
+//! - `coordinator.rs`: every group behind a mutex, the waits of JoinGroup and SyncGroup,
+//!   the reaper expiring members, offsets through the storage engine; implements tansu's
+//!   `Coordinator` trait so tansu's group-protocol routes serve it.
+//! - `routes.rs`: the routes it answers itself: JoinGroup (needs the request version and
+//!   the client's address), DescribeGroups and ListGroups.
+
+mod coordinator;
+mod machine;
+mod routes;
 
 use std::net::SocketAddr;
 
-use tansu_broker::{
-    coordinator::group::administrator::Controller,
-    service::{coordinator, storage},
-    Error,
-};
-use tansu_sans_io::{ApiKey as _, DescribeGroupsRequest, JoinGroupRequest, ListGroupsRequest};
+use tansu_broker::Error;
 use tansu_storage::Storage;
+
+pub(crate) use coordinator::Groups;
 
 use crate::server::Builder;
 
-/// The routes a group coordinator adds itself.
+/// The routes a group coordinator adds itself, beside tansu's group-protocol routes.
 pub(crate) trait GroupRoutes {
     /// The API keys [`GroupRoutes::group_routes`] adds.
     const ROUTE_KEYS: &'static [i16];
 
     /// Adds the coordinator's own routes for a connection from `peer`.
-    fn group_routes<S: Storage>(
-        &self,
-        builder: Builder,
-        storage: S,
-        peer: SocketAddr,
-    ) -> Result<Builder, Error>;
+    fn group_routes(&self, builder: Builder, peer: SocketAddr) -> Result<Builder, Error>;
 }
 
-/// tansu's coordinator: tansu's JoinGroup, group queries answered from storage.
-impl<O: Storage> GroupRoutes for Controller<O> {
-    const ROUTE_KEYS: &'static [i16] = &[
-        JoinGroupRequest::KEY,
-        DescribeGroupsRequest::KEY,
-        ListGroupsRequest::KEY,
-    ];
+impl<S: Storage> GroupRoutes for Groups<S> {
+    const ROUTE_KEYS: &'static [i16] = routes::KEYS;
 
-    fn group_routes<S: Storage>(
-        &self,
-        builder: Builder,
-        storage: S,
-        _peer: SocketAddr,
-    ) -> Result<Builder, Error> {
-        let builder = coordinator::join_group(builder, self.clone())?;
-        storage::list_groups(storage::describe_groups(builder, storage.clone())?, storage)
+    fn group_routes(&self, builder: Builder, peer: SocketAddr) -> Result<Builder, Error> {
+        routes::add(builder, self, peer)
     }
 }

@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
-use tansu_broker::coordinator::group::administrator::Controller;
 use tansu_storage::{BrokerRegistrationRequest, Storage, StorageContainer};
 use tokio::{
     net::TcpListener,
@@ -208,8 +207,7 @@ async fn serve<S: Storage>(args: Args, storage: S, stop: CancellationToken) -> R
         })
         .await
         .context("cannot register the broker with its storage")?;
-    let groups =
-        Controller::with_storage(storage.clone()).context("cannot start the group coordinator")?;
+    let groups = groups::Groups::new(storage.clone(), stop.clone());
     let tcp = TcpListener::bind(&args.kafka_addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.kafka_addr))?;

@@ -139,9 +139,7 @@ where
             .try_fold(builder, |builder, (_, route)| {
                 route(builder, self.groups.clone())
             })?;
-        let builder = self
-            .groups
-            .group_routes(builder, self.storage.clone(), peer)?;
+        let builder = self.groups.group_routes(builder, peer)?;
         Ok(Routes {
             table: builder.build()?,
             api_versions: self.api_versions.clone(),

@@ -1,6 +1,6 @@
 //! Processors under crashes and rebalances, against the real broker: a notes processor
 //! SIGKILLed mid-stream and restarted, and two instances sharing the partitions, one
-//! taking them all over when the other leaves mid-stream. Every command ends with exactly one distinct outcome, and every note
+//! taking them all over when the other leaves or is killed mid-stream. Every command ends with exactly one distinct outcome, and every note
 //! with exactly one `NoteCreated` (one event id), whatever was redelivered.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
@@ -163,10 +163,32 @@ async fn two_instances_share_the_partitions_and_one_takes_over_when_the_other_le
 
     let ids = send_creates(&cluster, COMMANDS).await?;
     first_outcome(&cluster).await?;
-    // On Apache Kafka a SIGKILLed dynamic member is replaced once its session times
-    // out; tansu 0.6 never rebalances after that (docs/field-notes.md), so here the
-    // member leaves the way an operator scales down: SIGTERM, finish, commit, leave.
+    // The member leaves the way an operator scales down: SIGTERM, finish, commit, leave.
     cluster.stop_role("notes-2")?;
+    let more = send_creates(&cluster, COMMANDS / 2).await?;
+    wait_for_assignment(&first, |n| n == 3).await?;
+    check_exactly_once(&cluster, &[ids, more].concat()).await
+}
+
+/// As Apache Kafka does, the broker expires a SIGKILLed dynamic member once its session
+/// times out, and the survivor takes its partitions over from the committed offsets.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_share_the_partitions_and_one_takes_over_when_the_other_is_killed(
+) -> Result<()> {
+    let others: Vec<&str> = notesaga_testkit::ROLES
+        .into_iter()
+        .filter(|r| *r != "notes")
+        .collect();
+    let mut cluster = Cluster::start_roles(&[], &others).await?;
+    let first = cluster.start_role_logged("notes", "notes-1")?;
+    wait_for_assignment(&first, |n| n == 3).await?;
+    let second = cluster.start_role_logged("notes", "notes-2")?;
+    wait_for_assignment(&second, |n| n == 1 || n == 2).await?;
+    wait_for_assignment(&first, |n| n == 1 || n == 2).await?;
+
+    let ids = send_creates(&cluster, COMMANDS).await?;
+    first_outcome(&cluster).await?;
+    cluster.kill_role("notes-2");
     let more = send_creates(&cluster, COMMANDS / 2).await?;
     wait_for_assignment(&first, |n| n == 3).await?;
     check_exactly_once(&cluster, &[ids, more].concat()).await

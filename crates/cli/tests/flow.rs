@@ -100,8 +100,9 @@ async fn a_note_is_published_through_the_log_and_edits_publish_the_next_version(
 /// Reads the first record of the note's `notes.events` partition with kcat, an
 /// independent client, and checks the Confluent framing against the registry.
 async fn wire_format_is_confluent_avro(cluster: &Cluster, note_id: &str) -> Result<()> {
-    // kcat links Debian's librdkafka 2.0.2, which misreads tansu 0.6's ApiVersions and
-    // ListOffsets answers; the pre-0.10 protocol and absolute offsets work (docs/topics.md).
+    // kcat links Debian's librdkafka 2.0.2. This reads with the pre-0.10 protocol and
+    // absolute offsets, the oldest mode the broker serves; kcat's defaults are covered by
+    // crates/broker/tests/kcat.rs.
     let kcat = |partition: i32, format: &str| -> Result<Vec<u8>> {
         // `-e` ends at the end of the partition (an empty partition yields nothing);
         // `timeout` bounds kcat should the broker misbehave.
