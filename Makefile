@@ -10,7 +10,7 @@ APT_PACKAGES := espeak-ng kcat procps coreutils curl g++ make pkg-config zlib1g-
 # PostgreSQL backs every store in the distributed tests (scripts/postgres.sh starts it);
 # docker-compose 1.29 validates docker-compose.yml without a daemon; python3-venv holds
 # moto's S3 server (MOTO_VENV).
-APT_PACKAGES += postgresql postgresql-client docker-compose python3-venv
+APT_PACKAGES += postgresql docker-compose python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps tools lint test verify run postgres moto compose-check test-distributed bench-log bench-notes bench-saga schemathesis bench-api bench-replay
