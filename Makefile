@@ -7,9 +7,13 @@ DATA_DIR ?= ./data
 # test; procps and coreutils give the tests `kill` and `timeout`; the rest builds the C
 # parts of librdkafka, libsql and the crypto provider.
 APT_PACKAGES := espeak-ng kcat procps coreutils curl g++ make pkg-config zlib1g-dev
+# PostgreSQL backs every store in the distributed tests (scripts/postgres.sh starts it);
+# docker-compose 1.29 validates docker-compose.yml without a daemon; python3-venv holds
+# moto's S3 server (MOTO_VENV).
+APT_PACKAGES += postgresql docker-compose python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps tools confluent-kafka lint test verify run bench-log bench-notes bench-saga schemathesis bench-api bench-replay restate-peer bench-compare
+.PHONY: deps tools confluent-kafka lint test verify run postgres moto compose-check test-distributed bench-log bench-notes bench-saga schemathesis bench-api bench-replay restate-peer bench-compare
 
 # System packages, installed only when missing.
 deps:
@@ -20,6 +24,24 @@ deps:
 	  echo "installing$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+	@$(MAKE) --no-print-directory moto
+
+# moto's standalone S3 server from PyPI, pinned, in its own virtualenv (kept across runs),
+# installed only when that version is missing: the S3 audio store's tests run against it.
+MOTO_VERSION := 5.2.5
+MOTO_VENV ?= $(HOME)/.cache/notesaga-moto/venv
+moto:
+	@$(MOTO_VENV)/bin/pip show moto 2>/dev/null | grep -q '^Version: $(MOTO_VERSION)$$' || { \
+	  python3 -m venv --clear $(MOTO_VENV) && \
+	  $(MOTO_VENV)/bin/pip install -q 'moto[server]==$(MOTO_VERSION)'; }
+
+# A PostgreSQL server on 127.0.0.1:5432 that lets the tests in (started if down).
+postgres:
+	$(SUDO) scripts/postgres.sh
+
+# docker-compose.yml parses as a Compose file (no daemon needed), with example.env's values.
+compose-check:
+	docker-compose --env-file example.env -f docker-compose.yml config -q
 
 # Rust tools: the test runner and the lint components.
 tools:
@@ -30,13 +52,13 @@ tools:
 # The test build compiles the fault points the end-to-end tests drive (never in release).
 TEST_FEATURES := --features notesaga-cli/fault-injection
 
-lint:
+lint: compose-check
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --all-targets $(TEST_FEATURES) -- -D warnings
 
 # The tests start the workspace's own binaries (broker, notesaga), so build them first.
-test: deps tools confluent-kafka
+test: deps tools confluent-kafka postgres
 	$(CARGO) build --locked --bins $(TEST_FEATURES)
 	$(CARGO) nextest run --locked --workspace $(TEST_FEATURES)
 
@@ -52,6 +74,14 @@ confluent-kafka:
 	@$(CONFLUENT_KAFKA_VENV)/bin/python -c 'import importlib.metadata as m, sys; sys.exit(m.version("confluent-kafka") != "$(CONFLUENT_KAFKA_VERSION)")' 2>/dev/null || { \
 	  python3 -m venv --clear $(CONFLUENT_KAFKA_VENV) && \
 	  $(CONFLUENT_KAFKA_VENV)/bin/pip install -q 'confluent-kafka==$(CONFLUENT_KAFKA_VERSION)'; }
+
+# The distributed topology as OS processes (crates/cli/tests/distributed.rs): broker,
+# registry, PostgreSQL, moto's S3, two instances of every processor, instances killed
+# under load; prints its figures. `make test` runs the part without kills; the kill test
+# waits (ignored) for the broker to expire dead group members.
+test-distributed: deps tools postgres
+	$(CARGO) build --locked --bins $(TEST_FEATURES)
+	$(CARGO) nextest run --locked $(TEST_FEATURES) -p notesaga-cli --test distributed --run-ignored all --no-capture
 
 # schemathesis from PyPI, pinned, in its own virtualenv (kept across runs like the target
 # directory), installed only when that version is missing.

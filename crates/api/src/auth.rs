@@ -4,14 +4,16 @@
 //! - `/healthz`, `/readyz`, `/metrics` and `/openapi.json` are public;
 //! - a `GET` of a note's audio with a `sig` in its query is judged by the signature alone
 //!   (`signed_url`), so an `<audio>` element can play it without a header;
-//! - everything else needs `Authorization: Bearer <JWT>` (`token`), else 401 with
-//!   `WWW-Authenticate` (RFC 6750);
+//! - everything else needs `Authorization: Bearer <JWT>` (`token`; checked with an HS256
+//!   secret, a PEM public key, or an identity provider's JWKS URL: `jwks`), else 401
+//!   with `WWW-Authenticate` (RFC 6750);
 //! - everything under `/v1/admin/` also needs the `admin` role, else 403. It is decided
 //!   here by path, so an admin route added anywhere is covered without saying so.
 //!
 //! The verified principal goes into the request's extensions, where the
 //! [`crate::caller::Caller`] extractor picks it up.
 
+mod jwks;
 mod signed_url;
 mod token;
 
@@ -88,6 +90,27 @@ impl AuthConfig {
         })
     }
 
+    /// RS256 and ES256 tokens checked with the keys an identity provider publishes at
+    /// `jwks_url` (its JWKS document), looked up by `kid`, cached, and refetched when a
+    /// token names an unknown `kid`, at most once per `min_refresh`. Audio URLs as for
+    /// [`AuthConfig::rs256`].
+    pub fn jwks(jwks_url: &str, min_refresh: Duration) -> Result<Self, AuthError> {
+        let jwks = jwks::Jwks::new(jwks_url, min_refresh).map_err(AuthError::JwksClient)?;
+        Ok(Self {
+            verifier: Some(Verifier::jwks(jwks)),
+            urls: UrlSigner::random(),
+            audio_url_ttl: DEFAULT_AUDIO_URL_TTL,
+        })
+    }
+
+    /// Reads roles from the claim at `path` (keys separated by dots, e.g.
+    /// `realm_access.roles` for Keycloak, `cognito:groups` for Cognito) instead of the
+    /// top-level `roles`.
+    pub fn roles_claim(mut self, path: &str) -> Self {
+        self.verifier = self.verifier.map(|v| v.roles_claim(path));
+        self
+    }
+
     /// Tokens must carry `iss` = `issuer`.
     pub fn issuer(mut self, issuer: &str) -> Self {
         self.verifier = self.verifier.map(|v| v.issuer(issuer));
@@ -154,7 +177,7 @@ pub(crate) async fn authenticate(
     let principal = match bearer(&request) {
         None => return unauthorized(None),
         Some(token) => match &auth.verifier {
-            Some(verifier) => verifier.verify(token),
+            Some(verifier) => verifier.verify(token).await,
             None => Err(Refusal("this API has no key to check tokens with")),
         },
     };

@@ -11,6 +11,7 @@
 //! route that checks bearer tokens, the admin role and signed audio URLs.
 
 mod admin;
+mod audio;
 pub mod auth;
 mod caller;
 mod commands;
@@ -36,9 +37,9 @@ use axum::{
     Json, Router,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
+use notesaga_blob::Blobs;
 use notesaga_embedding::Resilient;
 use notesaga_log::Publisher;
-use notesaga_narration::FsBlobStore;
 use notesaga_projections::ReadStore;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -63,6 +64,9 @@ pub struct ApiConfig {
     pub readiness_timeout: Duration,
     /// Rate limit, request timeout, page size, waits, idempotency key retention.
     pub limits: Limits,
+    /// Answer a note's audio with a redirect (307) to a presigned URL of the object
+    /// store instead of streaming it through the API (S3 only; off by default).
+    pub audio_redirect: bool,
 }
 
 impl Default for ApiConfig {
@@ -76,6 +80,7 @@ impl Default for ApiConfig {
             // one to send traffic through.
             readiness_timeout: Duration::from_secs(2),
             limits: Limits::default(),
+            audio_redirect: false,
         }
     }
 }
@@ -88,7 +93,7 @@ pub struct AppState {
     /// Reads projections.
     pub store: ReadStore,
     /// Where narrations are stored.
-    pub audio: FsBlobStore,
+    pub audio: Blobs,
     /// Embeds search queries: the embedding role's provider and model.
     pub embedder: Resilient,
     /// Renders `/metrics`.
@@ -108,7 +113,7 @@ impl AppState {
     pub fn new(
         publisher: Publisher,
         store: ReadStore,
-        audio: FsBlobStore,
+        audio: impl Into<Blobs>,
         embedder: Resilient,
         config: ApiConfig,
     ) -> Self {
@@ -120,7 +125,7 @@ impl AppState {
         Self {
             publisher,
             store,
-            audio,
+            audio: audio.into(),
             embedder,
             metrics: None,
             config: Arc::new(config),

@@ -6,7 +6,6 @@
 //! (`?min_version=N`).
 
 use axum::{
-    body::Body,
     extract::{FromRequest, Path, Query, Request, State},
     http::{header, HeaderMap, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
@@ -21,14 +20,12 @@ use notesaga_events::{
     Message as _,
 };
 use notesaga_log::Metadata;
-use notesaga_notes::validation::check_note;
 use notesaga_projections::{
     idempotency::Reservation, AcceptedCommand, NoteCursor, NoteListQuery, NoteView,
 };
+use notesaga_validation::check_note;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tower::ServiceExt as _;
-use tower_http::services::ServeFile;
 use uuid::Uuid;
 
 use crate::{
@@ -853,6 +850,8 @@ async fn list_notes(
         (status = 200, description = "The audio", content_type = "audio/wav", body = Vec<u8>),
         (status = 206, description = "The requested range", content_type = "audio/wav", body = Vec<u8>,
             headers(("Content-Range" = String, description = "`bytes START-END/LENGTH`"))),
+        (status = 307, description = "With NOTESAGA_AUDIO_REDIRECT and an S3 audio store: the audio at a presigned URL of the store",
+            headers(("Location" = String, description = "The presigned URL"))),
         (status = 403, description = "A signed URL that expired or does not verify"),
         (status = 404, description = "No published narration, no such note, or another user's"),
         (status = 416, description = "The range is not satisfiable (a problem, with `Content-Range: bytes */LENGTH`)",
@@ -883,46 +882,8 @@ async fn get_audio(
         .published
         .and_then(|p| p.audio_key)
         .ok_or_else(no_audio)?;
-    let path = state
-        .audio
-        .path(&key)
-        .map_err(|err| Problem::internal(&err))?;
-    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
-        return Err(no_audio());
-    }
-    // ServeFile answers Range requests, so players can seek in long narrations.
-    let response = ServeFile::new(path)
-        .oneshot(request)
-        .await
-        .map_err(|err| Problem::internal(&err))?;
-    let (mut parts, body) = response.into_parts();
-    if parts.status == StatusCode::RANGE_NOT_SATISFIABLE {
-        // ServeFile answers an empty body; the API promises a problem for every 4xx,
-        // and the client needs `Content-Range: bytes */LENGTH` to ask again.
-        let mut problem = Problem::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            "range-not-satisfiable",
-            "Range not satisfiable",
-        )
-        .detail("the Range header asks for bytes outside the narration")
-        .into_response();
-        if let Some(range) = parts.headers.get(header::CONTENT_RANGE) {
-            problem
-                .headers_mut()
-                .insert(header::CONTENT_RANGE, range.clone());
-        }
-        return Ok(problem);
-    }
-    if parts.status.is_client_error() || parts.status.is_server_error() {
-        return Err(Problem::internal(&format!(
-            "serving the narration file answered {}",
-            parts.status
-        )));
-    }
-    parts
-        .headers
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
-    Ok(Response::from_parts(parts, Body::new(body)))
+    let (parts, _) = request.into_parts();
+    crate::audio::serve(&state, &key, &parts.method, &parts.headers).await
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! (no header needed; tampered or expired → 403; `Range` → 206).
 
 mod conform;
+mod jwks;
 mod offline;
 
 use std::time::Duration;
@@ -24,7 +25,7 @@ use notesaga_events::{
     saga::{SagaEvent, SagaStarted},
 };
 use notesaga_log::FlowEvent;
-use notesaga_narration::FsBlobStore;
+use notesaga_narration::{BlobStore as _, Blobs};
 use notesaga_projections::{notes, ReadStore};
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -41,7 +42,7 @@ const AUDIO: &[u8] = b"RIFF\x24\x00\x00\x00WAVEfmt 0123456789abcdef0123456789";
 struct Api {
     _dir: tempfile::TempDir,
     store: ReadStore,
-    audio: FsBlobStore,
+    audio: Blobs,
     router: Router,
     auth: AuthConfig,
 }
@@ -99,16 +100,26 @@ impl Answer {
 
 /// An API with `auth` whose broker and registry are a closed port.
 async fn api(auth: AuthConfig) -> Result<Api> {
+    api_with(auth, None, false).await
+}
+
+/// The same, with its audio in `audio` (default: files in a temporary directory) and
+/// `audio_redirect` set.
+async fn api_with(auth: AuthConfig, audio: Option<Blobs>, audio_redirect: bool) -> Result<Api> {
     let config = ApiConfig {
         readiness_timeout: Duration::from_millis(300),
         auth: auth.clone(),
+        audio_redirect,
         ..ApiConfig::default()
     };
-    let offline = offline::offline(config, None).await?;
+    let mut offline = offline::offline(config, None).await?;
+    if let Some(audio) = audio {
+        offline.state.audio = audio;
+    }
     Ok(Api {
         _dir: offline.dir,
         store: offline.store,
-        audio: offline.audio,
+        audio: offline.state.audio.clone(),
         router: router(offline.state),
         auth,
     })
@@ -162,9 +173,9 @@ impl Api {
     async fn narrated_note(&self, owner: &str) -> Result<Uuid> {
         let id = Uuid::new_v4();
         let key = format!("{id}/v1.wav");
-        let path = self.audio.path(&key)?;
-        std::fs::create_dir_all(path.parent().context("a parent")?)?;
-        std::fs::write(&path, AUDIO)?;
+        let staging = self.audio.staging_path(&key)?;
+        std::fs::write(&staging, AUDIO)?;
+        self.audio.commit(&staging, &key).await?;
         let at = 1_767_225_600_000;
         let records = [
             FlowEvent::Notes(NotesEvent::NoteCreated(NoteCreated {
@@ -459,7 +470,56 @@ async fn rs256_tokens_with_the_configured_public_key() -> Result<()> {
 
 #[tokio::test]
 async fn signed_audio_urls_play_without_a_header() -> Result<()> {
-    let api = api(hs256()).await?;
+    plays_audio(api(hs256()).await?).await
+}
+
+/// The same scenario with the audio in an S3 bucket (moto's server), then with the
+/// redirect to a presigned URL switched on.
+#[tokio::test]
+async fn audio_streams_from_s3_and_redirects_to_presigned_urls() -> Result<()> {
+    let moto = tokio::task::spawn_blocking(notesaga_testkit::moto::MotoServer::start).await??;
+    let bucket = notesaga_testkit::random_name("audio").to_lowercase();
+    moto.create_bucket(&bucket).await?;
+    let staging = tempfile::tempdir()?;
+    let config = notesaga_narration::S3Config {
+        endpoint: Some(moto.endpoint().to_owned()),
+        access_key_id: Some("test".into()),
+        secret_access_key: Some("test".into()),
+        ..notesaga_narration::S3Config::from_url(&format!("s3://{bucket}"))
+            .map_err(anyhow::Error::msg)?
+    };
+    let s3 = Blobs::from(notesaga_narration::S3BlobStore::new(
+        &config,
+        staging.path(),
+    )?);
+    plays_audio(api_with(hs256(), Some(s3.clone()), false).await?).await?;
+
+    let api = api_with(hs256(), Some(s3), true).await?;
+    let id = api.narrated_note("ann").await?;
+    let redirected = api
+        .get(&format!("/v1/notes/{id}/audio"), Some(&token("ann")))
+        .await?;
+    assert_eq!(redirected.status, StatusCode::TEMPORARY_REDIRECT);
+    let location = redirected
+        .headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .context("a Location")?;
+    assert!(location.starts_with(moto.endpoint()), "{location}");
+    let fetched = reqwest::get(location)
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    assert_eq!(&fetched[..], AUDIO);
+    // Another user is still refused before any URL is made.
+    api.get(&format!("/v1/notes/{id}/audio"), Some(&token("bob")))
+        .await?
+        .assert_problem(StatusCode::NOT_FOUND, "audio-not-found", "bob");
+    Ok(())
+}
+
+async fn plays_audio(api: Api) -> Result<()> {
     let id = api.narrated_note("ann").await?;
     let other = api.narrated_note("ann").await?;
     let note = api

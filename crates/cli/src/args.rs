@@ -87,6 +87,12 @@ pub(crate) struct Connection {
     )]
     pub(crate) registry_url: String,
 
+    /// Credentials for the schema registry, USER:PASSWORD, sent as HTTP basic auth
+    /// (Confluent's `basic.auth.user.info`); default: a single node's
+    /// `registry-user-info` file in NOTESAGA_DATA_DIR (or ./data) when there is one.
+    #[arg(long, env = "NOTESAGA_REGISTRY_USER_INFO", hide_env_values = true)]
+    pub(crate) registry_user_info: Option<String>,
+
     /// Partitions of every flow topic when notesaga creates them.
     #[arg(long, env = "NOTESAGA_PARTITIONS", default_value_t = notesaga_events::topics::DEFAULT_PARTITIONS)]
     pub(crate) partitions: i32,
@@ -95,6 +101,10 @@ pub(crate) struct Connection {
     /// (comma-separated in the variable), e.g. `security.protocol=SASL_SSL`.
     #[arg(long = "kafka-option", env = "NOTESAGA_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_key_value)]
     pub(crate) kafka_options: Vec<(String, String)>,
+
+    /// How topics notesaga creates are replicated (a topic that exists keeps its own).
+    #[command(flatten)]
+    pub(crate) replication: ReplicationArgs,
 
     /// Static consumer-group membership: a stable id for this instance of the role
     /// (unique among the role's running instances). A restart with the same id takes the
@@ -108,6 +118,29 @@ pub(crate) struct Connection {
     pub(crate) metrics_addr: Option<String>,
 }
 
+/// Replication of the topics notesaga creates: the flow topics, the dead-letter topics
+/// and `_schemas`.
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct ReplicationArgs {
+    /// Replicas of each topic notesaga creates: 1 on a single node, typically 3 on a
+    /// production cluster.
+    #[arg(long, env = "NOTESAGA_REPLICATION_FACTOR", default_value_t = 1)]
+    pub(crate) replication_factor: i32,
+    /// `min.insync.replicas` of each topic notesaga creates (with acks=all, the replicas
+    /// a write needs before it is acknowledged); typically 2 with 3 replicas.
+    #[arg(long, env = "NOTESAGA_MIN_INSYNC_REPLICAS", default_value_t = 1)]
+    pub(crate) min_insync_replicas: i32,
+}
+
+impl Default for ReplicationArgs {
+    fn default() -> Self {
+        Self {
+            replication_factor: 1,
+            min_insync_replicas: 1,
+        }
+    }
+}
+
 fn parse_key_value(raw: &str) -> Result<(String, String), String> {
     raw.split_once('=')
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
@@ -116,11 +149,25 @@ fn parse_key_value(raw: &str) -> Result<(String, String), String> {
 }
 
 impl Connection {
+    /// The registry URL carrying its credentials, as `AvroCodec` and `reqwest` read them.
+    pub(crate) fn registry_endpoint(&self) -> String {
+        let user_info = self.registry_user_info.clone().or_else(|| {
+            let data_dir = std::env::var_os("NOTESAGA_DATA_DIR")
+                .map_or_else(|| PathBuf::from("./data"), PathBuf::from);
+            crate::registry_auth::node_user_info(&data_dir)
+                .ok()
+                .flatten()
+        });
+        notesaga_log::registry_url_with_user_info(&self.registry_url, user_info.as_deref())
+    }
+
     pub(crate) fn kafka(&self) -> KafkaConfig {
         KafkaConfig {
             bootstrap_servers: self.kafka_addr.clone(),
             overrides: self.kafka_options.clone(),
             instance_id: self.instance_id.clone(),
+            replication_factor: self.replication.replication_factor,
+            min_insync_replicas: self.replication.min_insync_replicas,
         }
     }
 }
@@ -176,6 +223,50 @@ impl Storage {
     }
 }
 
+/// Where the audio lives: the data directory's `audio/` (single node) or an S3 bucket
+/// (AWS, MinIO, any S3-compatible store) that every role using audio shares.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct AudioStoreArgs {
+    /// `s3://BUCKET[/PREFIX]` for an S3-compatible object store; default: files under
+    /// DATA_DIR/audio (one machine only: no role reads another's disk).
+    #[arg(long, env = "NOTESAGA_AUDIO_STORE")]
+    pub(crate) audio_store: Option<String>,
+    /// Endpoint of an S3-compatible server (e.g. http://minio:9000); default: AWS.
+    #[arg(long, env = "NOTESAGA_S3_ENDPOINT")]
+    pub(crate) s3_endpoint: Option<String>,
+    /// Region of the bucket.
+    #[arg(long, env = "NOTESAGA_S3_REGION", default_value = "us-east-1")]
+    pub(crate) s3_region: String,
+    /// Access key id; default: the environment (AWS_ACCESS_KEY_ID, an instance role).
+    #[arg(long, env = "NOTESAGA_S3_ACCESS_KEY_ID")]
+    pub(crate) s3_access_key_id: Option<String>,
+    /// Secret access key, with the id.
+    #[arg(long, env = "NOTESAGA_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub(crate) s3_secret_access_key: Option<String>,
+}
+
+impl AudioStoreArgs {
+    /// The configured store; renders for S3 are staged under DATA_DIR/audio-staging.
+    pub(crate) fn blobs(&self, data_dir: &Path) -> anyhow::Result<notesaga_blob::Blobs> {
+        use anyhow::Context as _;
+        let Some(url) = self.audio_store.as_deref().filter(|url| !url.is_empty()) else {
+            return Ok(notesaga_blob::FsBlobStore::new(data_dir.join("audio")).into());
+        };
+        let config = notesaga_blob::S3Config {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            access_key_id: self.s3_access_key_id.clone(),
+            secret_access_key: self.s3_secret_access_key.clone(),
+            ..notesaga_blob::S3Config::from_url(url)
+                .map_err(anyhow::Error::msg)
+                .context("NOTESAGA_AUDIO_STORE (--audio-store)")?
+        };
+        let store = notesaga_blob::S3BlobStore::new(&config, data_dir.join("audio-staging"))
+            .context("NOTESAGA_AUDIO_STORE (--audio-store): cannot configure the S3 client")?;
+        Ok(store.into())
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub(crate) struct RoleArgs {
     #[command(flatten)]
@@ -200,6 +291,13 @@ pub(crate) struct ApiArgs {
     /// How bearer tokens are checked and audio URLs signed.
     #[command(flatten)]
     pub(crate) auth: crate::token::AuthArgs,
+    /// Where the narrations are read from.
+    #[command(flatten)]
+    pub(crate) audio: AudioStoreArgs,
+    /// Answer a note's audio with a 307 to a presigned URL of the S3 store (valid as
+    /// long as NOTESAGA_AUDIO_URL_TTL) instead of streaming it through the API.
+    #[arg(long, env = "NOTESAGA_AUDIO_REDIRECT")]
+    pub(crate) audio_redirect: bool,
 }
 
 /// Which embedding provider, and how to reach it.
@@ -435,6 +533,9 @@ pub(crate) struct NarrationArgs {
     pub(crate) connection: Connection,
     #[command(flatten)]
     pub(crate) storage: Storage,
+    /// Where the narrations are written.
+    #[command(flatten)]
+    pub(crate) audio: AudioStoreArgs,
     #[command(flatten)]
     pub(crate) provider: NarrationProviderArgs,
 }
@@ -455,6 +556,28 @@ pub(crate) struct RegistryArgs {
     /// Address the registry listens on.
     #[arg(long, env = "NOTESAGA_REGISTRY_ADDR", default_value = "127.0.0.1:8081")]
     pub(crate) registry_addr: String,
+    /// A user of the registry, USER:PASSWORD:ROLE with ROLE `read`, `write` (register
+    /// schemas) or `admin` (deletes, configuration); repeatable (comma-separated in the
+    /// variable). Clients send USER:PASSWORD as HTTP basic auth (`basic.auth.user.info`).
+    /// None: the registry is open to anyone who reaches it.
+    #[arg(
+        long = "registry-user",
+        env = "NOTESAGA_REGISTRY_USERS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub(crate) registry_users: Vec<String>,
+    /// Whether callers without credentials may read schemas (analysts' tools); `false`
+    /// makes every request authenticate. Only with users.
+    #[arg(long, env = "NOTESAGA_REGISTRY_ANONYMOUS_READ", default_value_t = true, action = clap::ArgAction::Set)]
+    pub(crate) registry_anonymous_read: bool,
+    /// Extra librdkafka setting for the registry's clients, KEY=VALUE; repeatable
+    /// (comma-separated in the variable), as for every other role (SASL, SSL).
+    #[arg(long = "kafka-option", env = "NOTESAGA_KAFKA_OPTIONS", value_delimiter = ',', value_parser = parse_key_value)]
+    pub(crate) kafka_options: Vec<(String, String)>,
+    /// How `_schemas` is replicated when the registry creates it.
+    #[command(flatten)]
+    pub(crate) replication: ReplicationArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -828,6 +951,9 @@ pub(crate) struct ReplayArgs {
 pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub(crate) storage: Storage,
+    /// The audio store to check (as the narration role's).
+    #[command(flatten)]
+    pub(crate) audio: AudioStoreArgs,
     /// Kafka bootstrap servers; default: node.json's `kafka_addr`, else 127.0.0.1:9092.
     #[arg(long, env = "NOTESAGA_KAFKA_ADDR")]
     pub(crate) kafka_addr: Option<String>,
@@ -835,6 +961,10 @@ pub(crate) struct CheckArgs {
     /// 127.0.0.1:8081.
     #[arg(long, alias = "registry-url", env = "NOTESAGA_REGISTRY_ADDR")]
     pub(crate) registry_addr: Option<String>,
+    /// Registry credentials, USER:PASSWORD (`basic.auth.user.info`); default: the single
+    /// node's `registry-user-info` file in the data directory, if any.
+    #[arg(long, env = "NOTESAGA_REGISTRY_USER_INFO", hide_env_values = true)]
+    pub(crate) registry_user_info: Option<String>,
     /// The embedding store's database; default as for `notesaga embedding`
     /// (`embedding.db` in the data directory, or the --database-url PostgreSQL database).
     #[arg(long, env = "NOTESAGA_EMBEDDING_DATABASE_URL")]

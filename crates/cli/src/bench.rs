@@ -16,10 +16,11 @@ mod saga_closed;
 pub(crate) async fn run(args: BenchArgs) -> Result<()> {
     match args.target {
         BenchTarget::Log(args) => {
-            crate::roles::wait_for_registry(&args.connection.registry_url).await?;
+            let registry = args.connection.registry_endpoint();
+            crate::roles::wait_for_registry(&registry).await?;
             notesaga_log::bench::run_log_bench(
                 &args.connection.kafka(),
-                &args.connection.registry_url,
+                &registry,
                 args.records,
                 args.size,
                 args.runs,
@@ -28,10 +29,11 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
             Ok(())
         }
         BenchTarget::Notes(args) => {
-            crate::roles::wait_for_registry(&args.connection.registry_url).await?;
+            let registry = args.connection.registry_endpoint();
+            crate::roles::wait_for_registry(&registry).await?;
             notesaga_notes::bench::run_notes_bench(
                 &args.connection.kafka(),
-                &args.connection.registry_url,
+                &registry,
                 args.commands,
                 args.body_size,
                 args.connection.partitions,

@@ -654,7 +654,7 @@ pub(crate) async fn run(args: BenchReplayArgs) -> Result<()> {
     if args.batch_size == Some(0) {
         bail!("--batch-size must be positive");
     }
-    crate::roles::wait_for_registry(&args.connection.registry_url).await?;
+    crate::roles::wait_for_registry(&args.connection.registry_endpoint()).await?;
     let kafka = args.connection.kafka();
     ensure_topics(&kafka, args.connection.partitions).await?;
     let already = records_on_topics(&kafka).await?;
@@ -664,7 +664,7 @@ pub(crate) async fn run(args: BenchReplayArgs) -> Result<()> {
             kafka.bootstrap_servers
         );
     }
-    let codec = Arc::new(AvroCodec::new(&args.connection.registry_url));
+    let codec = Arc::new(AvroCodec::new(&args.connection.registry_endpoint()));
     let publisher = Publisher::new(&kafka, codec)?;
     println!(
         "notesaga bench replay: {} records (~{}-byte note bodies) on {} partitions per topic, broker {}; replayed into {}",

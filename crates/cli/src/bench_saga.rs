@@ -470,7 +470,7 @@ pub(crate) async fn run(args: BenchSagaArgs) -> Result<()> {
     if args.notes == 0 || args.rate <= 0.0 {
         bail!("--notes and --rate must be positive");
     }
-    crate::roles::wait_for_registry(&args.connection.registry_url).await?;
+    crate::roles::wait_for_registry(&args.connection.registry_endpoint()).await?;
     wait_for_api(&args.api).await?;
     let kafka = args.connection.kafka();
     println!(

@@ -80,9 +80,18 @@ fn endpoints(args: &CheckArgs, node: Option<&NodeFile>) -> Result<(Endpoints, &'
     let registry = args.registry_addr.as_deref().unwrap_or(fallback_registry);
     let endpoints = Endpoints {
         kafka_addr,
-        registry_url: http_url(registry),
+        // The registry's credentials: the flag's, else the single node's own.
+        registry_url: notesaga_log::registry_url_with_user_info(
+            &http_url(registry),
+            match &args.registry_user_info {
+                Some(info) => Some(info.clone()),
+                None => crate::registry_auth::node_user_info(&args.storage.data_dir)?,
+            }
+            .as_deref(),
+        ),
         embedding_url: embedding_url(args)?,
         audio_dir: args.storage.audio_dir(),
+        audio: args.audio.blobs(&args.storage.data_dir)?,
     };
     Ok((endpoints, origin))
 }
@@ -133,10 +142,16 @@ async fn check(args: &CheckArgs, shutdown: CancellationToken) -> Result<(Report,
     let (endpoints, origin) = endpoints(args, node.as_ref())?;
     println!(
         "checking   {} (registry {}; addresses from {origin})",
-        endpoints.kafka_addr, endpoints.registry_url
+        endpoints.kafka_addr,
+        notesaga_log::redact_registry_url(&endpoints.registry_url)
     );
     println!("embeddings {}", redacted(&endpoints.embedding_url));
-    println!("audio      {}", display_dir(&endpoints.audio_dir));
+    match &endpoints.audio {
+        notesaga_blob::Blobs::Fs(_) => {
+            println!("audio      {}", display_dir(&endpoints.audio_dir));
+        }
+        store => println!("audio      {}", store.describe()),
+    }
     let sources = Sources::open(&endpoints).await?;
 
     let deadline = Instant::now() + Duration::from_secs(args.wait);
@@ -202,8 +217,16 @@ mod tests {
                 data_dir: data_dir.to_owned(),
                 database_url: Some("sqlite://unused.db".into()),
             },
+            audio: crate::args::AudioStoreArgs {
+                audio_store: None,
+                s3_endpoint: None,
+                s3_region: "us-east-1".into(),
+                s3_access_key_id: None,
+                s3_secret_access_key: None,
+            },
             kafka_addr: kafka.map(Into::into),
             registry_addr: registry.map(Into::into),
+            registry_user_info: None,
             embedding_database_url: None,
             wait: 30,
         }

@@ -204,6 +204,7 @@ pub(crate) async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<()
     let data_dir = args.data_dir.canonicalize()?;
     // Before anything starts: a node that cannot keep its secret does not serve.
     load_or_create_secret(&data_dir)?;
+    crate::registry_auth::load_or_create_node_user_info(&data_dir)?;
     let bin = broker_bin(args.broker_bin.clone());
     let mut broker = start_broker(&bin, &data_dir, &args.kafka_addr)?;
     info!(kafka = %args.kafka_addr, data_dir = %data_dir.display(), "broker started");
@@ -220,11 +221,15 @@ async fn run_roles(
     broker: &mut Child,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    // The node's registry credentials: its roles register schemas with them.
+    let registry_user_info = crate::registry_auth::load_or_create_node_user_info(data_dir)?;
     let connection = Connection {
         kafka_addr: args.kafka_addr.clone(),
         registry_url: format!("http://{}", args.registry_addr),
+        registry_user_info: Some(registry_user_info.clone()),
         partitions: args.partitions,
         kafka_options: Vec::new(),
+        replication: crate::args::ReplicationArgs::default(),
         // One instance of each role: static membership lets a crashed single node that
         // is started again take its groups back at once (see docs/field-notes.md).
         instance_id: Some("dev".into()),
@@ -241,10 +246,17 @@ async fn run_roles(
             args.registry_addr.clone(),
             shutdown.clone(),
         );
+        let access = crate::registry_auth::node_access(&registry_user_info)?;
         tasks.spawn(async move {
             (
                 "registry",
-                roles::run_registry(&kafka, &registry, token).await,
+                roles::run_registry(
+                    notesaga_registry::RegistryConfig::new(&kafka),
+                    &registry,
+                    access,
+                    token,
+                )
+                .await,
             )
         });
     }
@@ -326,12 +338,15 @@ async fn run_roles(
     let user_token = token(data_dir, LOCAL_USER, false, BANNER_TOKEN_TTL)?;
     let admin = token(data_dir, LOCAL_USER, true, BANNER_TOKEN_TTL)?;
     eprintln!(
-        "\nnotesaga is running\n  HTTP API         http://{}\n  schema registry  http://{}\n  Kafka broker     {}\n  data directory   {}\n\nTokens of the user {LOCAL_USER:?}, valid for 7 days (mint more with `notesaga token --data-dir {} --sub NAME [--admin]`):\n  user   export NOTESAGA_TOKEN={user_token}\n  admin  {admin}\nPress Ctrl-C to stop.\n",
+        "\nnotesaga is running\n  HTTP API         http://{}\n  schema registry  http://{}\n  Kafka broker     {}\n  data directory   {}\n\nTokens of the user {LOCAL_USER:?}, valid for 7 days (mint more with `notesaga token --data-dir {} --sub NAME [--admin]`):\n  user   export NOTESAGA_TOKEN={user_token}\n  admin  {admin}\nSchemas: anyone may read them (curl http://{}/subjects); registering and deleting need\n  the registry credentials in {} (curl -u \"$(cat {})\" …).\nPress Ctrl-C to stop.\n",
         args.http_addr,
         args.registry_addr,
         args.kafka_addr,
         data_dir.display(),
         data_dir.display(),
+        args.registry_addr,
+        data_dir.join(crate::registry_auth::USER_INFO_FILE).display(),
+        data_dir.join(crate::registry_auth::USER_INFO_FILE).display(),
     );
 
     let mut failure = None;

@@ -12,6 +12,22 @@ use crate::args::Cli;
 /// The file under test, compiled in so the test needs no working directory.
 const EXAMPLE_ENV: &str = include_str!("../../../example.env");
 
+/// The Compose file: the `${NOTESAGA_…}` it interpolates are read (by Compose), and
+/// must be documented like the CLI's.
+const COMPOSE: &str = include_str!("../../../docker-compose.yml");
+
+/// The `${NAME…}` interpolations of `text` whose name starts with `NOTESAGA_`.
+fn interpolated_vars(text: &str) -> BTreeSet<String> {
+    text.split("${")
+        .skip(1)
+        .filter_map(|rest| {
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
+            Some(rest[..end].to_owned())
+        })
+        .filter(|name| name.starts_with("NOTESAGA_"))
+        .collect()
+}
+
 /// Variables read outside the CLI's clap tree that `example.env` may document.
 const READ_OUTSIDE_CLAP: &[&str] = &[
     // The log filter: `EnvFilter::try_from_env` in telemetry.rs, not a flag.
@@ -99,8 +115,24 @@ fn env_example_documents_every_variable_the_cli_reads() {
 }
 
 #[test]
+fn env_example_documents_every_variable_the_compose_file_uses() {
+    let compose = interpolated_vars(COMPOSE);
+    assert!(
+        compose.contains("NOTESAGA_POSTGRES_PASSWORD"),
+        "{compose:?}"
+    );
+    let documented = documented_vars(EXAMPLE_ENV);
+    let missing: Vec<_> = compose.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "example.env has no `NAME=` line for the docker-compose.yml variables {missing:?}"
+    );
+}
+
+#[test]
 fn env_example_names_no_variable_nothing_reads() {
     let mut known = cli_vars();
+    known.extend(interpolated_vars(COMPOSE));
     known.extend(READ_OUTSIDE_CLAP.iter().map(|name| (*name).to_owned()));
     let unknown: Vec<_> = named_vars(EXAMPLE_ENV)
         .into_iter()

@@ -8,6 +8,7 @@ mod dev;
 #[cfg(test)]
 mod env_doc;
 mod limits;
+mod registry_auth;
 mod replay;
 mod roles;
 mod saga;

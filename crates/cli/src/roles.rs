@@ -17,7 +17,7 @@ use notesaga_log::{
     topics::ensure_topics, AvroCodec, ConsumerLoop, FlowEvent, KafkaConfig, Publisher,
     FLOW_EVENT_TOPICS,
 };
-use notesaga_narration::{FsBlobStore, NarrationProcessor, Narrator};
+use notesaga_narration::{Blobs, NarrationProcessor, Narrator};
 use notesaga_notes::NotesProcessor;
 use notesaga_orchestrator::Orchestrator;
 use notesaga_projections::{Projector, ReadStore};
@@ -84,18 +84,20 @@ pub(crate) async fn connect(connection: &Connection) -> Result<Runtime> {
             },
         }
     }
-    wait_for_registry(&connection.registry_url).await?;
-    let codec = Arc::new(AvroCodec::new(&connection.registry_url));
+    let registry = connection.registry_endpoint();
+    wait_for_registry(&registry).await?;
+    let codec = Arc::new(AvroCodec::new(&registry));
     let publisher = Publisher::new(&kafka, codec)?;
     Ok(Runtime { kafka, publisher })
 }
 
-/// Waits until the schema registry answers.
+/// Waits until the schema registry answers (`url` may carry credentials; logs do not).
 pub(crate) async fn wait_for_registry(url: &str) -> Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;
     let subjects = format!("{}/subjects", url.trim_end_matches('/'));
+    let url = &notesaga_log::redact_registry_url(url);
     for _ in 0..120 {
         match client.get(&subjects).send().await {
             Ok(response) if response.status().is_success() => return Ok(()),
@@ -171,7 +173,7 @@ pub(crate) async fn run_embedding(
 pub(crate) async fn run_narration(
     rt: Runtime,
     narrator: Narrator,
-    blobs: FsBlobStore,
+    blobs: impl Into<Blobs>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let handler = NarrationProcessor::new(narrator, blobs, rt.publisher.clone());
@@ -220,7 +222,7 @@ pub(crate) async fn run_projector(
 pub(crate) async fn run_api(
     rt: Runtime,
     store: ReadStore,
-    audio: FsBlobStore,
+    audio: impl Into<Blobs>,
     embedder: Resilient,
     http_addr: &str,
     config: ApiConfig,
@@ -239,11 +241,13 @@ pub(crate) async fn run_api(
 }
 
 pub(crate) async fn run_registry(
-    kafka_addr: &str,
+    config: RegistryConfig,
     registry_addr: &str,
+    access: notesaga_registry::Access,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let registry = Registry::open(RegistryConfig::new(kafka_addr))
+    let kafka_addr = config.bootstrap_servers.clone();
+    let registry = Registry::open(config)
         .await
         .with_context(|| format!("cannot open the registry's _schemas topic on {kafka_addr}"))?;
     let listener = tokio::net::TcpListener::bind(registry_addr)
@@ -252,7 +256,7 @@ pub(crate) async fn run_registry(
             format!("cannot listen on {registry_addr} (--registry-addr / NOTESAGA_REGISTRY_ADDR)")
         })?;
     info!(addr = %registry_addr, "schema registry listening");
-    notesaga_registry::serve(listener, registry, shutdown).await?;
+    notesaga_registry::serve(listener, registry, access, shutdown).await?;
     Ok(())
 }
 
@@ -265,9 +269,10 @@ pub(crate) async fn api(args: ApiArgs, shutdown: CancellationToken) -> Result<()
         body_limit: args.limits.body_limit,
         limits: args.limits.limits()?,
         auth,
+        audio_redirect: args.audio_redirect,
         ..ApiConfig::default()
     };
-    let audio = FsBlobStore::new(args.storage.audio_dir());
+    let audio = args.audio.blobs(&args.storage.data_dir)?;
     let embedder = args.embedding.build_for_queries();
     run_api(
         rt,
@@ -293,14 +298,9 @@ pub(crate) async fn embedding(args: EmbeddingArgs, shutdown: CancellationToken) 
 }
 
 pub(crate) async fn narration(args: NarrationArgs, shutdown: CancellationToken) -> Result<()> {
+    let blobs = args.audio.blobs(&args.storage.data_dir)?;
     let rt = connect(&args.connection).await?;
-    run_narration(
-        rt,
-        args.provider.build(),
-        FsBlobStore::new(args.storage.audio_dir()),
-        shutdown,
-    )
-    .await
+    run_narration(rt, args.provider.build(), blobs, shutdown).await
 }
 
 pub(crate) async fn orchestrator(
@@ -317,5 +317,13 @@ pub(crate) async fn projector(args: ProjectorArgs, shutdown: CancellationToken) 
 }
 
 pub(crate) async fn registry(args: RegistryArgs, shutdown: CancellationToken) -> Result<()> {
-    run_registry(&args.kafka_addr, &args.registry_addr, shutdown).await
+    let access =
+        crate::registry_auth::role_access(&args.registry_users, args.registry_anonymous_read)?;
+    let config = RegistryConfig {
+        kafka_options: args.kafka_options.clone(),
+        replication_factor: args.replication.replication_factor,
+        min_insync_replicas: args.replication.min_insync_replicas,
+        ..RegistryConfig::new(&args.kafka_addr)
+    };
+    run_registry(config, &args.registry_addr, access, shutdown).await
 }

@@ -21,6 +21,24 @@ pub(crate) struct AuthArgs {
     /// text itself (`-----BEGIN PUBLIC KEY-----…`) or the path of a PEM file.
     #[arg(long, env = "NOTESAGA_JWT_PUBLIC_KEY")]
     pub(crate) jwt_public_key: Option<String>,
+    /// JWKS URL of an identity provider (Keycloak, Auth0, Cognito): RS256 and ES256
+    /// tokens are checked with the key their `kid` names, the algorithm taken from the key.
+    #[arg(long, env = "NOTESAGA_JWT_JWKS_URL")]
+    pub(crate) jwt_jwks_url: Option<String>,
+    /// Seconds between two fetches of the JWKS at least: a token with an unknown `kid`
+    /// refetches it (a rotated key), no more often than this.
+    #[arg(
+        long,
+        env = "NOTESAGA_JWT_JWKS_MIN_REFRESH_SECS",
+        default_value_t = 30,
+        value_name = "SECS"
+    )]
+    pub(crate) jwt_jwks_min_refresh_secs: u64,
+    /// The claim that carries roles, a path of keys separated by dots: `roles`,
+    /// `realm_access.roles` (Keycloak), `cognito:groups` (Cognito). `admin` among them
+    /// grants /v1/admin/.
+    #[arg(long, env = "NOTESAGA_JWT_ROLES_CLAIM", default_value = "roles")]
+    pub(crate) jwt_roles_claim: String,
     /// Tokens must carry this `iss`.
     #[arg(long, env = "NOTESAGA_JWT_ISSUER")]
     pub(crate) jwt_issuer: Option<String>,
@@ -45,22 +63,29 @@ pub(crate) struct AuthArgs {
 /// What an API without a key is told.
 const NO_KEY: &str = "the API needs a key to check bearer tokens: set NOTESAGA_JWT_SECRET \
 (--jwt-secret; HS256, at least 32 bytes, e.g. `openssl rand -hex 32`) or NOTESAGA_JWT_PUBLIC_KEY \
-(--jwt-public-key; RS256, a PEM public key or the path of one)";
+(--jwt-public-key; RS256, a PEM public key or the path of one) or NOTESAGA_JWT_JWKS_URL \
+(--jwt-jwks-url; RS256/ES256 keys of an identity provider)";
 
 impl AuthArgs {
     /// The API's authentication, or what to set when there is no key.
     pub(crate) fn config(&self) -> Result<AuthConfig> {
-        let config = match (&self.jwt_secret, &self.jwt_public_key) {
-            (Some(_), Some(_)) => bail!(
-                "set one of NOTESAGA_JWT_SECRET (--jwt-secret) and NOTESAGA_JWT_PUBLIC_KEY \
-                 (--jwt-public-key), not both: the key decides the one algorithm accepted"
-            ),
-            (None, None) => bail!(NO_KEY),
-            (Some(secret), None) => AuthConfig::hs256(secret.as_bytes())
+        let config = match (&self.jwt_secret, &self.jwt_public_key, &self.jwt_jwks_url) {
+            (None, None, None) => bail!(NO_KEY),
+            (Some(secret), None, None) => AuthConfig::hs256(secret.as_bytes())
                 .context("NOTESAGA_JWT_SECRET (--jwt-secret) cannot be used")?,
-            (None, Some(key)) => AuthConfig::rs256(&public_key_pem(key)?)
+            (None, Some(key), None) => AuthConfig::rs256(&public_key_pem(key)?)
                 .context("NOTESAGA_JWT_PUBLIC_KEY (--jwt-public-key) cannot be used")?,
+            (None, None, Some(url)) => {
+                AuthConfig::jwks(url, Duration::from_secs(self.jwt_jwks_min_refresh_secs))
+                    .context("NOTESAGA_JWT_JWKS_URL (--jwt-jwks-url) cannot be used")?
+            }
+            _ => bail!(
+                "set one of NOTESAGA_JWT_SECRET (--jwt-secret), NOTESAGA_JWT_PUBLIC_KEY \
+                 (--jwt-public-key) and NOTESAGA_JWT_JWKS_URL (--jwt-jwks-url), not several: \
+                 the key decides the algorithms accepted"
+            ),
         };
+        let config = config.roles_claim(&self.jwt_roles_claim);
         let mut config = match &self.url_signing_key {
             Some(key) if key.len() < notesaga_api::auth::MIN_SECRET_BYTES => bail!(
                 "NOTESAGA_URL_SIGNING_KEY (--url-signing-key) needs at least {} bytes",
@@ -68,7 +93,7 @@ impl AuthArgs {
             ),
             Some(key) => config.url_signing_key(key.as_bytes()),
             None => {
-                if self.jwt_public_key.is_some() {
+                if self.jwt_public_key.is_some() || self.jwt_jwks_url.is_some() {
                     tracing::warn!(
                         "no NOTESAGA_URL_SIGNING_KEY: audio URLs are signed with a key of this \
                          process and work only against it"
@@ -200,6 +225,9 @@ mod tests {
         AuthArgs {
             jwt_secret: secret.map(str::to_owned),
             jwt_public_key: public_key.map(str::to_owned),
+            jwt_jwks_url: None,
+            jwt_jwks_min_refresh_secs: 30,
+            jwt_roles_claim: "roles".into(),
             jwt_issuer: None,
             jwt_audience: None,
             url_signing_key: None,
@@ -213,7 +241,17 @@ mod tests {
         let error = |args: AuthArgs| format!("{:#}", args.config().expect_err("refused"));
         assert!(auth(Some(long), None).config().is_ok());
         assert!(error(auth(None, None)).contains("NOTESAGA_JWT_SECRET"));
-        assert!(error(auth(Some(long), Some("x"))).contains("not both"));
+        assert!(error(auth(Some(long), Some("x"))).contains("not several"));
+        let jwks = AuthArgs {
+            jwt_jwks_url: Some("http://127.0.0.1:1/jwks.json".into()),
+            ..auth(None, None)
+        };
+        assert!(jwks.config().is_ok(), "a JWKS URL alone is a key source");
+        let both = AuthArgs {
+            jwt_jwks_url: Some("http://127.0.0.1:1/jwks.json".into()),
+            ..auth(Some(long), None)
+        };
+        assert!(error(both).contains("not several"));
         assert!(error(auth(Some("short"), None)).contains("at least 32"));
         assert!(error(auth(None, Some("/nonexistent/key.pem"))).contains("neither PEM text"));
         assert!(error(auth(None, Some("-----BEGIN PUBLIC KEY-----\nxx\n"))).contains("PEM"));

@@ -47,17 +47,32 @@ fn strategy<M: Message>(topic: &str, message: &M) -> SubjectNameStrategy {
 }
 
 impl AvroCodec {
-    /// A codec for the registry at `registry_url` (`http://HOST:PORT`).
+    /// A codec for the registry at `registry_url` (`http://HOST:PORT`). Credentials in
+    /// the URL (`http://USER:PASSWORD@HOST:PORT`, percent-encoded, as
+    /// [`registry_url_with_user_info`] writes them) are sent as HTTP basic authentication,
+    /// as Confluent's clients send `basic.auth.user.info`, to any compatible registry.
     pub fn new(registry_url: &str) -> Self {
-        let url = registry_url.trim_end_matches('/').to_owned();
+        let (url, user_info) = split_user_info(registry_url.trim_end_matches('/'));
+        let settings = || {
+            let mut builder = SrSettings::new_builder(url.clone());
+            if let Some((user, password)) = &user_info {
+                builder.set_basic_authorization(user, Some(password));
+            }
+            // Only a malformed URL fails here, and a URL is not checked anywhere else
+            // before the first request; that request reports it.
+            builder
+                .build()
+                .unwrap_or_else(|_| SrSettings::new(url.clone()))
+        };
         Self {
-            encoder: AvroEncoder::new(SrSettings::new(url.clone())),
-            decoder: AvroDecoder::new(SrSettings::new(url.clone())),
-            registry_url: url,
+            encoder: AvroEncoder::new(settings()),
+            decoder: AvroDecoder::new(settings()),
+            registry_url: url.clone(),
         }
     }
 
-    /// The registry's base URL (`http://HOST:PORT`, no trailing slash), for probes.
+    /// The registry's base URL (`http://HOST:PORT`, no trailing slash, no credentials),
+    /// for probes and logs.
     pub fn registry_url(&self) -> &str {
         &self.registry_url
     }
@@ -119,5 +134,125 @@ impl AvroCodec {
                 })?;
         }
         Ok(())
+    }
+}
+
+/// Characters left as they are in a URL's user-info part; the rest is percent-encoded.
+fn is_unreserved(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| {
+            if is_unreserved(byte) {
+                char::from(byte).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| text.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                index += 3;
+            }
+            None => {
+                out.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `url` with `user_info` (`USER:PASSWORD`, Confluent's `basic.auth.user.info`) as its
+/// percent-encoded credentials: the form [`AvroCodec::new`] and `reqwest` read.
+pub fn registry_url_with_user_info(url: &str, user_info: Option<&str>) -> String {
+    // Without user info, credentials already in the URL are kept.
+    let Some((user, password)) = user_info.and_then(|info| info.split_once(':')) else {
+        return url.to_owned();
+    };
+    let (url, _) = split_user_info(url);
+    let credentials = format!("{}:{}@", percent_encode(user), percent_encode(password));
+    match url.find("://") {
+        Some(at) => format!("{}{credentials}{}", &url[..at + 3], &url[at + 3..]),
+        None => format!("{credentials}{url}"),
+    }
+}
+
+/// `url` without credentials, for logs and messages.
+pub fn redact_registry_url(url: &str) -> String {
+    split_user_info(url).0
+}
+
+/// Splits `scheme://USER:PASSWORD@host…` into the URL without them and the decoded pair.
+fn split_user_info(url: &str) -> (String, Option<(String, String)>) {
+    let start = url.find("://").map_or(0, |at| at + 3);
+    let authority_end = url[start..].find('/').map_or(url.len(), |at| start + at);
+    let Some(at) = url[start..authority_end].rfind('@').map(|at| start + at) else {
+        return (url.to_owned(), None);
+    };
+    let (user, password) = url[start..at]
+        .split_once(':')
+        .unwrap_or((&url[start..at], ""));
+    let stripped = format!("{}{}", &url[..start], &url[at + 1..]);
+    (
+        stripped,
+        Some((percent_decode(user), percent_decode(password))),
+    )
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::*;
+
+    #[test]
+    fn credentials_round_trip_through_the_url() {
+        let table = [
+            (
+                "http://r:8081",
+                Some("notesaga:s3cret"),
+                "http://notesaga:s3cret@r:8081",
+            ),
+            (
+                "http://r:8081",
+                Some("a@b:p:w/%"),
+                "http://a%40b:p%3Aw%2F%25@r:8081",
+            ),
+            ("http://r:8081", None, "http://r:8081"),
+            ("http://u:p@r:8081", None, "http://u:p@r:8081"),
+            ("http://old:pw@r:8081", Some("u:p"), "http://u:p@r:8081"),
+        ];
+        for (url, info, expected) in table {
+            let with = registry_url_with_user_info(url, info);
+            assert_eq!(with, expected);
+            assert_eq!(redact_registry_url(&with), "http://r:8081");
+            let (_, pair) = split_user_info(&with);
+            let expected_pair =
+                info.or((url == "http://u:p@r:8081").then_some("u:p"))
+                    .map(|info| {
+                        let (u, p) = info.split_once(':').unwrap();
+                        (u.to_owned(), p.to_owned())
+                    });
+            assert_eq!(pair, expected_pair, "{url} {info:?}");
+        }
+        // An @ in a path is not a credential.
+        assert_eq!(split_user_info("http://r:1/a@b").1, None);
+        assert_eq!(
+            AvroCodec::new("http://u:p@r:1/").registry_url(),
+            "http://r:1"
+        );
     }
 }

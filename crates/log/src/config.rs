@@ -14,6 +14,13 @@ pub struct KafkaConfig {
     /// single-node broker it is also the only way a crashed group *leader* is replaced
     /// (see docs/field-notes.md). Each running instance of a role needs its own id.
     pub instance_id: Option<String>,
+    /// Replicas of every topic notesaga creates: 1 on the single node, 3 on a typical
+    /// production cluster (a topic that exists already keeps its own).
+    pub replication_factor: i32,
+    /// `min.insync.replicas` of every topic notesaga creates: with `acks=all`, how many
+    /// replicas must have a write before it is acknowledged. 1 (Kafka's own default) is
+    /// not written into the topic's configuration.
+    pub min_insync_replicas: i32,
 }
 
 impl KafkaConfig {
@@ -23,6 +30,8 @@ impl KafkaConfig {
             bootstrap_servers: bootstrap_servers.into(),
             overrides: Vec::new(),
             instance_id: None,
+            replication_factor: 1,
+            min_insync_replicas: 1,
         }
     }
 

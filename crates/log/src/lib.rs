@@ -31,7 +31,7 @@ pub mod retry;
 pub mod telemetry;
 pub mod topics;
 
-pub use codec::{AvroCodec, Inbound};
+pub use codec::{redact_registry_url, registry_url_with_user_info, AvroCodec, Inbound};
 pub use config::KafkaConfig;
 pub use consumer::{ConsumerLoop, Handler, HandlerError, Incoming};
 pub use envelope::Metadata;

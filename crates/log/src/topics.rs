@@ -47,16 +47,36 @@ pub fn flow_topic_specs(partitions: i32) -> Vec<TopicSpec> {
     flow.chain(dlqs).collect()
 }
 
-/// Creates every topic in `specs` that does not exist yet.
+/// The replication settings of `kafka` as topic configuration: `min.insync.replicas`
+/// when it is above Kafka's default of 1.
+pub fn replication_configs(min_insync_replicas: i32) -> Vec<(&'static str, String)> {
+    if min_insync_replicas > 1 {
+        vec![("min.insync.replicas", min_insync_replicas.to_string())]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Creates every topic in `specs` that does not exist yet, with `kafka`'s replication
+/// factor and `min.insync.replicas`.
 pub async fn create_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = kafka.client().create()?;
+    let replication = replication_configs(kafka.min_insync_replicas);
     let topics: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|spec| {
-            spec.configs.iter().fold(
-                NewTopic::new(&spec.name, spec.partitions, TopicReplication::Fixed(1)),
-                |topic, (key, value)| topic.set(key, value),
-            )
+            let topic = NewTopic::new(
+                &spec.name,
+                spec.partitions,
+                TopicReplication::Fixed(kafka.replication_factor),
+            );
+            let topic = spec
+                .configs
+                .iter()
+                .fold(topic, |topic, (key, value)| topic.set(key, value));
+            replication
+                .iter()
+                .fold(topic, |topic, (key, value)| topic.set(key, value))
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
@@ -96,5 +116,15 @@ mod tests {
         assert!(specs
             .iter()
             .all(|s| !s.configs.contains(&("cleanup.policy", "delete"))));
+    }
+
+    #[test]
+    fn min_insync_replicas_is_written_only_above_the_default() {
+        assert!(replication_configs(1).is_empty());
+        assert!(replication_configs(0).is_empty());
+        assert_eq!(
+            replication_configs(2),
+            vec![("min.insync.replicas", "2".to_owned())]
+        );
     }
 }

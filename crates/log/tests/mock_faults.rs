@@ -112,11 +112,17 @@ async fn injected_faults_lose_nothing_and_duplicate_nothing() -> Result<()> {
     let broker = notesaga_testkit::BrokerProcess::start()?;
     let registry = Registry::open(RegistryConfig::new(broker.addr())).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let registry_url = format!("http://{}", listener.local_addr()?);
+    // Behind basic auth: the codec's credentials (in the URL) must reach the registry.
+    let registry_url = format!("http://flow:pw@{}", listener.local_addr()?);
     let stop_registry = CancellationToken::new();
     tokio::spawn(notesaga_registry::serve(
         listener,
         registry,
+        notesaga_registry::Access::users([notesaga_registry::User::new(
+            "flow",
+            "pw",
+            notesaga_registry::Role::Write,
+        )]),
         stop_registry.clone(),
     ));
 

@@ -6,8 +6,8 @@
 //!   speaking long text in [`chunks`] appended into one file; [`silent`] renders
 //!   silence at once, for benchmarks that isolate the orchestration overhead.
 //! - [`wav`]: reads a WAV's length from the audio itself and joins WAV pieces.
-//! - [`blob`]: the small blob-store interface the audio lives behind (a filesystem
-//!   implementation under the data directory).
+//! - [`blob`]: the blob store the audio lives in (`notesaga-blob`: the filesystem under
+//!   the data directory, or an S3 bucket) and the narration's keys.
 //! - [`processor`]: answers `narration.commands` (`NarrateNote`, `DeleteNarration`).
 
 pub mod blob;
@@ -19,7 +19,7 @@ pub mod silent;
 pub mod speech;
 pub mod wav;
 
-pub use blob::{BlobStore, FsBlobStore};
+pub use blob::{BlobStore, Blobs, FsBlobStore, S3BlobStore, S3Config};
 pub use narrator::{Narrator, RenderBudget, SpeechEngine};
 pub use openai::{ChunkTimeout, OpenAiSpeech};
 pub use processor::{NarrationProcessor, Narrations};

@@ -24,7 +24,7 @@ use notesaga_log::{faults, provider::Failed, Handler, HandlerError, Incoming, Pu
 use tracing::{info, warn};
 
 use crate::{
-    blob::{narration_key, narration_prefix, BlobStore, FsBlobStore},
+    blob::{narration_key, narration_prefix, BlobStore, Blobs},
     narrator::Narrator,
     wav,
 };
@@ -40,13 +40,16 @@ pub async fn wav_facts(path: &Path) -> Result<(i64, i64), String> {
 #[derive(Debug, Clone)]
 pub struct Narrations {
     narrator: Narrator,
-    blobs: FsBlobStore,
+    blobs: Blobs,
 }
 
 impl Narrations {
     /// Renders with `narrator` into `blobs`.
-    pub fn new(narrator: Narrator, blobs: FsBlobStore) -> Self {
-        Self { narrator, blobs }
+    pub fn new(narrator: Narrator, blobs: impl Into<Blobs>) -> Self {
+        Self {
+            narrator,
+            blobs: blobs.into(),
+        }
     }
 
     /// The reply to `NarrateNote`. An error means the store could not even be looked
@@ -61,13 +64,13 @@ impl Narrations {
             .await
             .map_err(|e| HandlerError::Transient(e.to_string()))?;
         let facts = match existing {
-            Some(_) => {
-                let path = self
-                    .blobs
-                    .path(&key)
-                    .map_err(|e| HandlerError::Permanent(e.to_string()))?;
-                wav_facts(&path).await.map_err(Failed::transient)
-            }
+            // Stored already (a redelivery): describe what is there. With S3 that is a
+            // download; a redelivery is rare and a narration a few hundred KB.
+            Some(_) => match self.blobs.local_file(&key).await {
+                Ok(Some(file)) => wav_facts(file.path()).await.map_err(Failed::transient),
+                Ok(None) => Err(Failed::transient(format!("{key} vanished while read"))),
+                Err(e) => Err(Failed::transient(format!("cannot read stored audio: {e}"))),
+            },
             None => self.render(&command.text, &key).await,
         };
         Ok(match facts {
@@ -174,7 +177,7 @@ pub struct NarrationProcessor {
 
 impl NarrationProcessor {
     /// A processor rendering with `narrator` into `blobs`, replying through `publisher`.
-    pub fn new(narrator: Narrator, blobs: FsBlobStore, publisher: Publisher) -> Self {
+    pub fn new(narrator: Narrator, blobs: impl Into<Blobs>, publisher: Publisher) -> Self {
         Self {
             narrations: Narrations::new(narrator, blobs),
             publisher,
@@ -220,7 +223,7 @@ mod tests {
             notesaga_log::breaker::BreakerConfig::default(),
             1,
         );
-        Narrations::new(narrator, FsBlobStore::new(root))
+        Narrations::new(narrator, crate::FsBlobStore::new(root))
     }
 
     fn delete(note_id: Uuid, version: Option<i64>) -> DeleteNarration {

@@ -2,12 +2,13 @@
 //! media types and error bodies, so that Confluent's clients and `schema_registry_converter`
 //! work against it unchanged.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     body::Bytes,
     extract::{FromRequest, FromRequestParts, Path, Query, Request, State},
     http::{header, request::Parts, HeaderValue, StatusCode},
+    middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
     Router,
@@ -16,6 +17,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::{
+    auth::{Access, Denied},
     compat::CompatibilityLevel,
     error::{ApiError, Rejection},
     records::AVRO,
@@ -34,8 +36,8 @@ const ACCEPTED_REQUEST_TYPES: [&str; 4] = [
     "application/octet-stream",
 ];
 
-/// The routes, with no state left to provide.
-pub(crate) fn router(registry: Registry) -> Router {
+/// The routes, with no state left to provide, behind `access`.
+pub(crate) fn router(registry: Registry, access: Access) -> Router {
     Router::new()
         .route("/", get(root))
         .route("/schemas/types", get(schema_types))
@@ -83,7 +85,41 @@ pub(crate) fn router(registry: Registry) -> Router {
         )
         .fallback(|| async { ApiError::from(Rejection::RouteNotFound) })
         .method_not_allowed_fallback(|| async { ApiError::from(Rejection::MethodNotAllowed) })
+        .layer(middleware::from_fn_with_state(Arc::new(access), authorize))
         .with_state(registry)
+}
+
+/// Lets a request through if `access` allows it; else 401 (with a basic-auth challenge)
+/// or 403, with Confluent's codes (40101, 40301) and error body.
+async fn authorize(
+    State(access): State<Arc<Access>>,
+    request: Request,
+    next: middleware::Next,
+) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    match access.authorize(request.method(), request.uri().path(), authorization) {
+        Ok(()) => next.run(request).await,
+        Err(Denied::Unauthenticated) => {
+            let mut response = error_response(
+                StatusCode::UNAUTHORIZED,
+                40101,
+                "Unauthorized: send basic.auth.user.info credentials",
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"notesaga-registry\""),
+            );
+            response
+        }
+        Err(Denied::Forbidden { needed }) => error_response(
+            StatusCode::FORBIDDEN,
+            40301,
+            &format!("Forbidden: this request needs the {needed} role"),
+        ),
+    }
 }
 
 // ---- responses ---------------------------------------------------------------------------

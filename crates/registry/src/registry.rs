@@ -122,7 +122,7 @@ impl Registry {
     /// missing, replays it to its end, and keeps following it in a background task, so
     /// that several registry instances on the same topic converge.
     pub async fn open(config: RegistryConfig) -> Result<Registry> {
-        let (log, consumer) = TopicLog::connect(&config.bootstrap_servers, &config.topic).await?;
+        let (log, consumer) = TopicLog::connect(&config).await?;
         let shared = Arc::new(Shared::new());
         let stop = CancellationToken::new();
         tokio::spawn(topic::follow(

@@ -17,6 +17,7 @@ use crate::{
     error::{Error, Result},
     records::{self, Record},
     registry::Shared,
+    RegistryConfig,
 };
 
 /// How long a broker round trip (topic creation, metadata, a produce) may take.
@@ -44,13 +45,11 @@ impl std::fmt::Debug for TopicLog {
 impl TopicLog {
     /// Creates the topic if it is missing, checks it has one partition, and returns the
     /// log plus a consumer assigned to the whole partition from its beginning.
-    pub(crate) async fn connect(
-        bootstrap_servers: &str,
-        topic: &str,
-    ) -> Result<(Self, StreamConsumer)> {
-        create_topic(bootstrap_servers, topic).await?;
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap_servers)
+    pub(crate) async fn connect(config: &RegistryConfig) -> Result<(Self, StreamConsumer)> {
+        let topic = config.topic.as_str();
+        create_topic(config).await?;
+        let mut producer = config.client();
+        producer
             // Retries must not duplicate or reorder records: the topic is the registry.
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -59,7 +58,8 @@ impl TopicLog {
                 REQUEST_TIMEOUT.as_millis().to_string(),
             )
             // Writes are rare and a client waits on each one; batching only adds latency.
-            .set("linger.ms", "0")
+            .set("linger.ms", "0");
+        let producer: FutureProducer = with_options(producer, config)
             .create()
             .map_err(kafka("creating the schemas producer"))?;
         let log = Self {
@@ -68,8 +68,8 @@ impl TopicLog {
         };
         log.check_partitions().await?;
 
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap_servers)
+        let mut consumer = config.client();
+        consumer
             // librdkafka wants a group even for a manual assignment; it is never joined or
             // committed to, since every instance reads the whole topic from the start.
             .set("group.id", "notesaga.registry")
@@ -77,7 +77,8 @@ impl TopicLog {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             // Other instances' writes show up within this long.
-            .set("fetch.wait.max.ms", "100")
+            .set("fetch.wait.max.ms", "100");
+        let consumer: StreamConsumer = with_options(consumer, config)
             .create()
             .map_err(kafka("creating the schemas reader"))?;
         let mut assignment = TopicPartitionList::new();
@@ -164,17 +165,24 @@ impl TopicLog {
 
 /// Creates the topic (one partition, compacted) unless it exists; the broker does not
 /// create topics on its own.
-async fn create_topic(bootstrap_servers: &str, topic: &str) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap_servers)
+async fn create_topic(config: &RegistryConfig) -> Result<()> {
+    let topic = config.topic.as_str();
+    let admin: AdminClient<DefaultClientContext> = config
+        .client()
         .create()
         .map_err(kafka("creating the admin client"))?;
-    // -1 takes the broker's default replication factor: 1 on the single node, whatever the
-    // operators chose on a cluster, where a registry topic must survive losing a broker.
-    let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(-1))
+    // On a cluster the schemas topic must survive losing a broker: operators set the
+    // replication factor (and min.insync.replicas) as for every other topic.
+    let min_insync = config.min_insync_replicas.to_string();
+    let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(config.replication_factor))
         // Compaction keeps the latest record per key, which is all the registry needs, and
         // keeps the topic from growing with every re-registration.
         .set("cleanup.policy", "compact");
+    let new_topic = if config.min_insync_replicas > 1 {
+        new_topic.set("min.insync.replicas", &min_insync)
+    } else {
+        new_topic
+    };
     let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
     let results = admin
         .create_topics([&new_topic], &options)
@@ -236,4 +244,12 @@ pub(crate) async fn follow(
             }
         }
     }
+}
+
+/// `config` with the registry's extra librdkafka settings applied last, so they win.
+fn with_options(mut client: ClientConfig, config: &RegistryConfig) -> ClientConfig {
+    for (key, value) in &config.kafka_options {
+        client.set(key, value);
+    }
+    client
 }

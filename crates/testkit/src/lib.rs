@@ -6,6 +6,7 @@
 //! Binaries are found next to the test executable's target directory (build them first
 //! with `cargo build --bins`, which `make test` does) or through `NOTESAGA_BIN_DIR`.
 
+pub mod moto;
 pub mod openapi;
 
 use std::{

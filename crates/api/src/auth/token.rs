@@ -2,15 +2,21 @@
 //! minting (for `notesaga token`, `notesaga dev` and tests).
 //!
 //! The algorithm is pinned by the key type, never taken from the token: an HS256 secret
-//! accepts only HS256, an RS256 public key only RS256 (`alg: none` does not even parse).
+//! accepts only HS256, an RS256 public key only RS256, a JWKS key the algorithm of its
+//! key type (`alg: none` does not even parse). Roles are read from a configurable claim
+//! path ([`ClaimPath`]).
 
 use std::{
     collections::HashSet,
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::jwks::Jwks;
 
 /// The role that grants `/v1/admin/*`.
 pub const ADMIN_ROLE: &str = "admin";
@@ -31,6 +37,9 @@ pub enum AuthError {
     /// The RS256 public key is not an RSA public key in PEM.
     #[error("the JWT public key is not an RSA public key in PEM: {0}")]
     BadPublicKey(#[source] jsonwebtoken::errors::Error),
+    /// The HTTP client that fetches the JWKS could not be built.
+    #[error("cannot build the JWKS client: {0}")]
+    JwksClient(#[source] reqwest::Error),
     /// A token could not be signed.
     #[error("cannot sign the token: {0}")]
     Mint(#[source] jsonwebtoken::errors::Error),
@@ -110,37 +119,110 @@ impl Claims {
 pub(crate) struct Principal {
     /// `sub`.
     pub(crate) subject: String,
-    /// Whether `roles` holds [`ADMIN_ROLE`].
+    /// Whether the roles claim holds [`ADMIN_ROLE`].
     pub(crate) admin: bool,
-}
-
-/// What verification reads out of a token.
-#[derive(Debug, Deserialize)]
-struct Verified {
-    sub: String,
-    #[serde(default)]
-    roles: Vec<String>,
 }
 
 /// Why a token was refused: the RFC 6750 `error_description` the client gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Refusal(pub(crate) &'static str);
 
-/// Checks tokens with one key and one algorithm.
+/// A public key or secret and the one algorithm it verifies.
+pub(crate) struct VerifyKey {
+    pub(crate) key: DecodingKey,
+    pub(crate) algorithm: Algorithm,
+}
+
+/// Where the keys come from.
+#[derive(Clone)]
+enum Keys {
+    /// One configured key (HS256 secret or PEM public key).
+    Static(Arc<VerifyKey>),
+    /// An identity provider's JWKS URL, looked up by the token's `kid`.
+    Jwks(Arc<Jwks>),
+}
+
+/// The claim that carries roles: a path of object keys, `roles` by default,
+/// `realm_access.roles` for Keycloak, `cognito:groups` for Cognito.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClaimPath(Vec<String>);
+
+impl Default for ClaimPath {
+    fn default() -> Self {
+        Self::parse("roles")
+    }
+}
+
+impl ClaimPath {
+    /// Dots separate the path's keys (`realm_access.roles`).
+    pub(crate) fn parse(path: &str) -> Self {
+        Self(path.split('.').map(str::to_owned).collect())
+    }
+
+    /// The roles at the path: an array of strings, or one string of space-separated
+    /// roles (as `scope` is); anything else holds none.
+    fn roles<'a>(&self, claims: &'a Value) -> Vec<&'a str> {
+        let found = self
+            .0
+            .iter()
+            .try_fold(claims, |value, key| value.get(key.as_str()));
+        match found {
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+            Some(Value::String(text)) => text.split_whitespace().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// What every token must satisfy beyond its signature.
+#[derive(Debug, Clone, Default)]
+struct Rules {
+    issuer: Option<String>,
+    audience: Option<String>,
+    roles_claim: ClaimPath,
+}
+
+impl Rules {
+    /// The library's checks for a key of `algorithm`: the algorithm comes from the key,
+    /// so a token whose header names another one is refused.
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        // Without a configured audience a token's `aud` is not ours to judge.
+        validation.validate_aud = false;
+        validation.required_spec_claims = HashSet::from(["exp".to_owned(), "sub".to_owned()]);
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+            validation.required_spec_claims.insert("iss".into());
+        }
+        if let Some(audience) = &self.audience {
+            validation.set_audience(&[audience]);
+            validation.validate_aud = true;
+            validation.required_spec_claims.insert("aud".into());
+        }
+        validation
+    }
+}
+
+/// Checks tokens: a key (or a key set), and the rules.
 #[derive(Clone)]
 pub(crate) struct Verifier {
-    key: DecodingKey,
-    validation: Validation,
+    keys: Keys,
+    rules: Rules,
 }
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The key stays out of logs.
+        let keys = match &self.keys {
+            Keys::Static(key) => format!("{:?}", key.algorithm),
+            Keys::Jwks(jwks) => format!("JWKS {}", jwks.url()),
+        };
         f.debug_struct("Verifier")
-            .field("algorithms", &self.validation.algorithms)
-            .field("iss", &self.validation.iss)
-            .field("aud", &self.validation.aud)
-            .finish_non_exhaustive()
+            .field("keys", &keys)
+            .field("rules", &self.rules)
+            .finish()
     }
 }
 
@@ -149,7 +231,7 @@ impl Verifier {
         if secret.len() < MIN_SECRET_BYTES {
             return Err(AuthError::ShortSecret(secret.len()));
         }
-        Ok(Self::new(
+        Ok(Self::fixed(
             DecodingKey::from_secret(secret),
             Algorithm::HS256,
         ))
@@ -157,43 +239,65 @@ impl Verifier {
 
     pub(crate) fn rs256(public_key_pem: &[u8]) -> Result<Self, AuthError> {
         let key = DecodingKey::from_rsa_pem(public_key_pem).map_err(AuthError::BadPublicKey)?;
-        Ok(Self::new(key, Algorithm::RS256))
+        Ok(Self::fixed(key, Algorithm::RS256))
     }
 
-    fn new(key: DecodingKey, algorithm: Algorithm) -> Self {
-        let mut validation = Validation::new(algorithm);
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_nbf = true;
-        // Without a configured audience a token's `aud` is not ours to judge.
-        validation.validate_aud = false;
-        validation.required_spec_claims = HashSet::from(["exp".to_owned(), "sub".to_owned()]);
-        Self { key, validation }
+    /// Keys from an identity provider's JWKS document (RS256 and ES256 keys).
+    pub(crate) fn jwks(jwks: Jwks) -> Self {
+        Self {
+            keys: Keys::Jwks(Arc::new(jwks)),
+            rules: Rules::default(),
+        }
+    }
+
+    fn fixed(key: DecodingKey, algorithm: Algorithm) -> Self {
+        Self {
+            keys: Keys::Static(Arc::new(VerifyKey { key, algorithm })),
+            rules: Rules::default(),
+        }
     }
 
     /// Also requires `iss` to be `issuer`.
     pub(crate) fn issuer(mut self, issuer: &str) -> Self {
-        self.validation.set_issuer(&[issuer]);
-        self.validation.required_spec_claims.insert("iss".into());
+        self.rules.issuer = Some(issuer.to_owned());
         self
     }
 
     /// Also requires `aud` to name `audience`.
     pub(crate) fn audience(mut self, audience: &str) -> Self {
-        self.validation.set_audience(&[audience]);
-        self.validation.validate_aud = true;
-        self.validation.required_spec_claims.insert("aud".into());
+        self.rules.audience = Some(audience.to_owned());
         self
     }
 
-    pub(crate) fn verify(&self, token: &str) -> Result<Principal, Refusal> {
-        let data = jsonwebtoken::decode::<Verified>(token, &self.key, &self.validation)
-            .map_err(|err| refusal(err.kind()))?;
-        if data.claims.sub.trim().is_empty() {
+    /// Reads roles from `path` instead of `roles`.
+    pub(crate) fn roles_claim(mut self, path: &str) -> Self {
+        self.rules.roles_claim = ClaimPath::parse(path);
+        self
+    }
+
+    pub(crate) async fn verify(&self, token: &str) -> Result<Principal, Refusal> {
+        let key = match &self.keys {
+            Keys::Static(key) => Arc::clone(key),
+            Keys::Jwks(jwks) => jwks.key_for(token).await?,
+        };
+        let data =
+            jsonwebtoken::decode::<Value>(token, &key.key, &self.rules.validation(key.algorithm))
+                .map_err(|err| refusal(err.kind()))?;
+        let subject = data
+            .claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if subject.trim().is_empty() {
             return Err(Refusal("the token's sub is empty"));
         }
         Ok(Principal {
-            admin: data.claims.roles.iter().any(|role| role == ADMIN_ROLE),
-            subject: data.claims.sub,
+            admin: self
+                .rules
+                .roles_claim
+                .roles(&data.claims)
+                .contains(&ADMIN_ROLE),
+            subject: subject.to_owned(),
         })
     }
 }
@@ -224,7 +328,15 @@ mod tests {
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
     fn verify(verifier: &Verifier, claims: &Claims) -> Result<Principal, Refusal> {
-        verifier.verify(&claims.mint_hs256(SECRET).expect("mint"))
+        block_on(verifier.verify(&claims.mint_hs256(SECRET).expect("mint")))
+    }
+
+    /// Static keys never await anything: a current-thread runtime runs them.
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(future)
     }
 
     #[test]
@@ -297,6 +409,48 @@ mod tests {
     }
 
     #[test]
+    fn roles_come_from_the_configured_claim_path() {
+        let claims = serde_json::json!({
+            "roles": ["admin"],
+            "realm_access": {"roles": ["user", "admin"]},
+            "cognito:groups": ["admin"],
+            "scope": "read admin",
+            "resource": {"roles": "admin"},
+            "odd": {"roles": [1, {"admin": true}]},
+        });
+        for (path, admin) in [
+            ("roles", true),
+            ("realm_access.roles", true),
+            ("cognito:groups", true),
+            ("scope", true),
+            ("resource.roles", true),
+            ("odd.roles", false),
+            ("realm_access.missing", false),
+            ("realm_access", false),
+        ] {
+            let roles = ClaimPath::parse(path).roles(&claims);
+            assert_eq!(roles.contains(&ADMIN_ROLE), admin, "{path}: {roles:?}");
+        }
+        let verifier = Verifier::hs256(SECRET)
+            .expect("secret")
+            .roles_claim("realm_access.roles");
+        let nested = serde_json::json!({
+            "sub": "kim", "exp": unix_now() + 60, "realm_access": {"roles": ["admin"]}
+        });
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &nested,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .expect("mint");
+        let principal = block_on(verifier.verify(&token)).expect("accepted");
+        assert!(principal.admin);
+        // A top-level `roles` no longer counts once the path says otherwise.
+        let top = Claims::new("kim", Duration::from_secs(60)).admin();
+        assert!(!verify(&verifier, &top).expect("accepted").admin);
+    }
+
+    #[test]
     fn short_secrets_are_refused() {
         assert!(matches!(
             Verifier::hs256(b"short"),
@@ -317,8 +471,8 @@ mod tests {
         };
         let claims = format!(r#"{{"sub":"ann","exp":{}}}"#, unix_now() + 3600);
         let none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&claims));
-        assert!(verifier.verify(&none).is_err());
-        assert!(verifier.verify("not.a.token").is_err());
-        assert!(verifier.verify("").is_err());
+        assert!(block_on(verifier.verify(&none)).is_err());
+        assert!(block_on(verifier.verify("not.a.token")).is_err());
+        assert!(block_on(verifier.verify("")).is_err());
     }
 }

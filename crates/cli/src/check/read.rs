@@ -14,7 +14,7 @@ use notesaga_events::{
     topics::{NOTES_EVENTS, SAGA_NOTE_PIPELINE},
 };
 use notesaga_log::{reader, AvroCodec, Inbound, Incoming, KafkaConfig};
-use notesaga_narration::{blob::narration_prefix, FsBlobStore};
+use notesaga_narration::{blob::narration_prefix, Blobs};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -38,8 +38,10 @@ pub(crate) struct Endpoints {
     pub(crate) registry_url: String,
     /// The embedding store's database URL.
     pub(crate) embedding_url: String,
-    /// Root of the audio blob store.
+    /// Root of the audio blob store, when it is the filesystem.
     pub(crate) audio_dir: PathBuf,
+    /// The audio blob store (the filesystem under `audio_dir`, or S3).
+    pub(crate) audio: Blobs,
 }
 
 /// The low and high watermark of every partition the check reads, in a fixed order:
@@ -74,7 +76,7 @@ pub(crate) struct Sources {
     codec: Arc<AvroCodec>,
     partitions: Vec<(&'static str, i32)>,
     embeddings: EmbeddingStore,
-    audio: FsBlobStore,
+    audio: Blobs,
 }
 
 impl Sources {
@@ -101,7 +103,7 @@ impl Sources {
             codec: Arc::new(AvroCodec::new(&endpoints.registry_url)),
             partitions,
             embeddings,
-            audio: FsBlobStore::new(&endpoints.audio_dir),
+            audio: endpoints.audio.clone(),
         })
     }
 
@@ -264,6 +266,7 @@ async fn partition_count(kafka: &KafkaConfig, topic: &'static str) -> Result<i32
 /// Fails unless the schema registry answers; without it no record can be decoded.
 async fn probe_registry(url: &str) -> Result<()> {
     let subjects = format!("{}/subjects", url.trim_end_matches('/'));
+    let url = &notesaga_log::redact_registry_url(url);
     let client = reqwest::Client::builder().timeout(PROBE_TIMEOUT).build()?;
     let response = client.get(&subjects).send().await.with_context(|| {
         format!(
@@ -305,7 +308,7 @@ mod tests {
     #[tokio::test]
     async fn check_lists_audio_keys_without_staging_files() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FsBlobStore::new(dir.path());
+        let store = Blobs::from(notesaga_narration::FsBlobStore::new(dir.path()));
         assert!(
             store.keys("narrations").await.unwrap().is_empty(),
             "no directory yet"

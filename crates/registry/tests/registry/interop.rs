@@ -43,7 +43,12 @@ async fn converter_encodes_and_decodes_through_the_registry() -> Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(serve(listener, registry, shutdown.clone()));
+    let server = tokio::spawn(serve(
+        listener,
+        registry,
+        notesaga_registry::Access::open(),
+        shutdown.clone(),
+    ));
 
     let settings = SrSettings::new_builder(url.clone()).no_proxy().build()?;
     let encoder = AvroEncoder::new(settings.clone());

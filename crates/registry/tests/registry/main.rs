@@ -5,6 +5,7 @@
 
 mod support;
 
+mod auth;
 mod http;
 mod interop;
 mod restart;

@@ -23,8 +23,8 @@ pub(crate) async fn broker() -> Result<BrokerProcess> {
 
 pub(crate) fn config(broker: &BrokerProcess, topic: &str) -> RegistryConfig {
     RegistryConfig {
-        bootstrap_servers: broker.addr().to_owned(),
         topic: topic.to_owned(),
+        ..RegistryConfig::new(broker.addr())
     }
 }
 
@@ -60,6 +60,13 @@ impl Api {
     pub(crate) fn new(registry: Registry) -> Self {
         Self {
             router: router(registry),
+        }
+    }
+
+    /// The API behind basic authentication.
+    pub(crate) fn secured(registry: Registry, access: notesaga_registry::Access) -> Self {
+        Self {
+            router: notesaga_registry::secured_router(registry, access),
         }
     }
 
