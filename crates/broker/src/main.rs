@@ -125,7 +125,7 @@ async fn main() -> Result<()> {
         });
     }
     eprintln!("notesaga-broker listening on {}", args.kafka_addr);
-    // Serve until SIGINT or SIGTERM, then let open requests finish.
+    // Serve until SIGINT or SIGTERM, then close the connections and stop.
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let on_signal = stop.clone();
