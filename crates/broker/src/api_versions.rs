@@ -66,3 +66,32 @@ impl ApiVersions {
             .zk_migration_ready(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tansu_sans_io::{Frame, Header, MetadataRequest, ProduceRequest};
+
+    use super::*;
+
+    /// The v3 answer as librdkafka 2.0.2 reads it: size, correlation id, error code,
+    /// compact array of (key, min, max, no tags), throttle time, and an empty tag buffer.
+    #[test]
+    fn v3_answer_carries_no_tagged_fields() {
+        let versions = ApiVersions::new([MetadataRequest::KEY, ProduceRequest::KEY]);
+        let encoded = Frame::response(
+            Header::Response { correlation_id: 7 },
+            versions.response().into(),
+            ApiVersionsRequest::KEY,
+            3,
+        )
+        .expect("encode");
+        let keys = 3; // Metadata, Produce, ApiVersions.
+        assert_eq!(encoded.len(), 4 + 4 + 2 + 1 + keys * 7 + 4 + 1);
+        assert_eq!(
+            encoded[10],
+            u8::try_from(keys + 1).expect("small"),
+            "compact array length"
+        );
+        assert_eq!(encoded.last(), Some(&0), "no tagged field");
+    }
+}

@@ -228,7 +228,7 @@ async fn serve<S: Storage>(args: Args, storage: S, stop: CancellationToken) -> R
         "notesaga-broker listening on {} ({:?} storage)",
         args.kafka_addr, args.storage
     );
-    // Serve until SIGINT or SIGTERM, then let open requests finish.
+    // Serve until SIGINT or SIGTERM, then close the connections and stop.
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let on_signal = stop.clone();

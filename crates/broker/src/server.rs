@@ -53,7 +53,7 @@ type Route<T> = fn(Builder, T) -> Result<Builder, Error>;
 /// Connections served at once; further clients wait in the kernel's accept backlog.
 const MAX_CONNECTIONS: usize = 4096;
 
-/// How long a stop waits for open connections to finish the request in hand.
+/// How long a stop waits for a storage maintenance run in progress.
 const STOP_PATIENCE: Duration = Duration::from_secs(5);
 
 /// How often the storage engine runs retention and compaction (tansu's default).
@@ -146,8 +146,10 @@ where
         })
     }
 
-    /// Serves Kafka clients on `listener` until `stop` is cancelled, then gives open
-    /// connections [`STOP_PATIENCE`] to finish and drops the rest.
+    /// Serves Kafka clients on `listener` until `stop` is cancelled. Then every
+    /// connection is closed (a request in hand is dropped: clients retry it, as after any
+    /// broker restart) and a storage maintenance run in progress gets [`STOP_PATIENCE`]
+    /// to finish.
     pub(crate) async fn serve(
         self,
         listener: TcpListener,
