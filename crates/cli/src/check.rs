@@ -33,9 +33,20 @@ const POLL: Duration = Duration::from_secs(1);
 
 /// Runs the check; the exit code says how it went.
 pub(crate) async fn run(args: CheckArgs, shutdown: CancellationToken) -> ExitCode {
+    let json = args.output == crate::dlq::Output::Json;
     match check(&args, shutdown).await {
         Ok((report, stats)) => {
-            print!("{report}");
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(err) => {
+                        eprintln!("notesaga check: cannot render the report: {err}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                print!("{report}");
+            }
             if stats.undecodable > 0 {
                 eprintln!(
                     "notesaga check: {} records could not be decoded and were skipped (see the warnings above); the report may be wrong",
@@ -131,12 +142,20 @@ fn redacted(url: &str) -> String {
 async fn check(args: &CheckArgs, shutdown: CancellationToken) -> Result<(Report, ReadStats)> {
     let node = NodeFile::read(&args.storage.data_dir)?;
     let (endpoints, origin) = endpoints(args, node.as_ref())?;
-    println!(
+    // With `--output json` stdout holds the report only.
+    let say = |line: String| {
+        if args.output == crate::dlq::Output::Json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    say(format!(
         "checking   {} (registry {}; addresses from {origin})",
         endpoints.kafka_addr, endpoints.registry_url
-    );
-    println!("embeddings {}", redacted(&endpoints.embedding_url));
-    println!("audio      {}", display_dir(&endpoints.audio_dir));
+    ));
+    say(format!("embeddings {}", redacted(&endpoints.embedding_url)));
+    say(format!("audio      {}", display_dir(&endpoints.audio_dir)));
     let sources = Sources::open(&endpoints).await?;
 
     let deadline = Instant::now() + Duration::from_secs(args.wait);
@@ -164,17 +183,17 @@ async fn check(args: &CheckArgs, shutdown: CancellationToken) -> Result<(Report,
         }
     };
     if stats.duplicates > 0 {
-        println!(
+        say(format!(
             "duplicates {} records dropped (an event id read before)",
             stats.duplicates
-        );
+        ));
     }
     for file in &stats.foreign_files {
-        println!("ignored    audio file {file} (not a narration key)");
+        say(format!("ignored    audio file {file} (not a narration key)"));
     }
     if !stable {
-        println!(
-            "note       the log moved while it was read: a violation below may be a change in progress; run the check again"
+        say(
+            "note       the log moved while it was read: a violation below may be a change in progress; run the check again".to_owned(),
         );
     }
     Ok((evaluate(&snapshot), stats))
@@ -206,6 +225,7 @@ mod tests {
             registry_addr: registry.map(Into::into),
             embedding_database_url: None,
             wait: 30,
+            output: crate::dlq::Output::Table,
         }
     }
 

@@ -222,9 +222,12 @@ impl ConsumerLoop {
             .consumer(&self.group)
             .set("statistics.interval.ms", telemetry::STATISTICS_INTERVAL_MS)
             .create_with_context(LoopContext::new(&self.group))?;
-        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        // The group's own redrive topic too (`notesaga dlq redrive`).
+        let subscription = crate::redrive::subscription(&self.group, &self.topics);
+        let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
-        info!(group = %self.group, topics = ?self.topics, "consuming");
+        crate::dlq::register_metrics(&self.group);
+        info!(group = %self.group, topics = ?subscription, "consuming");
 
         // Without a tick the timer never fires (a day is as good as never here).
         let mut ticks =
@@ -317,16 +320,17 @@ impl ConsumerLoop {
         let mut batch = Vec::with_capacity(messages.len());
         for message in messages {
             let (_, metadata) = Metadata::from_message(message);
+            let topic = crate::redrive::source_topic(message.topic(), message.headers());
             match self
                 .publisher
                 .codec()
-                .decode::<M>(message.topic(), message.payload())
+                .decode::<M>(&topic, message.payload())
                 .await
             {
                 Ok(decoded) => batch.push(Incoming {
                     message: decoded,
                     metadata,
-                    topic: message.topic().to_owned(),
+                    topic,
                     partition: message.partition(),
                     offset: message.offset(),
                 }),
@@ -390,7 +394,8 @@ impl ConsumerLoop {
         H: Handler<M>,
     {
         let started = Instant::now();
-        let topic = message.topic().to_owned();
+        // A redriven record is handled as a record of the topic it was first read from.
+        let topic = crate::redrive::source_topic(message.topic(), message.headers());
         let (partition, offset) = (message.partition(), message.offset());
         let (event_type, metadata) = Metadata::from_message(message);
         let span = tracing::info_span!(
