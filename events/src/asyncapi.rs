@@ -118,11 +118,23 @@ fn string_header(description: &str) -> Value {
 /// The headers every flow record carries.
 fn flow_headers() -> Map<String, Value> {
     let mut p = Map::new();
-    p.insert(h::EVENT_TYPE.into(), string_header("The record's short type name, e.g. NoteCreated."));
-    p.insert(h::EVENT_ID.into(), json!({"type": "string", "format": "uuid", "description": "The record's own id."}));
+    p.insert(
+        h::EVENT_TYPE.into(),
+        string_header("The record's short type name, e.g. NoteCreated."),
+    );
+    p.insert(
+        h::EVENT_ID.into(),
+        json!({"type": "string", "format": "uuid", "description": "The record's own id."}),
+    );
     p.insert(h::COMMAND_ID.into(), json!({"type": "string", "format": "uuid", "description": "On commands, outcomes and the events a command caused: the command's id."}));
-    p.insert(h::CORRELATION_ID.into(), string_header("Shared by everything one client request caused."));
-    p.insert(h::CAUSATION_ID.into(), string_header("Id of the record that caused this one."));
+    p.insert(
+        h::CORRELATION_ID.into(),
+        string_header("Shared by everything one client request caused."),
+    );
+    p.insert(
+        h::CAUSATION_ID.into(),
+        string_header("Id of the record that caused this one."),
+    );
     p.insert(h::OCCURRED_AT.into(), json!({"type": "string", "format": "date-time", "description": "RFC 3339 UTC time of the record."}));
     p.insert(h::TRACEPARENT.into(), string_header("W3C trace context."));
     p
@@ -240,9 +252,17 @@ pub fn document(version: &str) -> Value {
             let id = message_id(topic, &full_name);
             messages.insert(
                 id.clone(),
-                avro_message(&full_name, schema, "FlowHeaders", format!("{full_name} on {topic}")),
+                avro_message(
+                    &full_name,
+                    schema,
+                    "FlowHeaders",
+                    format!("{full_name} on {topic}"),
+                ),
             );
-            refs.insert(id.clone(), json!({ "$ref": format!("#/components/messages/{id}") }));
+            refs.insert(
+                id.clone(),
+                json!({ "$ref": format!("#/components/messages/{id}") }),
+            );
         }
         let kind = if keeps_forever(topic) {
             "A source of truth: kept forever."
@@ -360,7 +380,10 @@ pub fn document(version: &str) -> Value {
     );
     let single = |id: &str| {
         let mut m = Map::new();
-        m.insert(id.to_owned(), json!({ "$ref": format!("#/components/messages/{id}") }));
+        m.insert(
+            id.to_owned(),
+            json!({ "$ref": format!("#/components/messages/{id}") }),
+        );
         m
     };
     channels.insert(
@@ -391,7 +414,10 @@ pub fn document(version: &str) -> Value {
     );
 
     let mut schemas = header_schemas();
-    schemas.insert("NoteKey".into(), json!({ "type": "string", "format": "uuid" }));
+    schemas.insert(
+        "NoteKey".into(),
+        json!({ "type": "string", "format": "uuid" }),
+    );
     json!({
         "asyncapi": "3.0.0",
         "info": {
@@ -438,8 +464,17 @@ mod tests {
         // Every Avro message of a flow topic is one subject.
         let mut from_doc = BTreeSet::new();
         for topic in topics::FLOW_TOPICS {
-            for message in doc["channels"][topic]["messages"].as_object().unwrap().values() {
-                let id = message["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+            for message in doc["channels"][topic]["messages"]
+                .as_object()
+                .unwrap()
+                .values()
+            {
+                let id = message["$ref"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap();
                 let title = doc["components"]["messages"][id]["title"].as_str().unwrap();
                 from_doc.insert(format!("{topic}-{title}"));
             }
@@ -456,7 +491,10 @@ mod tests {
         assert!(refs.len() > 100, "{}", refs.len());
         for reference in refs {
             let pointer = reference.trim_start_matches('#');
-            assert!(doc.pointer(pointer).is_some(), "{reference} does not resolve");
+            assert!(
+                doc.pointer(pointer).is_some(),
+                "{reference} does not resolve"
+            );
         }
     }
 

@@ -21,9 +21,11 @@ use std::{
 };
 
 use apache_avro::{
+    reader::datum::GenericDatumReader,
     schema::RecordSchema,
     schema_compatibility::{Compatibility, SchemaCompatibility},
     types::Value,
+    writer::datum::GenericDatumWriter,
     Schema,
 };
 use notesaga_events::{
@@ -126,14 +128,19 @@ fn every_schema_reads_what_its_committed_versions_wrote() {
             }
         }
     }
-    assert!(broken.is_empty(), "not BACKWARD compatible:\n{}", broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "not BACKWARD compatible:\n{}",
+        broken.join("\n")
+    );
     eprintln!("checked {checked} earlier versions of the schemas");
 }
 
 /// A deliberately incompatible change is caught (the check can fail).
 #[test]
 fn an_incompatible_change_is_caught() {
-    let old = r#"{"type":"record","name":"X","namespace":"t","fields":[{"name":"a","type":"string"}]}"#;
+    let old =
+        r#"{"type":"record","name":"X","namespace":"t","fields":[{"name":"a","type":"string"}]}"#;
     let added_no_default = r#"{"type":"record","name":"X","namespace":"t","fields":[{"name":"a","type":"string"},{"name":"b","type":"long"}]}"#;
     let added_default = r#"{"type":"record","name":"X","namespace":"t","fields":[{"name":"a","type":"string"},{"name":"b","type":"long","default":0}]}"#;
     let parse = |s: &str| Schema::parse_str(s).unwrap();
@@ -197,19 +204,29 @@ fn stored_samples_of_every_record_type_decode_with_todays_readers() {
         let writer = Schema::parse(&sample["writer_schema"]).expect("the writer schema parses");
         let bytes = unhex(sample["avro_hex"].as_str().expect("avro_hex"));
         let Some((schema, read)) = readers.get(&name) else {
-            broken.push(format!("{name}: no record type of today's contract reads it"));
+            broken.push(format!(
+                "{name}: no record type of today's contract reads it"
+            ));
             continue;
         };
         let reader = Schema::parse_str(schema).expect("today's schema parses");
-        let value = match apache_avro::from_avro_datum(&writer, &mut bytes.as_slice(), Some(&reader)) {
+        let decoded = GenericDatumReader::builder(&writer)
+            .reader_schema(&reader)
+            .build()
+            .and_then(|r| r.read_value(&mut bytes.as_slice()));
+        let value = match decoded {
             Ok(value) => value,
             Err(err) => {
-                broken.push(format!("{name}: today's schema cannot read the sample: {err}"));
+                broken.push(format!(
+                    "{name}: today's schema cannot read the sample: {err}"
+                ));
                 continue;
             }
         };
         if let Err(err) = read(&name, &value) {
-            broken.push(format!("{name}: today's Rust type cannot read the sample: {err}"));
+            broken.push(format!(
+                "{name}: today's Rust type cannot read the sample: {err}"
+            ));
         }
         sampled.push(name);
     }
@@ -258,6 +275,10 @@ fn sample_value(schema: &Schema, field: &str) -> Value {
                 .collect(),
         ),
         Schema::Enum(e) => Value::Enum(0, e.symbols[0].clone()),
+        Schema::TimestampMillis => Value::TimestampMillis(1_796_400_000_000),
+        Schema::TimestampMicros => Value::TimestampMicros(1_796_400_000_000_000),
+        Schema::Date => Value::Date(20_000),
+        Schema::TimeMillis => Value::TimeMillis(1_000),
         Schema::Fixed(f) => Value::Fixed(f.size, vec![0; f.size]),
         other => panic!("no sample for {other:?}"),
     }
@@ -276,15 +297,21 @@ fn write_missing_samples() {
         }
         let schema = Schema::parse_str(schema_text).expect("parses");
         let value = sample_value(&schema, "");
-        let bytes = apache_avro::to_avro_datum(&schema, value.clone()).expect("encodes");
+        let bytes = GenericDatumWriter::builder(&schema)
+            .build()
+            .and_then(|w| w.write_value_to_vec(value.clone()))
+            .expect("encodes");
         read(&name, &value).unwrap_or_else(|err| panic!("{name}: {err}"));
         let sample = serde_json::json!({
             "record": name,
             "writer_schema": serde_json::from_str::<serde_json::Value>(schema_text).expect("JSON"),
             "avro_hex": hex(&bytes),
         });
-        std::fs::write(&path, serde_json::to_string_pretty(&sample).expect("JSON") + "\n")
-            .expect("write the sample");
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&sample).expect("JSON") + "\n",
+        )
+        .expect("write the sample");
         eprintln!("wrote {}", path.display());
     }
 }

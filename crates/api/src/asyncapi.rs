@@ -15,8 +15,7 @@ use axum::{http::header, response::IntoResponse};
 )]
 pub(crate) async fn asyncapi_json() -> impl IntoResponse {
     static JSON: OnceLock<String> = OnceLock::new();
-    let json = JSON.get_or_init(|| {
-        notesaga_events::asyncapi::document(env!("CARGO_PKG_VERSION")).to_string()
-    });
+    let json = JSON
+        .get_or_init(|| notesaga_events::asyncapi::document(env!("CARGO_PKG_VERSION")).to_string());
     ([(header::CONTENT_TYPE, "application/json")], json.as_str())
 }

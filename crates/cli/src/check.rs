@@ -189,7 +189,9 @@ async fn check(args: &CheckArgs, shutdown: CancellationToken) -> Result<(Report,
         ));
     }
     for file in &stats.foreign_files {
-        say(format!("ignored    audio file {file} (not a narration key)"));
+        say(format!(
+            "ignored    audio file {file} (not a narration key)"
+        ));
     }
     if !stable {
         say(

@@ -82,7 +82,11 @@ pub(crate) struct Selection {
     /// The consumer group (e.g. notesaga.embedding).
     pub(crate) group: String,
     /// The dead letters' offsets in `<group>.dlq` (repeatable, comma-separated).
-    #[arg(long = "offset", value_delimiter = ',', required_unless_present = "all")]
+    #[arg(
+        long = "offset",
+        value_delimiter = ',',
+        required_unless_present = "all"
+    )]
     pub(crate) offsets: Vec<i64>,
     /// Every dead letter of the group the filters let through.
     #[arg(long, conflicts_with = "offsets")]
@@ -229,9 +233,9 @@ impl DeadLetter {
                 .as_deref()
                 .is_some_and(|e| e.to_lowercase().contains(&text.to_lowercase()))
         });
-        let note_ok = filter
-            .note
-            .is_none_or(|note| self.note_id.as_deref() == Some(note.hyphenated().to_string().as_str()));
+        let note_ok = filter.note.is_none_or(|note| {
+            self.note_id.as_deref() == Some(note.hyphenated().to_string().as_str())
+        });
         let since_ok = filter
             .since
             .is_none_or(|since| self.timestamp.is_some_and(|t| t >= since));
@@ -360,13 +364,23 @@ async fn read_audit(log: &Log, shutdown: &CancellationToken) -> Result<Vec<Audit
         return Ok(Vec::new());
     }
     let mut entries = Vec::new();
-    log.scan(&[DLQ_AUDIT.to_owned()], Start::Beginning, false, shutdown, |record| {
-        match record.value.as_deref().map(serde_json::from_slice::<AuditEntry>) {
-            Some(Ok(entry)) => entries.push(entry),
-            _ => tracing::warn!(offset = record.offset, "skipping an unreadable audit entry"),
-        }
-        Ok(())
-    })
+    log.scan(
+        &[DLQ_AUDIT.to_owned()],
+        Start::Beginning,
+        false,
+        shutdown,
+        |record| {
+            match record
+                .value
+                .as_deref()
+                .map(serde_json::from_slice::<AuditEntry>)
+            {
+                Some(Ok(entry)) => entries.push(entry),
+                _ => tracing::warn!(offset = record.offset, "skipping an unreadable audit entry"),
+            }
+            Ok(())
+        },
+    )
     .await?;
     Ok(entries)
 }
@@ -475,7 +489,10 @@ async fn show(
     let log = args.open()?;
     let letters = read_letters(&log, &[group.to_owned()], shutdown).await?;
     let Some(letter) = letters.iter().find(|l| l.dlq_offset == offset) else {
-        eprintln!("notesaga dlq: {} has no dead letter at offset {offset}", dlq_topic(group));
+        eprintln!(
+            "notesaga dlq: {} has no dead letter at offset {offset}",
+            dlq_topic(group)
+        );
         return Ok(ExitCode::from(1));
     };
     let decoded = log.decode(&letter.raw).await;
@@ -534,7 +551,12 @@ async fn append_audit(log: &Log, entry: &AuditEntry) -> Result<()> {
         }),
     });
     publisher
-        .send_raw(DLQ_AUDIT, Some(entry.group.as_bytes()), Some(&value), headers)
+        .send_raw(
+            DLQ_AUDIT,
+            Some(entry.group.as_bytes()),
+            Some(&value),
+            headers,
+        )
         .await
         .context("cannot append to the audit topic notesaga.dlq-audit")?;
     Ok(())
@@ -572,7 +594,10 @@ async fn redrive(
                 letter.note_id.as_deref().unwrap_or("-"),
             );
         }
-        println!("dry run: {} dead letters would be redriven to {target}", todo.len());
+        println!(
+            "dry run: {} dead letters would be redriven to {target}",
+            todo.len()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     if todo.is_empty() {
@@ -836,10 +861,16 @@ mod tests {
     fn dead_letters_name_their_first_origin() {
         let letters = letters();
         assert_eq!(letters[0].topic.as_deref(), Some("embedding.commands"));
-        assert_eq!((letters[0].partition, letters[0].offset), (Some(3), Some(12)));
+        assert_eq!(
+            (letters[0].partition, letters[0].offset),
+            (Some(3), Some(12))
+        );
         assert!(!letters[0].redriven_before);
         assert_eq!(letters[2].topic.as_deref(), Some("embedding.commands"));
-        assert_eq!((letters[2].partition, letters[2].offset), (Some(3), Some(12)));
+        assert_eq!(
+            (letters[2].partition, letters[2].offset),
+            (Some(3), Some(12))
+        );
         assert!(letters[2].redriven_before);
     }
 
@@ -928,7 +959,10 @@ mod tests {
         let err = choose(&letters, &selection(&[9], false)).unwrap_err();
         assert!(err.to_string().contains("offset 9"), "{err}");
         let (todo, _) = choose(&letters, &selection(&[], true)).unwrap();
-        assert_eq!(todo.iter().map(|l| l.dlq_offset).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(
+            todo.iter().map(|l| l.dlq_offset).collect::<Vec<_>>(),
+            [1, 2]
+        );
     }
 
     #[test]

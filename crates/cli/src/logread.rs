@@ -33,15 +33,25 @@ const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Args)]
 pub(crate) struct LogArgs {
     /// Kafka bootstrap servers; default: node.json's `kafka_addr`, else 127.0.0.1:9092.
-    #[arg(long, env = "NOTESAGA_KAFKA_ADDR")]
+    #[arg(long, env = "NOTESAGA_KAFKA_ADDR", global = true)]
     pub(crate) kafka_addr: Option<String>,
     /// Schema registry, HOST:PORT or URL; default: node.json's `registry_addr`, else
     /// 127.0.0.1:8081.
-    #[arg(long, alias = "registry-url", env = "NOTESAGA_REGISTRY_ADDR")]
+    #[arg(
+        long,
+        alias = "registry-url",
+        env = "NOTESAGA_REGISTRY_ADDR",
+        global = true
+    )]
     pub(crate) registry_addr: Option<String>,
     /// Data directory of a running `notesaga dev` (its node.json says where the broker
     /// and the registry are); used for what the flags do not give.
-    #[arg(long, env = "NOTESAGA_DATA_DIR", default_value = "./data")]
+    #[arg(
+        long,
+        env = "NOTESAGA_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
     pub(crate) data_dir: PathBuf,
 }
 
@@ -117,7 +127,9 @@ pub(crate) fn parse_time(raw: &str) -> Result<i64, String> {
     }
     DateTime::parse_from_rfc3339(raw.trim())
         .map(|at| at.timestamp_millis())
-        .map_err(|err| format!("{raw:?} is neither RFC 3339 nor milliseconds since the epoch: {err}"))
+        .map_err(|err| {
+            format!("{raw:?} is neither RFC 3339 nor milliseconds since the epoch: {err}")
+        })
 }
 
 /// One record as read, before any decoding.
@@ -179,10 +191,16 @@ impl RawRecord {
 
     /// The record as one JSON object: coordinates, timestamp, key, headers, the schema
     /// id and, with `decoded`, the record name and value (else the value in base64).
-    pub(crate) fn to_json(&self, decoded: Option<Result<notesaga_log::codec::DecodedJson, String>>) -> Value {
+    pub(crate) fn to_json(
+        &self,
+        decoded: Option<Result<notesaga_log::codec::DecodedJson, String>>,
+    ) -> Value {
         let mut headers = serde_json::Map::new();
         for (key, value) in &self.headers {
-            headers.insert(key.clone(), value.clone().map_or(Value::Null, Value::String));
+            headers.insert(
+                key.clone(),
+                value.clone().map_or(Value::Null, Value::String),
+            );
         }
         let mut out = json!({
             "topic": self.topic,
@@ -364,10 +382,7 @@ impl Log {
                 Ok(plan
                     .iter()
                     .map(|(topic, partition, _, high)| {
-                        match found
-                            .find_partition(topic, *partition)
-                            .map(|e| e.offset())
-                        {
+                        match found.find_partition(topic, *partition).map(|e| e.offset()) {
                             Some(Offset::Offset(o)) if o >= 0 => o,
                             // No record at or after that time: nothing to read there.
                             _ => *high,
@@ -399,10 +414,7 @@ mod tests {
         assert!(parse_partition_offset("-1:4").is_err());
         assert!(parse_partition_offset("a:4").is_err());
         assert_eq!(parse_time("1700000000000"), Ok(1_700_000_000_000));
-        assert_eq!(
-            parse_time("2023-11-14T22:13:20Z"),
-            Ok(1_700_000_000_000)
-        );
+        assert_eq!(parse_time("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000));
         assert!(parse_time("yesterday").is_err());
     }
 

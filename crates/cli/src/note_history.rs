@@ -147,7 +147,12 @@ mod tests {
     #[test]
     fn history_reads_flow_dlq_and_redrive_topics() {
         let topics = note_topics();
-        for topic in ["notes.commands", "saga.note-pipeline", "notesaga.narration.dlq", "notesaga.orchestrator.redrive"] {
+        for topic in [
+            "notes.commands",
+            "saga.note-pipeline",
+            "notesaga.narration.dlq",
+            "notesaga.orchestrator.redrive",
+        ] {
             assert!(topics.iter().any(|t| t == topic), "{topic}");
         }
         assert!(!topics.iter().any(|t| t == "_schemas"));

@@ -253,8 +253,15 @@ async fn a_fixed_dead_letter_is_redriven_to_its_group_once_and_audited() -> Resu
     );
     let redriven = read_topic(cluster.kafka_addr(), "notesaga.narration.redrive")?;
     assert_eq!(redriven.len(), 1);
-    assert_eq!(redriven[0].header("redrive.topic"), Some(NARRATION_COMMANDS));
-    assert_eq!(redriven[0].header("dlq.error"), None, "dlq.* headers are dropped");
+    assert_eq!(
+        redriven[0].header("redrive.topic"),
+        Some(NARRATION_COMMANDS)
+    );
+    assert_eq!(
+        redriven[0].header("dlq.error"),
+        None,
+        "dlq.* headers are dropped"
+    );
     assert_eq!(
         redriven[0].key.as_deref(),
         Some(fixable.to_string().as_bytes())
@@ -326,14 +333,7 @@ async fn a_fixed_dead_letter_is_redriven_to_its_group_once_and_audited() -> Resu
     let pending = cli(
         &cluster,
         &[
-            "dlq",
-            "list",
-            "--group",
-            GROUP,
-            "--status",
-            "pending",
-            "--output",
-            "json",
+            "dlq", "list", "--group", GROUP, "--status", "pending", "--output", "json",
         ],
     )?;
     let pending: Vec<Value> = serde_json::from_str(&pending)?;
@@ -353,10 +353,8 @@ async fn a_fixed_dead_letter_is_redriven_to_its_group_once_and_audited() -> Resu
         .join(fixable.to_string());
     assert_eq!(std::fs::read_dir(audio)?.count(), 1);
     // `dlq show` decodes it.
-    let shown: Value = serde_json::from_str(&cli(
-        &cluster,
-        &["dlq", "show", GROUP, &fixable_offset],
-    )?)?;
+    let shown: Value =
+        serde_json::from_str(&cli(&cluster, &["dlq", "show", GROUP, &fixable_offset])?)?;
     assert_eq!(shown["record"], "notesaga.narration.NarrateNote");
     assert_eq!(shown["value"]["note_id"], fixable.to_string());
     assert_eq!(shown["status"], "redriven");
@@ -386,7 +384,10 @@ async fn tail_and_note_history_name_every_event_of_a_note() -> Result<()> {
     let (status, body) = client::create(&api, "Cells", "Mitochondria make energy.").await?;
     ensure!(status == 202, "create: {status} {body}");
     let note = body["note_id"].as_str().context("note_id")?.to_owned();
-    client::wait_note(&api, &note, WAIT, |s, n| s == 200 && n["status"] == "published").await?;
+    client::wait_note(&api, &note, WAIT, |s, n| {
+        s == 200 && n["status"] == "published"
+    })
+    .await?;
     // Version 2's narration fails for good: the saga compensates, the version fails.
     std::fs::write(faults.path().join("narration.render"), "always")?;
     let (status, body) = client::edit(&api, &note, "Cells", "Ribosomes make proteins.").await?;
@@ -511,7 +512,10 @@ async fn tail_and_note_history_name_every_event_of_a_note() -> Result<()> {
         .collect();
     let mut sorted = order.clone();
     sorted.sort();
-    assert_eq!(order, sorted, "ordered by timestamp, topic, partition, offset");
+    assert_eq!(
+        order, sorted,
+        "ordered by timestamp, topic, partition, offset"
+    );
     assert!(history.iter().all(|r| r["key"] == note.as_str()));
     Ok(())
 }

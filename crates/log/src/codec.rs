@@ -103,7 +103,10 @@ impl AvroCodec {
     /// Decodes any record of the contract (or any Avro record the registry knows) into
     /// JSON, for operator tools that print records rather than handle them
     /// (`notesaga tail --decode`, `notesaga note history`, `notesaga dlq show`).
-    pub async fn decode_json(&self, payload: Option<&[u8]>) -> std::result::Result<DecodedJson, String> {
+    pub async fn decode_json(
+        &self,
+        payload: Option<&[u8]>,
+    ) -> std::result::Result<DecodedJson, String> {
         let bytes = payload.ok_or("record has no value")?;
         let schema_id = schema_id(bytes).ok_or_else(|| match bytes.first() {
             Some(0) | None => format!("value of {} bytes is too short", bytes.len()),

@@ -320,7 +320,12 @@ impl ConsumerLoop {
         let mut batch = Vec::with_capacity(messages.len());
         for message in messages {
             let (_, metadata) = Metadata::from_message(message);
-            let topic = crate::redrive::source_topic(message.topic(), message.headers());
+            let (topic, partition, offset) = crate::redrive::source(
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                message.headers(),
+            );
             match self
                 .publisher
                 .codec()
@@ -331,8 +336,8 @@ impl ConsumerLoop {
                     message: decoded,
                     metadata,
                     topic,
-                    partition: message.partition(),
-                    offset: message.offset(),
+                    partition,
+                    offset,
                 }),
                 Err(_) => break,
             }
@@ -394,9 +399,13 @@ impl ConsumerLoop {
         H: Handler<M>,
     {
         let started = Instant::now();
-        // A redriven record is handled as a record of the topic it was first read from.
-        let topic = crate::redrive::source_topic(message.topic(), message.headers());
-        let (partition, offset) = (message.partition(), message.offset());
+        // A redriven record is handled as the record it was where first read.
+        let (topic, partition, offset) = crate::redrive::source(
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            message.headers(),
+        );
         let (event_type, metadata) = Metadata::from_message(message);
         let span = tracing::info_span!(
             "record",

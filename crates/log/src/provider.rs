@@ -220,8 +220,11 @@ impl Resilience {
                 .increment(1);
         }
         let open = self.breaker.is_open(Instant::now());
-        metrics::gauge!(crate::telemetry::BREAKER_OPEN, "provider" => self.name)
-            .set(if open { 1.0 } else { 0.0 });
+        metrics::gauge!(crate::telemetry::BREAKER_OPEN, "provider" => self.name).set(if open {
+            1.0
+        } else {
+            0.0
+        });
     }
 
     /// A fresh allowance for one command, of the policy's attempts and elapsed time;

@@ -34,6 +34,30 @@ pub fn source_topic<H: Headers>(topic: &str, headers: Option<&H>) -> String {
     header(headers, h::REDRIVE_TOPIC).unwrap_or_else(|| topic.to_owned())
 }
 
+/// The coordinates a record is handled under: for a redriven record, the topic,
+/// partition and offset it was first read at (`redrive.*`), so a handler that keeps
+/// state per partition (the orchestrator's sagas) finds the record's own partition;
+/// otherwise where it was read.
+pub fn source<H: Headers>(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    headers: Option<&H>,
+) -> (String, i32, i64) {
+    let source_topic = source_topic(topic, headers);
+    if source_topic == topic {
+        return (source_topic, partition, offset);
+    }
+    let number = |name| header(headers, name).and_then(|v| v.parse::<i64>().ok());
+    (
+        source_topic,
+        number(h::REDRIVE_PARTITION)
+            .and_then(|p| i32::try_from(p).ok())
+            .unwrap_or(partition),
+        number(h::REDRIVE_OFFSET).unwrap_or(offset),
+    )
+}
+
 /// The value of header `name` (the last one, when a record carries it more than once).
 pub fn header<H: Headers>(headers: Option<&H>, name: &str) -> Option<String> {
     headers?
@@ -62,7 +86,10 @@ pub struct RedriveOrigin {
 
 /// The headers of a redriven record: the dead letter's, without the `dlq.*` and any
 /// earlier `redrive.*` ones, plus `redrive.*` saying where it comes from.
-pub fn redrive_headers<H: Headers>(dead_letter: Option<&H>, origin: &RedriveOrigin) -> OwnedHeaders {
+pub fn redrive_headers<H: Headers>(
+    dead_letter: Option<&H>,
+    origin: &RedriveOrigin,
+) -> OwnedHeaders {
     let mut headers = OwnedHeaders::new();
     if let Some(original) = dead_letter {
         for header in original.iter() {
@@ -157,6 +184,14 @@ mod tests {
         );
         // A record of an ordinary topic is what it says, whatever its headers.
         assert_eq!(source_topic("notes.events", Some(&headers)), "notes.events");
+        assert_eq!(
+            source("notesaga.embedding.redrive", 0, 5, Some(&headers)),
+            ("embedding.commands".to_owned(), 3, 17)
+        );
+        assert_eq!(
+            source("notes.events", 1, 5, Some(&headers)),
+            ("notes.events".to_owned(), 1, 5)
+        );
         assert_eq!(
             source_topic::<OwnedHeaders>("notesaga.embedding.redrive", None),
             "notesaga.embedding.redrive"

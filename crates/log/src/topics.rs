@@ -109,7 +109,9 @@ mod tests {
         assert!(commands.configs.is_empty());
         assert!(specs.iter().any(|s| s.name == "notesaga.orchestrator.dlq"));
         assert!(specs.iter().any(|s| s.name == "notesaga.embedding.redrive"));
-        assert!(!specs.iter().any(|s| s.name == "notesaga.projector.notes.redrive"));
+        assert!(!specs
+            .iter()
+            .any(|s| s.name == "notesaga.projector.notes.redrive"));
         assert!(specs.iter().any(|s| s.name == DLQ_AUDIT));
         assert!(specs
             .iter()
