@@ -523,7 +523,7 @@ async fn prepare(
     verb: &str,
     shutdown: &CancellationToken,
 ) -> Result<Option<Vec<DeadLetter>>> {
-    let letters = read_letters(log, &[selection.group.clone()], shutdown).await?;
+    let letters = read_letters(log, std::slice::from_ref(&selection.group), shutdown).await?;
     let (todo, done) = match choose(&letters, selection) {
         Ok(chosen) => chosen,
         Err(err) => {
@@ -962,6 +962,47 @@ mod tests {
         assert_eq!(
             todo.iter().map(|l| l.dlq_offset).collect::<Vec<_>>(),
             [1, 2]
+        );
+    }
+
+    /// `--output json` on every command scripts read (and `dlq` flags after the
+    /// subcommand, where operators type them).
+    #[test]
+    fn output_json_parses_on_saga_check_and_dlq() {
+        use clap::Parser as _;
+
+        use crate::args::{Cli, Command};
+        let parse = |args: &[&str]| Cli::try_parse_from(args).expect("parses").command;
+        let Command::Saga(saga) = parse(&["notesaga", "saga", "list", "--output", "json"]) else {
+            panic!("not saga");
+        };
+        assert_eq!(saga.output, Some(Output::Json));
+        let Command::Check(check) = parse(&["notesaga", "check", "--output", "json"]) else {
+            panic!("not check");
+        };
+        assert_eq!(check.output, Output::Json);
+        let Command::Dlq(dlq) = parse(&[
+            "notesaga",
+            "dlq",
+            "list",
+            "--output",
+            "json",
+            "--kafka-addr",
+            "k:1",
+        ]) else {
+            panic!("not dlq");
+        };
+        assert_eq!(dlq.log.kafka_addr.as_deref(), Some("k:1"));
+        assert!(matches!(
+            dlq.command,
+            DlqCommand::List {
+                output: Output::Json,
+                ..
+            }
+        ));
+        assert!(
+            Cli::try_parse_from(["notesaga", "dlq", "redrive", "notesaga.notes"]).is_err(),
+            "an offset or --all is required"
         );
     }
 
