@@ -240,11 +240,15 @@ impl ConsumerLoop {
                 _ = ticks.tick(), if self.tick.is_some() => None,
                 message = consumer.recv() => Some(message),
             };
-            let revoked = LoopContext::take(&consumer.context().revoked);
+            // The redrive topic's partition is no partition of the flow: handlers keep
+            // state per flow partition, so they never hear of it.
+            let revoked =
+                crate::redrive::flow_partitions(LoopContext::take(&consumer.context().revoked));
             if !revoked.is_empty() {
                 handler.revoked(&revoked);
             }
-            let assigned = LoopContext::take(&consumer.context().assigned);
+            let assigned =
+                crate::redrive::flow_partitions(LoopContext::take(&consumer.context().assigned));
             if !assigned.is_empty() {
                 self.hook("assigned", handler.assigned(&assigned)).await?;
             }
@@ -375,6 +379,15 @@ impl ConsumerLoop {
             }
             return Ok(());
         }
+        for incoming in &batch {
+            forget_foreign(
+                consumer,
+                handler,
+                &incoming.topic,
+                incoming.partition,
+                messages,
+            );
+        }
         let elapsed = started.elapsed().as_secs_f64();
         for message in messages {
             metrics::counter!(telemetry::RECORDS_TOTAL, "group" => self.group.clone(), "topic" => message.topic().to_owned(), "outcome" => "handled").increment(1);
@@ -460,6 +473,13 @@ impl ConsumerLoop {
         .instrument(span)
         .await;
 
+        forget_foreign(
+            consumer,
+            handler,
+            &topic,
+            partition,
+            std::slice::from_ref(message),
+        );
         let label = match &outcome {
             Ok(()) => "handled",
             Err(_) => "dead_lettered",
@@ -477,5 +497,32 @@ impl ConsumerLoop {
             warn!(%err, topic = %topic, partition, offset, "cannot store offset");
         }
         Ok(())
+    }
+}
+
+/// After a redriven record of `(topic, partition)`: a handler that built state for that
+/// partition to handle it (the notes aggregate, the orchestrator's sagas) drops it again
+/// unless this member owns the partition, so two members never both drive one
+/// partition's state. A no-op when none of `messages` came from a redrive topic.
+fn forget_foreign<M, H: Handler<M>>(
+    consumer: &StreamConsumer<LoopContext>,
+    handler: &mut H,
+    topic: &str,
+    partition: i32,
+    messages: &[BorrowedMessage<'_>],
+) {
+    if !messages
+        .iter()
+        .any(|m| notesaga_events::topics::is_redrive_topic(m.topic()))
+        || notesaga_events::topics::is_redrive_topic(topic)
+    {
+        return;
+    }
+    let owned = consumer
+        .assignment()
+        .map(|list| list.find_partition(topic, partition).is_some())
+        .unwrap_or(false);
+    if !owned {
+        handler.revoked(&[(topic.to_owned(), partition)]);
     }
 }

@@ -58,6 +58,15 @@ pub fn source<H: Headers>(
     )
 }
 
+/// `(topic, partition)`s of a rebalance without the redrive topic's: what a handler
+/// that keeps state per flow partition is told about.
+pub fn flow_partitions(partitions: Vec<(String, i32)>) -> Vec<(String, i32)> {
+    partitions
+        .into_iter()
+        .filter(|(topic, _)| !is_redrive_topic(topic))
+        .collect()
+}
+
 /// The value of header `name` (the last one, when a record carries it more than once).
 pub fn header<H: Headers>(headers: Option<&H>, name: &str) -> Option<String> {
     headers?
@@ -147,6 +156,18 @@ mod tests {
         assert_eq!(
             subscription("notesaga.projector.notes", &topics),
             ["embedding.commands"]
+        );
+    }
+
+    #[test]
+    fn handlers_hear_only_of_flow_partitions() {
+        let list = vec![
+            ("narration.commands".to_owned(), 2),
+            ("notesaga.narration.redrive".to_owned(), 0),
+        ];
+        assert_eq!(
+            flow_partitions(list),
+            [("narration.commands".to_owned(), 2)]
         );
     }
 
