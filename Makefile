@@ -11,9 +11,12 @@ APT_PACKAGES := espeak-ng kcat procps coreutils curl g++ make pkg-config zlib1g-
 # docker-compose 1.29 validates docker-compose.yml without a daemon; python3-venv holds
 # moto's S3 server (MOTO_VENV).
 APT_PACKAGES += postgresql docker-compose python3-venv
+# promtool (Debian's prometheus package) tests the alert rules; node runs the AsyncAPI
+# parser (`make check-contracts`).
+APT_PACKAGES += prometheus nodejs
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps tools confluent-kafka lint test verify run postgres moto compose-check test-distributed bench-log bench-notes bench-saga schemathesis bench-api bench-replay restate-peer bench-compare
+.PHONY: deps tools confluent-kafka lint test verify run postgres moto compose-check test-distributed bench-log bench-notes bench-saga schemathesis bench-api bench-replay restate-peer bench-compare check-contracts
 
 # System packages, installed only when missing.
 deps:
@@ -97,6 +100,23 @@ schemathesis: deps
 	  $(SCHEMATHESIS_VENV)/bin/pip install -q 'schemathesis==$(SCHEMATHESIS_VERSION)'; }
 	$(CARGO) build --locked --bins $(TEST_FEATURES)
 	SCHEMATHESIS=$(SCHEMATHESIS_BIN) scripts/schemathesis.sh $(TARGET_DIR)/debug
+
+# @asyncapi/parser and its Avro schema parser from npm, pinned, kept across runs like the
+# target directory, installed only when those versions are missing.
+ASYNCAPI_PARSER_VERSION := 3.6.6
+ASYNCAPI_AVRO_VERSION := 3.1.0
+ASYNCAPI_DIR ?= $(HOME)/.cache/notesaga-asyncapi
+
+# The operations contracts against a throw-away single node (scripts/check-contracts.sh):
+# promtool tests the alert rules, every metric the dashboard and the rules use is on
+# /metrics, and /asyncapi.json validates and matches the live broker and registry.
+check-contracts: deps
+	@grep -qs '"version": "$(ASYNCAPI_PARSER_VERSION)"' $(ASYNCAPI_DIR)/node_modules/@asyncapi/parser/package.json && \
+	  grep -qs '"version": "$(ASYNCAPI_AVRO_VERSION)"' $(ASYNCAPI_DIR)/node_modules/@asyncapi/avro-schema-parser/package.json || { \
+	  mkdir -p $(ASYNCAPI_DIR) && cd $(ASYNCAPI_DIR) && \
+	  npm install --no-audit --no-fund --silent @asyncapi/parser@$(ASYNCAPI_PARSER_VERSION) @asyncapi/avro-schema-parser@$(ASYNCAPI_AVRO_VERSION); }
+	$(CARGO) build --locked --bins $(TEST_FEATURES)
+	NOTESAGA_ASYNCAPI_MODULES=$(ASYNCAPI_DIR)/node_modules scripts/check-contracts.sh $(TARGET_DIR)/debug
 
 # The whole system on the single-node default (Ctrl-C stops it).
 run: deps

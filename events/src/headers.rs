@@ -24,3 +24,14 @@ pub const DLQ_PARTITION: &str = "dlq.partition";
 pub const DLQ_OFFSET: &str = "dlq.offset";
 /// On dead letters: the consumer group that gave up.
 pub const DLQ_GROUP: &str = "dlq.group";
+/// On redriven records: the topic the record was first read from (the `dlq.topic` of
+/// its dead letter); the group decodes and handles it as a record of that topic.
+pub const REDRIVE_TOPIC: &str = "redrive.topic";
+/// On redriven records: its partition there.
+pub const REDRIVE_PARTITION: &str = "redrive.partition";
+/// On redriven records: its offset there.
+pub const REDRIVE_OFFSET: &str = "redrive.offset";
+/// On redriven records: the offset of the dead letter it was redriven from.
+pub const REDRIVE_DLQ_OFFSET: &str = "redrive.dlq_offset";
+/// On redriven records: the id of the audit entry of the redrive.
+pub const REDRIVE_AUDIT_ID: &str = "redrive.audit_id";

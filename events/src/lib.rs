@@ -2,12 +2,14 @@
 //! schema (`schemas/<domain>/<Type>.avsc`) each one is written with, the topic names,
 //! the header names and the deterministic ids.
 //!
-//! Layout: [`topics`] and [`headers`] name what is on the log; [`ids`] derives event,
+//! Layout: [`topics`] and [`headers`] name what is on the log ([`asyncapi`] describes it
+//! all as an AsyncAPI 3.0 document); [`ids`] derives event,
 //! saga and command ids; [`record`] holds the [`Record`] and [`Message`] traits that tie
 //! a type to its schema; [`notes`], [`embedding`], [`narration`] and [`saga`] hold the
 //! record types and, per topic, the enum of what may appear on it. This crate does no
 //! I/O: the log layer (`notesaga-log`) encodes these types in the Confluent wire format.
 
+pub mod asyncapi;
 pub mod embedding;
 pub mod headers;
 pub mod ids;

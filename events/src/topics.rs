@@ -51,6 +51,24 @@ pub fn dlq_topic(group: &str) -> String {
     format!("{group}.dlq")
 }
 
+/// The redrive topic of a consumer group: `<group>.redrive`. `notesaga dlq redrive` appends
+/// the dead letters an operator sends back there, and only that group reads it: a record
+/// of an event topic (a source of truth, read by several groups and by analysts) is never
+/// appended to its topic again, and no other group sees a record meant for one.
+pub fn redrive_topic(group: &str) -> String {
+    format!("{group}.redrive")
+}
+
+/// Whether `topic` is a group's redrive topic.
+pub fn is_redrive_topic(topic: &str) -> bool {
+    topic.ends_with(".redrive")
+}
+
+/// The audit log of `notesaga dlq redrive` and `discard` (one JSON entry per operator
+/// action, keyed by group, kept forever). An operator tool's own topic, like `_schemas`,
+/// not part of the Avro contract.
+pub const DLQ_AUDIT: &str = "notesaga.dlq-audit";
+
 /// The consumer groups notesaga runs, and so the DLQ topics it creates.
 pub const GROUPS: [&str; 5] = [
     "notesaga.notes",
@@ -58,6 +76,17 @@ pub const GROUPS: [&str; 5] = [
     "notesaga.narration",
     "notesaga.orchestrator",
     "notesaga.projector.notes",
+];
+
+/// The groups that read their redrive topic: those on the log crate's consumer loop. The
+/// projector is not one: it dead-letters only records it cannot decode (a record it can
+/// decode but not store stops it and is retried, never skipped), and a projection is
+/// mended by a rebuild (`notesaga replay`), not by sending one record back.
+pub const REDRIVE_GROUPS: [&str; 4] = [
+    "notesaga.notes",
+    "notesaga.embedding",
+    "notesaga.narration",
+    "notesaga.orchestrator",
 ];
 
 #[cfg(test)]
@@ -86,5 +115,9 @@ mod tests {
     #[test]
     fn dlq_is_named_after_the_group() {
         assert_eq!(dlq_topic(&group("notes")), "notesaga.notes.dlq");
+        assert_eq!(redrive_topic(&group("notes")), "notesaga.notes.redrive");
+        assert!(is_redrive_topic(&redrive_topic("notesaga.embedding")));
+        assert!(!keeps_forever(&redrive_topic("notesaga.notes")));
+        assert!(FLOW_TOPICS.iter().all(|t| !is_redrive_topic(t)));
     }
 }

@@ -11,6 +11,7 @@
 //! route that checks bearer tokens, the admin role and signed audio URLs.
 
 mod admin;
+mod asyncapi;
 mod audio;
 pub mod auth;
 mod caller;
@@ -150,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::openapi_json))
+        .route("/asyncapi.json", get(asyncapi::asyncapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())

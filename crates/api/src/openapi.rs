@@ -74,6 +74,7 @@ const PROBLEM_JSON: &str = "application/problem+json";
         crate::health::readyz,
         crate::metrics,
         openapi_json,
+        crate::asyncapi::asyncapi_json,
     ),
     components(schemas(Problem, FieldProblem)),
     modifiers(&Conventions),

@@ -70,6 +70,15 @@ pub(crate) enum Command {
     /// Print a bearer token for the API (HS256): with --data-dir DIR signed with that
     /// `notesaga dev` node's secret, else with NOTESAGA_JWT_SECRET.
     Token(crate::token::TokenArgs),
+    /// Dead letters, read from Kafka directly: list, show, redrive to the group that gave
+    /// up on them, discard, and the audit of both (exit 1: refused; 2: cannot read).
+    Dlq(crate::dlq::DlqArgs),
+    /// A topic's records as JSON lines (decoded through the registry with --decode),
+    /// up to the end as it was at the start unless --follow.
+    Tail(crate::tail::TailArgs),
+    /// One note, from the log: `note history NOTE_ID` prints every record of it across
+    /// the topics, decoded, as JSON lines in time order.
+    Note(crate::note_history::NoteArgs),
 }
 
 /// Where the log and the registry are.
@@ -885,6 +894,9 @@ pub(crate) struct SagaArgs {
     /// Print the API's JSON as it is instead of a table.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// `table` (the default) or `json` (the same as --json).
+    #[arg(long, global = true, value_enum)]
+    pub(crate) output: Option<crate::dlq::Output>,
     #[command(subcommand)]
     pub(crate) command: SagaCommand,
 }
@@ -978,4 +990,8 @@ pub(crate) struct CheckArgs {
         value_name = "SECS"
     )]
     pub(crate) wait: u64,
+    /// `table` (the default report) or `json` (the report as one JSON document on
+    /// stdout; what the check says while it reads goes to stderr).
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) output: crate::dlq::Output,
 }

@@ -33,9 +33,20 @@ const POLL: Duration = Duration::from_secs(1);
 
 /// Runs the check; the exit code says how it went.
 pub(crate) async fn run(args: CheckArgs, shutdown: CancellationToken) -> ExitCode {
+    let json = args.output == crate::dlq::Output::Json;
     match check(&args, shutdown).await {
         Ok((report, stats)) => {
-            print!("{report}");
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(err) => {
+                        eprintln!("notesaga check: cannot render the report: {err}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                print!("{report}");
+            }
             if stats.undecodable > 0 {
                 eprintln!(
                     "notesaga check: {} records could not be decoded and were skipped (see the warnings above); the report may be wrong",
@@ -140,17 +151,25 @@ fn redacted(url: &str) -> String {
 async fn check(args: &CheckArgs, shutdown: CancellationToken) -> Result<(Report, ReadStats)> {
     let node = NodeFile::read(&args.storage.data_dir)?;
     let (endpoints, origin) = endpoints(args, node.as_ref())?;
-    println!(
+    // With `--output json` stdout holds the report only.
+    let say = |line: String| {
+        if args.output == crate::dlq::Output::Json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    say(format!(
         "checking   {} (registry {}; addresses from {origin})",
         endpoints.kafka_addr,
         notesaga_log::redact_registry_url(&endpoints.registry_url)
-    );
-    println!("embeddings {}", redacted(&endpoints.embedding_url));
+    ));
+    say(format!("embeddings {}", redacted(&endpoints.embedding_url)));
     match &endpoints.audio {
         notesaga_blob::Blobs::Fs(_) => {
-            println!("audio      {}", display_dir(&endpoints.audio_dir));
+            say(format!("audio      {}", display_dir(&endpoints.audio_dir)));
         }
-        store => println!("audio      {}", store.describe()),
+        store => say(format!("audio      {}", store.describe())),
     }
     let sources = Sources::open(&endpoints).await?;
 
@@ -179,17 +198,19 @@ async fn check(args: &CheckArgs, shutdown: CancellationToken) -> Result<(Report,
         }
     };
     if stats.duplicates > 0 {
-        println!(
+        say(format!(
             "duplicates {} records dropped (an event id read before)",
             stats.duplicates
-        );
+        ));
     }
     for file in &stats.foreign_files {
-        println!("ignored    audio file {file} (not a narration key)");
+        say(format!(
+            "ignored    audio file {file} (not a narration key)"
+        ));
     }
     if !stable {
-        println!(
-            "note       the log moved while it was read: a violation below may be a change in progress; run the check again"
+        say(
+            "note       the log moved while it was read: a violation below may be a change in progress; run the check again".to_owned(),
         );
     }
     Ok((evaluate(&snapshot), stats))
@@ -229,6 +250,7 @@ mod tests {
             registry_user_info: None,
             embedding_database_url: None,
             wait: 30,
+            output: crate::dlq::Output::Table,
         }
     }
 

@@ -195,6 +195,9 @@ async fn stop_broker(mut broker: Child) {
 
 /// Runs the single node until `shutdown`.
 pub(crate) async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<()> {
+    // The recorder first: series the roles register at start-up (dead letters per
+    // group, breaker state) must not be lost before the API installs it.
+    crate::telemetry::install_metrics();
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",

@@ -5,13 +5,17 @@ mod args;
 mod bench;
 mod check;
 mod dev;
+mod dlq;
 #[cfg(test)]
 mod env_doc;
 mod limits;
+mod logread;
+mod note_history;
 mod registry_auth;
 mod replay;
 mod roles;
 mod saga;
+mod tail;
 mod telemetry;
 mod token;
 
@@ -42,6 +46,9 @@ async fn main() -> Result<ExitCode> {
         Command::Replay(args) => return Ok(replay::run(args).await),
         Command::Check(args) => return Ok(check::run(args, shutdown).await),
         Command::Token(args) => token::run(args),
+        Command::Dlq(args) => return Ok(dlq::run(args, shutdown).await),
+        Command::Tail(args) => return Ok(tail::run(args, shutdown).await),
+        Command::Note(args) => return Ok(note_history::run(args, shutdown).await),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

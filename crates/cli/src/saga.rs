@@ -21,7 +21,9 @@ use crate::{
 const TOKEN_HINT: &str = "pass a token with --token / NOTESAGA_TOKEN";
 
 /// Runs a `notesaga saga` command; the exit code says how it went.
-pub(crate) async fn run(args: SagaArgs) -> ExitCode {
+pub(crate) async fn run(mut args: SagaArgs) -> ExitCode {
+    // `--output json` is `--json` under the name every operator command shares.
+    args.json |= args.output == Some(crate::dlq::Output::Json);
     match execute(&args).await {
         Ok(output) => {
             print!("{output}");
@@ -346,6 +348,7 @@ mod tests {
             data_dir: PathBuf::from("/nonexistent"),
             token: None,
             json: false,
+            output: None,
             command,
         }
     }

@@ -115,6 +115,33 @@ impl AvroCodec {
         M::decode(topic, &name, &decoded.value).map_err(|err| err.to_string())
     }
 
+    /// Decodes any record of the contract (or any Avro record the registry knows) into
+    /// JSON, for operator tools that print records rather than handle them
+    /// (`notesaga tail --decode`, `notesaga note history`, `notesaga dlq show`).
+    pub async fn decode_json(
+        &self,
+        payload: Option<&[u8]>,
+    ) -> std::result::Result<DecodedJson, String> {
+        let bytes = payload.ok_or("record has no value")?;
+        let schema_id = schema_id(bytes).ok_or_else(|| match bytes.first() {
+            Some(0) | None => format!("value of {} bytes is too short", bytes.len()),
+            Some(magic) => format!("bad magic byte {magic}, expected 0"),
+        })?;
+        let decoded = self
+            .decoder
+            .decode(Some(bytes))
+            .await
+            .map_err(|err| format!("cannot decode Avro: {err}"))?;
+        let record = decoded.name.map(|name| name.fullname(None));
+        let value = serde_json::Value::try_from(decoded.value)
+            .map_err(|err| format!("cannot render Avro as JSON: {err}"))?;
+        Ok(DecodedJson {
+            schema_id,
+            record,
+            value,
+        })
+    }
+
     /// Registers every schema that `M` may carry on `topic`, so the registry lists the
     /// whole contract before the first record is written.
     pub async fn register_all<M: Message>(&self, topic: &str) -> Result<()> {
@@ -254,5 +281,36 @@ mod credential_tests {
             AvroCodec::new("http://u:p@r:1/").registry_url(),
             "http://r:1"
         );
+    }
+}
+
+/// A record decoded for printing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedJson {
+    /// The registry's id of the writer schema.
+    pub schema_id: u32,
+    /// The writer schema's full name (`notesaga.notes.NoteCreated`).
+    pub record: Option<String>,
+    /// The value as JSON (unions as their branch's value).
+    pub value: serde_json::Value,
+}
+
+/// The schema id of a value in the Confluent wire format (magic byte 0, 4-byte
+/// big-endian id), or `None` when the value is not in that format.
+pub fn schema_id(bytes: &[u8]) -> Option<u32> {
+    match bytes {
+        [0, a, b, c, d, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn schema_id_of_the_wire_format() {
+        assert_eq!(super::schema_id(&[0, 0, 0, 1, 2, 9]), Some(258));
+        assert_eq!(super::schema_id(&[0, 0, 0, 1]), None, "too short");
+        assert_eq!(super::schema_id(&[1, 0, 0, 1, 2, 9]), None, "bad magic");
+        assert_eq!(super::schema_id(&[]), None);
     }
 }

@@ -222,9 +222,12 @@ impl ConsumerLoop {
             .consumer(&self.group)
             .set("statistics.interval.ms", telemetry::STATISTICS_INTERVAL_MS)
             .create_with_context(LoopContext::new(&self.group))?;
-        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        // The group's own redrive topic too (`notesaga dlq redrive`).
+        let subscription = crate::redrive::subscription(&self.group, &self.topics);
+        let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
-        info!(group = %self.group, topics = ?self.topics, "consuming");
+        crate::dlq::register_metrics(&self.group);
+        info!(group = %self.group, topics = ?subscription, "consuming");
 
         // Without a tick the timer never fires (a day is as good as never here).
         let mut ticks =
@@ -237,11 +240,15 @@ impl ConsumerLoop {
                 _ = ticks.tick(), if self.tick.is_some() => None,
                 message = consumer.recv() => Some(message),
             };
-            let revoked = LoopContext::take(&consumer.context().revoked);
+            // The redrive topic's partition is no partition of the flow: handlers keep
+            // state per flow partition, so they never hear of it.
+            let revoked =
+                crate::redrive::flow_partitions(LoopContext::take(&consumer.context().revoked));
             if !revoked.is_empty() {
                 handler.revoked(&revoked);
             }
-            let assigned = LoopContext::take(&consumer.context().assigned);
+            let assigned =
+                crate::redrive::flow_partitions(LoopContext::take(&consumer.context().assigned));
             if !assigned.is_empty() {
                 self.hook("assigned", handler.assigned(&assigned)).await?;
             }
@@ -317,18 +324,24 @@ impl ConsumerLoop {
         let mut batch = Vec::with_capacity(messages.len());
         for message in messages {
             let (_, metadata) = Metadata::from_message(message);
+            let (topic, partition, offset) = crate::redrive::source(
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                message.headers(),
+            );
             match self
                 .publisher
                 .codec()
-                .decode::<M>(message.topic(), message.payload())
+                .decode::<M>(&topic, message.payload())
                 .await
             {
                 Ok(decoded) => batch.push(Incoming {
                     message: decoded,
                     metadata,
-                    topic: message.topic().to_owned(),
-                    partition: message.partition(),
-                    offset: message.offset(),
+                    topic,
+                    partition,
+                    offset,
                 }),
                 Err(_) => break,
             }
@@ -366,6 +379,15 @@ impl ConsumerLoop {
             }
             return Ok(());
         }
+        for incoming in &batch {
+            forget_foreign(
+                consumer,
+                handler,
+                &incoming.topic,
+                incoming.partition,
+                messages,
+            );
+        }
         let elapsed = started.elapsed().as_secs_f64();
         for message in messages {
             metrics::counter!(telemetry::RECORDS_TOTAL, "group" => self.group.clone(), "topic" => message.topic().to_owned(), "outcome" => "handled").increment(1);
@@ -390,8 +412,13 @@ impl ConsumerLoop {
         H: Handler<M>,
     {
         let started = Instant::now();
-        let topic = message.topic().to_owned();
-        let (partition, offset) = (message.partition(), message.offset());
+        // A redriven record is handled as the record it was where first read.
+        let (topic, partition, offset) = crate::redrive::source(
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            message.headers(),
+        );
         let (event_type, metadata) = Metadata::from_message(message);
         let span = tracing::info_span!(
             "record",
@@ -446,6 +473,13 @@ impl ConsumerLoop {
         .instrument(span)
         .await;
 
+        forget_foreign(
+            consumer,
+            handler,
+            &topic,
+            partition,
+            std::slice::from_ref(message),
+        );
         let label = match &outcome {
             Ok(()) => "handled",
             Err(_) => "dead_lettered",
@@ -463,5 +497,32 @@ impl ConsumerLoop {
             warn!(%err, topic = %topic, partition, offset, "cannot store offset");
         }
         Ok(())
+    }
+}
+
+/// After a redriven record of `(topic, partition)`: a handler that built state for that
+/// partition to handle it (the notes aggregate, the orchestrator's sagas) drops it again
+/// unless this member owns the partition, so two members never both drive one
+/// partition's state. A no-op when none of `messages` came from a redrive topic.
+fn forget_foreign<M, H: Handler<M>>(
+    consumer: &StreamConsumer<LoopContext>,
+    handler: &mut H,
+    topic: &str,
+    partition: i32,
+    messages: &[BorrowedMessage<'_>],
+) {
+    if !messages
+        .iter()
+        .any(|m| notesaga_events::topics::is_redrive_topic(m.topic()))
+        || notesaga_events::topics::is_redrive_topic(topic)
+    {
+        return;
+    }
+    let owned = consumer
+        .assignment()
+        .map(|list| list.find_partition(topic, partition).is_some())
+        .unwrap_or(false);
+    if !owned {
+        handler.revoked(&[(topic.to_owned(), partition)]);
     }
 }

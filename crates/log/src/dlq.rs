@@ -4,7 +4,10 @@
 use notesaga_events::{headers as h, topics::dlq_topic};
 use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message as _, OwnedHeaders};
 
-use crate::{producer::Appended, retry::Attempt, Publisher, Result, RetryPolicy};
+use crate::{
+    producer::Appended, retry::Attempt, telemetry::DEAD_LETTERS_TOTAL, Publisher, Result,
+    RetryPolicy,
+};
 
 /// Appends `message` to the DLQ of `group` with `error`.
 pub async fn dead_letter(
@@ -36,9 +39,19 @@ pub async fn dead_letter(
             value: Some(value),
         });
     }
-    publisher
+    let appended = publisher
         .send_raw(&dlq_topic(group), message.key(), message.payload(), headers)
-        .await
+        .await?;
+    let topic = crate::redrive::source_topic(message.topic(), message.headers());
+    metrics::counter!(DEAD_LETTERS_TOTAL, "group" => group.to_owned(), "topic" => topic)
+        .increment(1);
+    Ok(appended)
+}
+
+/// Registers the dead-letter series of `group` at 0 (no `topic` label: the series of a
+/// group with no dead letter yet), so `/metrics` names it before the first one.
+pub fn register_metrics(group: &str) {
+    metrics::counter!(DEAD_LETTERS_TOTAL, "group" => group.to_owned(), "topic" => "").increment(0);
 }
 
 /// [`dead_letter`] retried with `retry`. A record may only be moved past once it is

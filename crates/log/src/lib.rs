@@ -9,6 +9,7 @@
 //! - [`consumer`]: the consumer loop: decode, handle, store the offset only after the
 //!   handler's outcome is durable, dead-letter what cannot be handled.
 //! - [`reader`]: reads one partition from the beginning, for state rebuilds.
+//! - [`redrive`]: how a group reads the dead letters an operator sends back to it.
 //! - [`retry`]: the one [`RetryPolicy`] every retry goes through; [`breaker`]: the
 //!   circuit breaker that makes a failing provider fail fast.
 //! - [`faults`]: fault points that exist only with the `fault-injection` feature.
@@ -27,6 +28,7 @@ pub mod flow;
 pub mod producer;
 pub mod provider;
 pub mod reader;
+pub mod redrive;
 pub mod retry;
 pub mod telemetry;
 pub mod topics;

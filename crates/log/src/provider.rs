@@ -200,12 +200,31 @@ impl Resilience {
         breaker: BreakerConfig,
         concurrency: usize,
     ) -> Self {
+        // The series exist from the start, so dashboards and alerts see them at 0.
+        metrics::gauge!(crate::telemetry::BREAKER_OPEN, "provider" => name).set(0.0);
+        metrics::counter!(crate::telemetry::PROVIDER_ERRORS_TOTAL, "provider" => name, "kind" => "retryable")
+            .increment(0);
         Self {
             name,
             retry,
             breaker: Arc::new(CircuitBreaker::new(breaker)),
             limit: Arc::new(Semaphore::new(concurrency.max(1))),
         }
+    }
+
+    /// Reports a call's failure (`kind`, none for a success) and the breaker's state
+    /// after it ([`crate::telemetry::BREAKER_OPEN`], [`crate::telemetry::PROVIDER_ERRORS_TOTAL`]).
+    fn observe(&self, failure: Option<&'static str>) {
+        if let Some(kind) = failure {
+            metrics::counter!(crate::telemetry::PROVIDER_ERRORS_TOTAL, "provider" => self.name, "kind" => kind)
+                .increment(1);
+        }
+        let open = self.breaker.is_open(Instant::now());
+        metrics::gauge!(crate::telemetry::BREAKER_OPEN, "provider" => self.name).set(if open {
+            1.0
+        } else {
+            0.0
+        });
     }
 
     /// A fresh allowance for one command, of the policy's attempts and elapsed time;
@@ -251,7 +270,10 @@ impl Resilience {
             let attempt = budget.attempt();
             let (failed, asked) = match self.breaker.allow(Instant::now()) {
                 // Fail fast; the wait the breaker asks for counts as a retry delay.
-                Err(open) => (Failed::transient(open.to_string()), Some(open.retry_in)),
+                Err(open) => {
+                    self.observe(Some("refused"));
+                    (Failed::transient(open.to_string()), Some(open.retry_in))
+                }
                 Ok(()) => {
                     let outcome = Outcome {
                         breaker: &self.breaker,
@@ -279,6 +301,11 @@ impl Resilience {
                     };
                     // A permanent failure is the provider answering: it is up.
                     outcome.record(!matches!(result, Err(ProviderError::Retryable { .. })));
+                    self.observe(match &result {
+                        Ok(_) => None,
+                        Err(ProviderError::Retryable { .. }) => Some("retryable"),
+                        Err(ProviderError::Permanent(_)) => Some("permanent"),
+                    });
                     match result {
                         Ok(value) => return Ok(value),
                         Err(ProviderError::Permanent(reason)) => {

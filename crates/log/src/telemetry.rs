@@ -13,6 +13,17 @@ pub const PROJECTION_APPLIED_TOTAL: &str = "notesaga_projection_applied_total";
 /// [`STATISTICS_INTERVAL_MS`].
 pub const CONSUMER_LAG: &str = "notesaga_consumer_lag";
 
+/// Counter: records written to a group's DLQ, by `group` and `topic` (the topic the
+/// record was handled as). Every consumer loop registers its group's series at 0 on
+/// start, so a dashboard sees the series, and `increase()` sees the first dead letter.
+pub const DEAD_LETTERS_TOTAL: &str = "notesaga_dead_letters_total";
+/// Gauge: 1 while a provider's circuit breaker refuses calls (open), else 0, by
+/// `provider` (`embedding`, `narration`).
+pub const BREAKER_OPEN: &str = "notesaga_breaker_open";
+/// Counter: failed calls to a provider, by `provider` and `kind` (`retryable`,
+/// `permanent`, or `refused` when the open breaker did not let the call through).
+pub const PROVIDER_ERRORS_TOTAL: &str = "notesaga_provider_errors_total";
+
 /// How often (`statistics.interval.ms`) a consumer that reports its lag gets librdkafka's
 /// statistics: often enough for a dashboard, rarely enough that parsing them (a JSON
 /// document per client) costs nothing noticeable.

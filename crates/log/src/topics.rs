@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use notesaga_events::topics::{dlq_topic, keeps_forever, FLOW_TOPICS, GROUPS};
+use notesaga_events::topics::{
+    dlq_topic, keeps_forever, redrive_topic, DLQ_AUDIT, FLOW_TOPICS, GROUPS, REDRIVE_GROUPS,
+};
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
@@ -24,7 +26,8 @@ pub struct TopicSpec {
     pub configs: Vec<(&'static str, &'static str)>,
 }
 
-/// The flow topics (all with `partitions`) and one DLQ per consumer group.
+/// The flow topics (all with `partitions`), one DLQ per consumer group, one redrive topic
+/// per group that reads one, and the DLQ audit log.
 ///
 /// Sources of truth get `retention.ms=-1` and no explicit `cleanup.policy`: tansu 0.6
 /// deletes every record of a topic whose policy says `delete` when `retention.ms` is -1
@@ -44,7 +47,19 @@ pub fn flow_topic_specs(partitions: i32) -> Vec<TopicSpec> {
         partitions: 1,
         configs: vec![("retention.ms", "-1")],
     });
-    flow.chain(dlqs).collect()
+    // One partition each, like the DLQs: a redrive is small, and one partition keeps
+    // the operator's order.
+    let redrives = REDRIVE_GROUPS.iter().map(|group| TopicSpec {
+        name: redrive_topic(group),
+        partitions: 1,
+        configs: vec![],
+    });
+    let audit = std::iter::once(TopicSpec {
+        name: DLQ_AUDIT.to_owned(),
+        partitions: 1,
+        configs: vec![("retention.ms", "-1")],
+    });
+    flow.chain(dlqs).chain(redrives).chain(audit).collect()
 }
 
 /// The replication settings of `kafka` as topic configuration: `min.insync.replicas`
@@ -113,6 +128,11 @@ mod tests {
         let commands = specs.iter().find(|s| s.name == "notes.commands").unwrap();
         assert!(commands.configs.is_empty());
         assert!(specs.iter().any(|s| s.name == "notesaga.orchestrator.dlq"));
+        assert!(specs.iter().any(|s| s.name == "notesaga.embedding.redrive"));
+        assert!(!specs
+            .iter()
+            .any(|s| s.name == "notesaga.projector.notes.redrive"));
+        assert!(specs.iter().any(|s| s.name == DLQ_AUDIT));
         assert!(specs
             .iter()
             .all(|s| !s.configs.contains(&("cleanup.policy", "delete"))));

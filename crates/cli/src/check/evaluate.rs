@@ -152,7 +152,7 @@ impl Snapshot {
 }
 
 /// A broken invariant.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub(crate) struct Violation {
     /// The note.
     pub(crate) note_id: Uuid,
@@ -163,7 +163,7 @@ pub(crate) struct Violation {
 }
 
 /// Something allowed that an operator should know about (work in flight, a parked saga).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub(crate) struct Finding {
     /// The note.
     pub(crate) note_id: Uuid,
@@ -174,7 +174,7 @@ pub(crate) struct Finding {
 }
 
 /// What `notesaga check` prints.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub(crate) struct Report {
     /// Notes the log knows.
     pub(crate) notes: usize,
