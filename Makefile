@@ -91,3 +91,13 @@ bench-api:
 bench-replay:
 	$(CARGO) build --locked --release --bins
 	scripts/bench-replay.sh $(TARGET_DIR)/release $(BENCH_ARGS)
+
+# The long chaos run (issue 14, docs/reliability.md): every role its own process, a
+# seeded load and fault schedule, then the history check; exits non-zero on any anomaly.
+# CHAOS_DURATION (default 30m), CHAOS_SEED (default: drawn, printed), CHAOS_USERS. The
+# test build, since the provider faults are fault points. A 90 s run is in `make test`.
+.PHONY: chaos
+CHAOS_DURATION ?= 30m
+chaos: deps
+	$(CARGO) build --locked --bins $(TEST_FEATURES)
+	CHAOS_DURATION=$(CHAOS_DURATION) $(TARGET_DIR)/debug/notesaga-chaos
