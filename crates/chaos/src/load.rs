@@ -149,9 +149,8 @@ pub(crate) async fn client(
                     if let (OpKind::Create, Some(id)) = (kind, answer["note_id"].as_str()) {
                         op.note = id.parse().ok();
                     }
-                    if let Some(command_id) = answer["command_id"]
-                        .as_str()
-                        .and_then(|id| id.parse().ok())
+                    if let Some(command_id) =
+                        answer["command_id"].as_str().and_then(|id| id.parse().ok())
                     {
                         op.outcome = Outcome::Acked { command_id };
                     }

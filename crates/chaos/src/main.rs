@@ -32,7 +32,10 @@ use clap::Parser;
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
-#[command(name = "notesaga-chaos", about = "Seeded faults against every notesaga role; checks the clients' history against the log")]
+#[command(
+    name = "notesaga-chaos",
+    about = "Seeded faults against every notesaga role; checks the clients' history against the log"
+)]
 struct Args {
     /// The seed of the load and the fault schedule (default: drawn from the clock).
     #[arg(long, env = "CHAOS_SEED")]
@@ -103,7 +106,11 @@ mod tests {
     #[test]
     fn durations_read_as_people_write_them() {
         for (text, secs) in [("90", 90), ("90s", 90), ("30m", 1800), ("1h", 3600)] {
-            assert_eq!(parse_duration(text), Ok(Duration::from_secs(secs)), "{text}");
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
         }
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5d").is_err());

@@ -55,7 +55,11 @@ pub(crate) fn table(findings: &Findings) -> String {
         "  raw duplicates      commands {}, outcomes {}, events {} (read twice on the log; not effects)",
         findings.raw.commands, findings.raw.outcomes, findings.raw.events
     );
-    let _ = writeln!(out, "  parked sagas        {} (compensation_failed, each with its reason)", findings.parked);
+    let _ = writeln!(
+        out,
+        "  parked sagas        {} (compensation_failed, each with its reason)",
+        findings.parked
+    );
     let _ = writeln!(out, "  faults");
     for kind in FaultKind::ALL {
         let _ = writeln!(
@@ -82,7 +86,12 @@ pub(crate) fn table(findings: &Findings) -> String {
                 .filter_map(|a| a.note.map(|n| n.to_string()))
                 .collect();
             notes.dedup();
-            let _ = writeln!(out, "    {kind:<26}{} notes: {}", anomalies.len(), notes.join(" "));
+            let _ = writeln!(
+                out,
+                "    {kind:<26}{} notes: {}",
+                anomalies.len(),
+                notes.join(" ")
+            );
             for anomaly in anomalies.iter().take(5) {
                 let _ = writeln!(out, "      {}", anomaly.detail);
             }

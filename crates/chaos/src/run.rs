@@ -165,6 +165,13 @@ impl Chaos {
                 signal("CONT", self.cluster.role_pid(instance));
             }
         }
+        for paused in std::mem::take(&mut self.paused) {
+            let pid = match paused.as_str() {
+                "broker" => self.cluster.broker_mut().pid(),
+                instance => self.cluster.role_pid(instance),
+            };
+            signal("CONT", pid);
+        }
         signal("CONT", self.cluster.broker_mut().pid());
         if self.cluster.broker_mut().pid().is_none() {
             self.cluster.broker_mut().restart(true)?;
@@ -186,7 +193,7 @@ pub(crate) async fn run(plan: Plan) -> Result<Findings> {
     let faults_dir = tempfile::tempdir()?;
     let faults_path = faults_dir.path().to_string_lossy().into_owned();
     let mut env: Vec<(&str, &str)> = SAGA_POLICY.to_vec();
-    env.push(("NOTESAGA_FAULTS_DIR", &faults_path));
+    env.push(("NOTESAGA_FAULTS_DIR", faults_path.as_str()));
     eprintln!("chaos: starting the cluster (seed {})", plan.seed);
     let mut cluster = Cluster::start_configured(&[], &ROLES, &env).await?;
     for (role, instance) in SECOND_INSTANCES {
@@ -200,14 +207,7 @@ pub(crate) async fn run(plan: Plan) -> Result<Findings> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..plan.users)
-        .map(|client| {
-            tokio::spawn(load::client(
-                plan.seed,
-                client,
-                base.clone(),
-                stop.clone(),
-            ))
-        })
+        .map(|client| tokio::spawn(load::client(plan.seed, client, base.clone(), stop.clone())))
         .collect();
     let mut chaos = Chaos {
         cluster,
@@ -222,7 +222,10 @@ pub(crate) async fn run(plan: Plan) -> Result<Findings> {
             break;
         }
         tokio::time::sleep_until(due.into()).await;
-        chaos.apply(fault).await.with_context(|| format!("{fault:?}"))?;
+        chaos
+            .apply(fault)
+            .await
+            .with_context(|| format!("{fault:?}"))?;
         *counts.entry(fault.kind).or_default() += 1;
     }
     tokio::time::sleep_until((load_started + plan.duration).into()).await;

@@ -134,7 +134,10 @@ pub(crate) fn verdict(history: &[Op], facts: &Facts) -> (Vec<Anomaly>, RawDuplic
         if !seen_outcomes.insert((outcome.command_id, effect.clone())) {
             raw.outcomes += 1;
         }
-        effects.entry(outcome.command_id).or_default().insert(effect);
+        effects
+            .entry(outcome.command_id)
+            .or_default()
+            .insert(effect);
     }
     let effect_of = |command_id: &Uuid| -> Option<Effect> {
         effects
@@ -157,7 +160,11 @@ pub(crate) fn verdict(history: &[Op], facts: &Facts) -> (Vec<Anomaly>, RawDuplic
             flag(
                 "doubled-command",
                 op.note,
-                format!("{} produced {} commands: {on_log:?}", op.marker, on_log.len()),
+                format!(
+                    "{} produced {} commands: {on_log:?}",
+                    op.marker,
+                    on_log.len()
+                ),
             );
         }
         let command = match &op.outcome {
@@ -166,14 +173,20 @@ pub(crate) fn verdict(history: &[Op], facts: &Facts) -> (Vec<Anomaly>, RawDuplic
                     flag(
                         "lost-command",
                         op.note,
-                        format!("{} acknowledged {command_id}, not on notes.commands", op.marker),
+                        format!(
+                            "{} acknowledged {command_id}, not on notes.commands",
+                            op.marker
+                        ),
                     );
                 }
                 if !on_log.is_empty() && !on_log.contains(command_id) {
                     flag(
                         "acked-other-command",
                         op.note,
-                        format!("{} acknowledged {command_id}, the log has {on_log:?}", op.marker),
+                        format!(
+                            "{} acknowledged {command_id}, the log has {on_log:?}",
+                            op.marker
+                        ),
                     );
                 }
                 match effects.get(command_id).map(BTreeSet::len).unwrap_or(0) {
@@ -199,7 +212,10 @@ pub(crate) fn verdict(history: &[Op], facts: &Facts) -> (Vec<Anomaly>, RawDuplic
                     flag(
                         "refused-but-sent",
                         op.note,
-                        format!("{} answered {status}, yet {on_log:?} is on the log", op.marker),
+                        format!(
+                            "{} answered {status}, yet {on_log:?} is on the log",
+                            op.marker
+                        ),
                     );
                 }
                 None
@@ -213,17 +229,17 @@ pub(crate) fn verdict(history: &[Op], facts: &Facts) -> (Vec<Anomaly>, RawDuplic
                 _ => on_log.iter().next().copied(),
             },
         };
-        let note = op.note.or_else(|| {
-            command
-                .and_then(|id| commands.get(&id))
-                .map(|c| c.note_id)
-        });
+        let note = op
+            .note
+            .or_else(|| command.and_then(|id| commands.get(&id)).map(|c| c.note_id));
         if let (Some(note), Some(command)) = (note, command) {
             if let Some(effect) = effect_of(&command) {
-                lives
-                    .entry((op.client, note))
-                    .or_default()
-                    .push((op.seq, op.kind, op.marker.clone(), effect));
+                lives.entry((op.client, note)).or_default().push((
+                    op.seq,
+                    op.kind,
+                    op.marker.clone(),
+                    effect,
+                ));
             }
         }
     }
@@ -257,7 +273,10 @@ pub(crate) fn verdict(history: &[Op], facts: &Facts) -> (Vec<Anomaly>, RawDuplic
                 flag(
                     "out-of-order",
                     Some(note),
-                    format!("{} got version {a:?}, the later {} {b:?}", pair[0].2, pair[1].2),
+                    format!(
+                        "{} got version {a:?}, the later {} {b:?}",
+                        pair[0].2, pair[1].2
+                    ),
                 );
             }
         }
@@ -312,7 +331,11 @@ pub(crate) fn verdict(history: &[Op], facts: &Facts) -> (Vec<Anomaly>, RawDuplic
     }
 
     for (saga, note, state) in &facts.unfinished_sagas {
-        flag("saga-unfinished", Some(*note), format!("saga {saga} is {state}"));
+        flag(
+            "saga-unfinished",
+            Some(*note),
+            format!("saga {saga} is {state}"),
+        );
     }
     for (saga, note, reason) in &facts.parked_sagas {
         if reason.as_deref().is_none_or(str::is_empty) {
@@ -324,7 +347,11 @@ pub(crate) fn verdict(history: &[Op], facts: &Facts) -> (Vec<Anomaly>, RawDuplic
         }
     }
     if let Some(report) = &facts.check {
-        flag("check", None, report.lines().take(20).collect::<Vec<_>>().join(" | "));
+        flag(
+            "check",
+            None,
+            report.lines().take(20).collect::<Vec<_>>().join(" | "),
+        );
     }
     for row in &facts.rebuild {
         flag("rebuild-differs", None, row.clone());
@@ -444,9 +471,12 @@ mod tests {
                 })
             }),
             ("doubled-command", |_, f| {
-                f.commands.push(command(13, 1, CommandKind::Edit, Some("c0-2")))
+                f.commands
+                    .push(command(13, 1, CommandKind::Edit, Some("c0-2")))
             }),
-            ("refused-but-sent", |h, _| h[1].outcome = Outcome::Refused(404)),
+            ("refused-but-sent", |h, _| {
+                h[1].outcome = Outcome::Refused(404)
+            }),
             ("final-state", |_, f| {
                 f.notes.insert(id(1), read(1, "c0-1"));
             }),
@@ -492,7 +522,9 @@ mod tests {
     fn a_deleted_note_reads_gone() {
         let (mut history, mut facts) = clean();
         history.push(op(3, OpKind::Delete, 1, acked(13)));
-        facts.commands.push(command(13, 1, CommandKind::Delete, None));
+        facts
+            .commands
+            .push(command(13, 1, CommandKind::Delete, None));
         facts.outcomes.push(applied(13, 3));
         assert_eq!(kinds(&history, &facts), vec!["final-state"]);
         facts.notes.insert(
@@ -504,7 +536,9 @@ mod tests {
             },
         );
         assert_eq!(kinds(&history, &facts), Vec::<&str>::new());
-        facts.commands.push(command(14, 1, CommandKind::Delete, None));
+        facts
+            .commands
+            .push(command(14, 1, CommandKind::Delete, None));
         assert_eq!(kinds(&history, &facts), vec!["doubled-command"]);
     }
 }

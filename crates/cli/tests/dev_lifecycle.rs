@@ -11,9 +11,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use notesaga_testkit::{
-    bin, client, free_addr, queries, wait_for_http, TEST_JWT_SECRET,
-};
+use notesaga_testkit::{bin, client, free_addr, queries, wait_for_http, TEST_JWT_SECRET};
 
 /// `dev`'s documented shutdown bound (docs/operations.md) is 40 s; the tests allow twice
 /// that before they call it hung.
@@ -138,8 +136,7 @@ fn seed_secret(data: &Path) -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn dev_stops_within_its_bound_and_reaps_its_broker_when_the_broker_is_frozen(
-) -> Result<()> {
+async fn dev_stops_within_its_bound_and_reaps_its_broker_when_the_broker_is_frozen() -> Result<()> {
     let root = tempfile::tempdir()?;
     let data = root.path().join("data");
     seed_secret(&data)?;
@@ -259,11 +256,7 @@ async fn the_data_directory_is_readable_by_the_nodes_user_alone() -> Result<()> 
     ] {
         assert_eq!(mode(&data.join(file)), 0o600, "{file}");
     }
-    assert!(
-        dev.log().contains("tightened permissions"),
-        "{}",
-        dev.log()
-    );
+    assert!(dev.log().contains("tightened permissions"), "{}", dev.log());
 
     // Another user of the machine can read nothing in it: not a file, not a listing.
     let as_nobody = |tool: &str, path: &Path| -> Result<bool> {

@@ -186,7 +186,10 @@ async fn commands_right_after_a_create_are_accepted_before_the_read_model_has_th
 
     let (note, create) = accepted(&queries::create(base, "Mitosis", "Prophase first.").await?)?;
     let read = queries::get(base, &format!("/v1/notes/{note}"), &[]).await?;
-    assert_eq!(read.status, 404, "the read model must not know it yet: {read:?}");
+    assert_eq!(
+        read.status, 404,
+        "the read model must not know it yet: {read:?}"
+    );
 
     let (_, edit) = accepted(
         &queries::edit_if_match(base, &note, "Mitosis", "Prophase, then metaphase.", 1).await?,
@@ -220,7 +223,10 @@ async fn commands_right_after_a_create_are_accepted_before_the_read_model_has_th
     assert_eq!(edited["version"], 2, "{edited}");
     let refused = queries::wait_command(base, &stale, OUTCOME_TIMEOUT).await?;
     assert_eq!(refused["status"], "rejected", "{refused}");
-    assert_eq!(refused["rejection"]["code"], "version_conflict", "{refused}");
+    assert_eq!(
+        refused["rejection"]["code"], "version_conflict",
+        "{refused}"
+    );
     let deleted = queries::wait_command(base, &delete, OUTCOME_TIMEOUT).await?;
     assert_eq!(deleted["status"], "applied", "{deleted}");
     client::wait_note(base, &note, OUTCOME_TIMEOUT, |status, _| status == 410).await?;

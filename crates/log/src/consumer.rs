@@ -336,11 +336,8 @@ impl ConsumerLoop {
                 let mut batch = vec![message];
                 while batch.len() < self.batch {
                     // Only what is already fetched: a batch never waits for traffic.
-                    match tokio::time::timeout(
-                        std::time::Duration::from_millis(1),
-                        consumer.recv(),
-                    )
-                    .await
+                    match tokio::time::timeout(std::time::Duration::from_millis(1), consumer.recv())
+                        .await
                     {
                         Ok(Ok(message)) => batch.push(message),
                         Ok(Err(err)) => warn!(group = %self.group, %err, "consumer error"),

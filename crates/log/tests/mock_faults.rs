@@ -234,13 +234,20 @@ fn injected(path: Path, fault: Fault) -> Vec<(RDKafkaApiKey, Vec<RDKafkaRespErr>
         (Path::Commit, Fault::Timeouts) => vec![(RDKafkaApiKey::OffsetCommit, timeouts)],
         (Path::Join, Fault::Timeouts) => vec![
             (RDKafkaApiKey::JoinGroup, timeouts.clone()),
-            (RDKafkaApiKey::SyncGroup, vec![RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT]),
+            (
+                RDKafkaApiKey::SyncGroup,
+                vec![RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT],
+            ),
         ],
     }
 }
 
 /// Injects the cell's error answers.
-fn inject(mock: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>, path: Path, fault: Fault) {
+fn inject(
+    mock: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    path: Path,
+    fault: Fault,
+) {
     for (api, errors) in injected(path, fault) {
         mock.request_errors(api, &errors);
     }
@@ -372,7 +379,10 @@ async fn cell(path: Path, fault: Fault, records: usize) -> Result<()> {
     // What came twice carries the id of what was published: the handlers' key.
     let on_topic = event_ids_on_topic(&bootstrap)?;
     let distinct: HashSet<Uuid> = on_topic.iter().copied().collect();
-    assert_eq!(distinct, published, "records on the topic differ from the published ones");
+    assert_eq!(
+        distinct, published,
+        "records on the topic differ from the published ones"
+    );
     let redelivered: usize = effects.deliveries.values().map(|n| n - 1).sum();
     println!(
         "{path:?}/{fault:?}: {records} records, {} raw duplicates on the topic, {redelivered} redeliveries to the handler",
