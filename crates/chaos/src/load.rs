@@ -181,7 +181,8 @@ pub(crate) async fn client(
             _ => {}
         }
         history.push(op);
-        tokio::time::sleep(Duration::from_millis(rng.range(50, 400))).await;
+        // Think time: a person editing notes, not a benchmark.
+        tokio::time::sleep(Duration::from_millis(rng.range(300, 1500))).await;
     }
     history
 }

@@ -147,6 +147,39 @@ async fn projections(data_dir: &Path) -> Result<SqlitePool> {
     Ok(SqlitePool::connect_with(options).await?)
 }
 
+/// Waits (up to `bound`) until no saga is running or compensating and the read models
+/// stopped changing: what the checks compare must hold still.
+pub(crate) async fn settle(data_dir: &Path, bound: std::time::Duration) -> Result<bool> {
+    let deadline = tokio::time::Instant::now() + bound;
+    let mut last = None;
+    loop {
+        let pool = projections(data_dir).await?;
+        let at_work: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM sagas WHERE state IN ('running', 'compensating')",
+        )
+        .fetch_one(&pool)
+        .await?
+        .try_get("n")?;
+        let rows: i64 = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM saga_timeline) + (SELECT COUNT(*) FROM command_outcomes) \
+             + (SELECT COUNT(*) FROM note_artifacts) AS n",
+        )
+        .fetch_one(&pool)
+        .await?
+        .try_get("n")?;
+        pool.close().await;
+        if at_work == 0 && last == Some(rows) {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() > deadline {
+            eprintln!("chaos: still {at_work} sagas at work after {bound:?}");
+            return Ok(false);
+        }
+        last = Some(rows);
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
+}
+
 /// The sagas neither finished nor parked, and the parked ones with their reasons.
 pub(crate) async fn sagas(data_dir: &Path, facts: &mut Facts) -> Result<()> {
     let pool = projections(data_dir).await?;

@@ -10,7 +10,7 @@ use crate::{
 };
 
 /// The report of a run, as text.
-pub(crate) fn table(findings: &Findings) -> String {
+pub(crate) fn table(findings: &Findings, allowed: &[String]) -> String {
     let mut out = String::new();
     let plan = &findings.plan;
     let history = &findings.history;
@@ -60,6 +60,11 @@ pub(crate) fn table(findings: &Findings) -> String {
         "  parked sagas        {} (compensation_failed, each with its reason)",
         findings.parked
     );
+    let _ = writeln!(
+        out,
+        "  fault kinds drawn   {}",
+        plan.faults.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+    );
     let _ = writeln!(out, "  faults");
     for kind in FaultKind::ALL {
         let _ = writeln!(
@@ -86,9 +91,14 @@ pub(crate) fn table(findings: &Findings) -> String {
                 .filter_map(|a| a.note.map(|n| n.to_string()))
                 .collect();
             notes.dedup();
+            let known = if allowed.iter().any(|k| k == kind) {
+                " (a known limit, docs/reliability.md: allowed)"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
-                "    {kind:<26}{} notes: {}",
+                "    {kind:<26}{}{known} notes: {}",
                 anomalies.len(),
                 notes.join(" ")
             );

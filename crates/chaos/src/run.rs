@@ -51,6 +51,8 @@ pub(crate) struct Plan {
     pub(crate) users: usize,
     /// How long the system may take to settle after the load.
     pub(crate) settle: Duration,
+    /// The fault kinds the schedule draws from.
+    pub(crate) faults: Vec<FaultKind>,
 }
 
 /// What a run found.
@@ -202,7 +204,7 @@ pub(crate) async fn run(plan: Plan) -> Result<Findings> {
     let mut instances: Vec<String> = ROLES.iter().map(|r| (*r).to_owned()).collect();
     instances.extend(SECOND_INSTANCES.iter().map(|(_, i)| (*i).to_owned()));
     let targets: Vec<&str> = instances.iter().map(String::as_str).collect();
-    let faults = schedule(plan.seed, plan.duration, &targets);
+    let faults = schedule(plan.seed, plan.duration, &targets, &plan.faults);
     let base = cluster.http_url.clone();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -243,14 +245,19 @@ pub(crate) async fn run(plan: Plan) -> Result<Findings> {
 
     let mut facts = Facts::default();
     let cluster = &chaos.cluster;
-    // `notesaga check` waits until no saga is at work, then checks the stores.
-    let (clean, report) =
-        tokio::task::block_in_place(|| cluster.check(plan.settle)).context("notesaga check")?;
+    let settle_started = Instant::now();
+    observe::settle(cluster.data_dir(), plan.settle).await?;
+    eprintln!(
+        "chaos: settled in {:.0}s; checking",
+        settle_started.elapsed().as_secs_f64()
+    );
+    // `notesaga check` waits until no saga is at work (briefly: settled), then checks
+    // the stores.
+    let (clean, report) = tokio::task::block_in_place(|| cluster.check(Duration::from_secs(30)))
+        .context("notesaga check")?;
     if !clean {
         facts.check = Some(report);
     }
-    // The projector catches up with the last outcomes.
-    tokio::time::sleep(Duration::from_secs(5)).await;
     let undecodable = observe::log_facts(cluster, &mut facts).await?;
     observe::read_notes(&base, &mut facts).await?;
     observe::sagas(cluster.data_dir(), &mut facts).await?;

@@ -99,16 +99,31 @@ pub(crate) const FAILING_POINTS: [&str; 2] = ["embedding.generate", "narration.r
 /// The pause point of narration (milliseconds per call while its file is there).
 pub(crate) const PAUSE_POINT: &str = "narration.render.pause";
 
-/// The schedule for `seed` over `duration`, against the role `instances`.
-pub(crate) fn schedule(seed: u64, duration: Duration, instances: &[&str]) -> Vec<Fault> {
+impl FaultKind {
+    /// The kind named `name` (as the table prints it).
+    pub(crate) fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name.trim())
+    }
+}
+
+/// The schedule for `seed` over `duration`, against the role `instances`, drawing only
+/// the `enabled` kinds (their weights renormalised).
+pub(crate) fn schedule(
+    seed: u64,
+    duration: Duration,
+    instances: &[&str],
+    enabled: &[FaultKind],
+) -> Vec<Fault> {
     let mut rng = Rng::fork(seed, u64::MAX);
     let mut faults = Vec::new();
+    let total: u64 = enabled.iter().map(|kind| kind.draw().0).sum();
     // The first seconds let the load start on a healthy system.
     let mut at = Duration::from_secs(rng.range(3, 8));
-    while at < duration && !instances.is_empty() {
-        let mut pick = rng.range(0, 100);
+    while at < duration && !instances.is_empty() && total > 0 {
+        let mut pick = rng.range(0, total);
         let kind = FaultKind::ALL
             .into_iter()
+            .filter(|kind| enabled.contains(kind))
             .find(|kind| {
                 let (weight, _) = kind.draw();
                 if pick < weight {
@@ -118,7 +133,7 @@ pub(crate) fn schedule(seed: u64, duration: Duration, instances: &[&str]) -> Vec
                     false
                 }
             })
-            .unwrap_or(FaultKind::Kill);
+            .unwrap_or(enabled[0]);
         let (_, (low, high)) = kind.draw();
         let hold = Duration::from_millis(rng.range(low * 1000, high * 1000 + 1));
         let target = match kind {
@@ -154,19 +169,19 @@ mod tests {
     fn a_seed_reproduces_its_schedule_and_another_seed_does_not() {
         let minutes = Duration::from_secs(600);
         assert_eq!(
-            schedule(42, minutes, &INSTANCES),
-            schedule(42, minutes, &INSTANCES)
+            schedule(42, minutes, &INSTANCES, &FaultKind::ALL),
+            schedule(42, minutes, &INSTANCES, &FaultKind::ALL)
         );
         assert_ne!(
-            schedule(42, minutes, &INSTANCES),
-            schedule(43, minutes, &INSTANCES)
+            schedule(42, minutes, &INSTANCES, &FaultKind::ALL),
+            schedule(43, minutes, &INSTANCES, &FaultKind::ALL)
         );
     }
 
     #[test]
     fn faults_follow_each_other_within_the_run_and_name_real_targets() {
         let duration = Duration::from_secs(1800);
-        let faults = schedule(7, duration, &INSTANCES);
+        let faults = schedule(7, duration, &INSTANCES, &FaultKind::ALL);
         assert!(faults.len() > 50, "{}", faults.len());
         for pair in faults.windows(2) {
             assert!(pair[0].at + pair[0].hold < pair[1].at, "{pair:?}");
@@ -189,5 +204,16 @@ mod tests {
         for kind in FaultKind::ALL {
             assert!(faults.iter().any(|f| f.kind == kind), "{kind} never drawn");
         }
+    }
+
+    #[test]
+    fn only_enabled_kinds_are_drawn() {
+        let some = [FaultKind::Pause, FaultKind::ProviderHang];
+        let faults = schedule(7, Duration::from_secs(900), &INSTANCES, &some);
+        assert!(faults.len() > 20);
+        assert!(faults.iter().all(|f| some.contains(&f.kind)), "{faults:?}");
+        assert!(schedule(7, Duration::from_secs(900), &INSTANCES, &[]).is_empty());
+        assert_eq!(FaultKind::parse("broker-kill"), Some(FaultKind::BrokerKill));
+        assert_eq!(FaultKind::parse("nap"), None);
     }
 }
