@@ -63,7 +63,11 @@ pub(crate) fn table(findings: &Findings, allowed: &[String]) -> String {
     let _ = writeln!(
         out,
         "  fault kinds drawn   {}",
-        plan.faults.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+        plan.faults
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let _ = writeln!(out, "  faults");
     for kind in FaultKind::ALL {

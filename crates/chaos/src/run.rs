@@ -88,6 +88,9 @@ struct Chaos {
     faults_dir: PathBuf,
     /// Instances currently SIGSTOPped, and whether the broker is.
     paused: Vec<String>,
+    /// What the harness itself saw go wrong (a broker that stopped answering).
+    anomalies: Vec<Anomaly>,
+    started: Instant,
 }
 
 impl Chaos {
@@ -128,7 +131,7 @@ impl Chaos {
             FaultKind::BrokerKill => {
                 self.cluster.broker_mut().kill();
                 tokio::time::sleep(fault.hold).await;
-                tokio::task::block_in_place(|| self.cluster.broker_mut().restart(true))?;
+                tokio::task::block_in_place(|| self.restart_broker(true))?;
             }
             FaultKind::BrokerPause => {
                 let pid = self.cluster.broker_mut().pid();
@@ -139,7 +142,7 @@ impl Chaos {
                 self.paused.retain(|p| p != "broker");
             }
             FaultKind::BrokerRestart => {
-                tokio::task::block_in_place(|| self.cluster.broker_mut().restart(false))?;
+                tokio::task::block_in_place(|| self.restart_broker(false))?;
             }
             FaultKind::ProviderFail => {
                 self.window(target, "always", fault.hold).await?;
@@ -148,6 +151,49 @@ impl Chaos {
             FaultKind::ProviderHang => self.window(PAUSE_POINT, HANG_MS, fault.hold).await?,
         }
         Ok(())
+    }
+
+    /// Restarts the broker; one that does not answer after its restart is an anomaly,
+    /// and is restarted again (three tries in all).
+    fn restart_broker(&mut self, kill: bool) -> Result<()> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.cluster.broker_mut().restart(kill || tries > 1) {
+                Ok(()) => return Ok(()),
+                Err(err) if tries < 3 => self.anomalies.push(Anomaly {
+                    kind: "broker-unusable",
+                    note: None,
+                    detail: format!(
+                        "the broker did not answer after a restart at +{:.0}s: {err:#}",
+                        self.started.elapsed().as_secs_f64()
+                    ),
+                }),
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// A broker that listens but answers no metadata (its storage died) is an anomaly;
+    /// it is restarted so the run goes on.
+    fn probe_broker(&mut self) -> Result<()> {
+        if self.paused.iter().any(|p| p == "broker") {
+            return Ok(());
+        }
+        let addr = self.cluster.kafka_addr().to_owned();
+        if notesaga_testkit::wait_for_metadata(&addr, Duration::from_secs(10)).is_ok() {
+            return Ok(());
+        }
+        self.anomalies.push(Anomaly {
+            kind: "broker-unusable",
+            note: None,
+            detail: format!(
+                "the broker answered no metadata at +{:.0}s; restarted",
+                self.started.elapsed().as_secs_f64()
+            ),
+        });
+        eprintln!("chaos: the broker answers no metadata: restarting it");
+        self.restart_broker(false)
     }
 
     async fn window(&self, point: &str, content: &str, hold: Duration) -> Result<()> {
@@ -176,12 +222,12 @@ impl Chaos {
         }
         signal("CONT", self.cluster.broker_mut().pid());
         if self.cluster.broker_mut().pid().is_none() {
-            self.cluster.broker_mut().restart(true)?;
+            self.restart_broker(true)?;
         }
         for entry in std::fs::read_dir(&self.faults_dir)?.flatten() {
             std::fs::remove_file(entry.path())?;
         }
-        Ok(())
+        self.probe_broker()
     }
 }
 
@@ -215,6 +261,8 @@ pub(crate) async fn run(plan: Plan) -> Result<Findings> {
         cluster,
         faults_dir: faults_dir.path().to_owned(),
         paused: Vec::new(),
+        anomalies: Vec::new(),
+        started: Instant::now(),
     };
     let load_started = Instant::now();
     let mut counts: BTreeMap<FaultKind, usize> = BTreeMap::new();
@@ -224,6 +272,7 @@ pub(crate) async fn run(plan: Plan) -> Result<Findings> {
             break;
         }
         tokio::time::sleep_until(due.into()).await;
+        tokio::task::block_in_place(|| chaos.probe_broker())?;
         chaos
             .apply(fault)
             .await
@@ -265,7 +314,9 @@ pub(crate) async fn run(plan: Plan) -> Result<Findings> {
     rebuild(&base)?;
     let after = observe::snapshot(cluster.data_dir()).await?;
     facts.rebuild = observe::differences(&before, &after);
-    let (anomalies, raw) = verdict(&history, &facts);
+    let (mut anomalies, raw) = verdict(&history, &facts);
+    anomalies.extend(chaos.anomalies.iter().cloned());
+    anomalies.sort();
     Ok(Findings {
         plan,
         elapsed: started.elapsed(),

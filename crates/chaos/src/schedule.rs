@@ -102,7 +102,9 @@ pub(crate) const PAUSE_POINT: &str = "narration.render.pause";
 impl FaultKind {
     /// The kind named `name` (as the table prints it).
     pub(crate) fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.name() == name.trim())
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.name() == name.trim())
     }
 }
 
