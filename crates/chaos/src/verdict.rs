@@ -90,8 +90,12 @@ pub(crate) struct RawDuplicates {
     pub(crate) events: usize,
 }
 
-/// The effect a command had.
+/// The effect a command had: applied, the version, the rejection code.
 type Effect = (bool, Option<i64>, Option<String>);
+
+/// A client's request on a note that took effect: its place in the client's order, its
+/// kind, its marker and its effect.
+type Step = (u64, OpKind, String, Effect);
 
 /// Checks the history against the facts.
 pub(crate) fn verdict(history: &[Op], facts: &Facts) -> (Vec<Anomaly>, RawDuplicates) {
@@ -147,7 +151,7 @@ pub(crate) fn verdict(history: &[Op], facts: &Facts) -> (Vec<Anomaly>, RawDuplic
 
     // Each request: its command on the log, once, with one outcome.
     // (client, note) → [(seq, kind, marker, effect)] in the client's order.
-    let mut lives: BTreeMap<(usize, Uuid), Vec<(u64, OpKind, String, Effect)>> = BTreeMap::new();
+    let mut lives: BTreeMap<(usize, Uuid), Vec<Step>> = BTreeMap::new();
     for op in history {
         let on_log: BTreeSet<Uuid> = match op.kind {
             OpKind::Create | OpKind::Edit => by_marker

@@ -233,7 +233,7 @@ fn injected(path: Path, fault: Fault) -> Vec<(RDKafkaApiKey, Vec<RDKafkaRespErr>
         (Path::Fetch, Fault::Timeouts) => vec![(RDKafkaApiKey::Fetch, timeouts)],
         (Path::Commit, Fault::Timeouts) => vec![(RDKafkaApiKey::OffsetCommit, timeouts)],
         (Path::Join, Fault::Timeouts) => vec![
-            (RDKafkaApiKey::JoinGroup, timeouts.clone()),
+            (RDKafkaApiKey::JoinGroup, timeouts),
             (
                 RDKafkaApiKey::SyncGroup,
                 vec![RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT],
