@@ -169,3 +169,13 @@ SECONDS ?= 20
 bench-compare: restate-peer
 	$(CARGO) build --locked --release --bins
 	DEFAULT_EMBEDDER=$(DEFAULT_EMBEDDER) scripts/bench-compare.sh $(TARGET_DIR)/release $(RESTATE_DIR) $(LEVELS) $(SECONDS)
+
+# The long chaos run (issue 14, docs/reliability.md): every role its own process, a
+# seeded load and fault schedule, then the history check; exits non-zero on any anomaly.
+# CHAOS_DURATION (default 30m), CHAOS_SEED (default: drawn, printed), CHAOS_USERS. The
+# test build, since the provider faults are fault points. A 90 s run is in `make test`.
+.PHONY: chaos
+CHAOS_DURATION ?= 30m
+chaos: deps
+	$(CARGO) build --locked --bins $(TEST_FEATURES)
+	CHAOS_DURATION=$(CHAOS_DURATION) $(TARGET_DIR)/debug/notesaga-chaos

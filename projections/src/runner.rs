@@ -345,8 +345,9 @@ impl Projector {
                 debug!(%err, "offset commit");
             }
         }
-        let _ = consumer.commit_consumer_state(CommitMode::Sync);
-        consumer.unsubscribe();
+        // Bounded: a dead broker must not hold the projector (docs/operations.md).
+        notesaga_log::consumer::close_within(consumer, &group, notesaga_log::consumer::CLOSE_BOUND)
+            .await;
         Ok(())
     }
 

@@ -521,6 +521,23 @@ impl ReadStore {
         Ok(())
     }
 
+    /// Whether the API accepted a `CreateNote` of `note_id` from `owner`. A note whose
+    /// create is accepted is the owner's before the projection has seen it: the API
+    /// takes the owner's next commands on it at once (the notes aggregate, which sees
+    /// them after the create on the same partition, judges them), while another user's
+    /// command still finds no such note.
+    pub async fn accepted_create(&self, note_id: Uuid, owner: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS found FROM commands \
+             WHERE note_id = $1 AND owner = $2 AND command_type = 'CreateNote' LIMIT 1",
+        )
+        .bind(note_id.to_string())
+        .bind(owner.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// Forgets a command that could not be sent after all (the client got an error, not
     /// its id, so nobody asks for it).
     pub async fn forget_accepted(&self, command_id: Uuid) -> Result<()> {

@@ -199,7 +199,7 @@ async fn execute(
     let fresh_note = existing.unwrap_or_else(Uuid::new_v4);
     let Some(key) = key else {
         if let Some(note_id) = existing {
-            live_note(state, note_id, caller).await?;
+            commandable_note(state, note_id, caller).await?;
         }
         let command = build(fresh_note);
         return match dispatch(state, caller, headers, fresh_command, command, false).await {
@@ -236,7 +236,7 @@ async fn execute(
     // timed out after sending): it is re-sent unchecked, as it was, and the notes
     // processor, which answers a command id once, checks it.
     let checked = match existing {
-        Some(existing) if !resumed => live_note(state, existing, caller).await.map(drop),
+        Some(existing) if !resumed => commandable_note(state, existing, caller).await,
         _ => Ok(()),
     };
     let outcome = match checked {
@@ -565,6 +565,28 @@ async fn live_note(state: &AppState, note_id: Uuid, caller: &Caller) -> Result<N
     match note.deleted_at {
         Some(_) => Err(gone(note_id)),
         None => Ok(note),
+    }
+}
+
+/// Whether the caller may send a command on the note: it is theirs and not deleted in
+/// the read model, or the read model has not seen it yet but this API accepted the
+/// caller's create of it. A client that edits or deletes right after creating must not
+/// get 404 because the projection lags; the notes aggregate sees the create first (same
+/// partition) and is the judge, its rejection shows in the command's status. Another
+/// user's note stays 404: their create is not the caller's.
+async fn commandable_note(state: &AppState, note_id: Uuid, caller: &Caller) -> Result<(), Problem> {
+    match live_note(state, note_id, caller).await {
+        Ok(_) => Ok(()),
+        // Note ids are the API's own (v4, drawn per create), so a create accepted from
+        // the caller makes the note the caller's.
+        Err(problem) if problem.status == StatusCode::NOT_FOUND.as_u16() => {
+            if state.store.accepted_create(note_id, &caller.owner).await? {
+                Ok(())
+            } else {
+                Err(problem)
+            }
+        }
+        Err(problem) => Err(problem),
     }
 }
 

@@ -3,7 +3,12 @@
 //! Starts `notesaga-broker` as a child process (its log under `<data-dir>/broker`,
 //! listening on `--kafka-addr`), then the schema registry and every role as tasks of
 //! this process, all reaching the broker over TCP through rdkafka. On Ctrl-C or SIGTERM
-//! the roles finish what they hold, then the broker is stopped.
+//! the roles finish what they hold (bounded: [`ROLES_BOUND`]), then the broker is
+//! stopped and reaped ([`BROKER_STOP_BOUND`]); the whole stop is bounded by
+//! [`SHUTDOWN_BOUND`] whatever the broker does. A broker that dies on its own is
+//! restarted ([`BROKER_RESTARTS`] times, with backoff); one that keeps dying stops the
+//! node with an error. The data directory and what it holds are the node's user's
+//! alone (directories 0700, files 0600; looser modes found are tightened and logged).
 //!
 //! The API checks HS256 tokens signed with the node's own secret, generated on first
 //! start into `DATA_DIR/jwt-secret` (mode 0600); the start-up banner prints tokens, and
@@ -28,6 +33,8 @@ use crate::{
     args::{Connection, DevArgs, Storage},
     roles,
 };
+
+mod permissions;
 
 /// The broker executable: the flag, else beside this binary, else on PATH.
 fn broker_bin(explicit: Option<PathBuf>) -> PathBuf {
@@ -62,7 +69,9 @@ impl NodeFile {
     fn write(&self, data_dir: &Path) -> anyhow::Result<()> {
         let path = data_dir.join(NODE_FILE);
         let text = serde_json::to_string_pretty(self).expect("a node file serialises");
-        std::fs::write(&path, text + "\n")
+        let mut file = permissions::private_file(&path, false)?;
+        file.set_len(0)
+            .and_then(|()| std::io::Write::write_all(&mut file, (text + "\n").as_bytes()))
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
@@ -150,14 +159,36 @@ pub(crate) fn admin_token(data_dir: &Path) -> Result<String> {
     token(data_dir, LOCAL_USER, true, COMMAND_TOKEN_TTL)
 }
 
+/// How long `dev` lets its roles stop (each finishes the record in hand, commits and
+/// leaves its group) before it goes on without them.
+pub(crate) const ROLES_BOUND: Duration = Duration::from_secs(20);
+
+/// How long the broker has to exit after SIGTERM before it is killed (then reaped).
+const BROKER_STOP_BOUND: Duration = Duration::from_secs(10);
+
+/// The most `notesaga dev` takes to exit once asked (signal or failure): its roles, its
+/// broker, and slack. Past it the process exits anyway, killing its broker first.
+pub(crate) const SHUTDOWN_BOUND: Duration = Duration::from_secs(40);
+
+/// How often a broker that dies on its own is restarted before the node gives up.
+const BROKER_RESTARTS: u32 = 3;
+
+/// The wait before the n-th restart: `BROKER_BACKOFF · 2^(n-1)`.
+const BROKER_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A broker that ran this long counts as healthy again: its restart budget is renewed.
+const BROKER_STABLE: Duration = Duration::from_secs(300);
+
+/// The pid of the running broker, for the shutdown watchdog ([`roles::exit_within`]),
+/// which kills it before a forced exit (0: none).
+pub(crate) static BROKER_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 fn start_broker(bin: &Path, data_dir: &Path, kafka_addr: &str) -> Result<Child> {
     let log_path = data_dir.join("broker.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("cannot open {}", log_path.display()))?;
-    tokio::process::Command::new(bin)
+    let log = permissions::private_file(&log_path, true)?;
+    let broker_dir = data_dir.join("broker");
+    permissions::private_dir(&broker_dir)?;
+    let child = tokio::process::Command::new(bin)
         .arg("--data-dir")
         .arg(data_dir.join("broker"))
         .arg("--kafka-addr")
@@ -172,9 +203,16 @@ fn start_broker(bin: &Path, data_dir: &Path, kafka_addr: &str) -> Result<Child> 
                 "cannot start the broker {}: build it with `cargo build --release --bins` or set --broker-bin / NOTESAGA_BROKER_BIN",
                 bin.display()
             )
-        })
+        })?;
+    BROKER_PID.store(
+        child.id().unwrap_or_default(),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    Ok(child)
 }
 
+/// Stops the broker (SIGTERM, then SIGKILL after [`BROKER_STOP_BOUND`]) and reaps it, so
+/// it never stays behind as a zombie or an orphan.
 async fn stop_broker(mut broker: Child) {
     if let Some(pid) = broker.id() {
         // SIGTERM lets tansu close its SQLite log cleanly; `kill` is the fallback.
@@ -184,13 +222,17 @@ async fn stop_broker(mut broker: Child) {
             .status()
             .await;
     }
-    match tokio::time::timeout(Duration::from_secs(10), broker.wait()).await {
+    match tokio::time::timeout(BROKER_STOP_BOUND, broker.wait()).await {
         Ok(_) => info!("broker stopped"),
         Err(_) => {
-            warn!("broker did not stop in 10 s: killing it");
-            let _ = broker.kill().await;
+            warn!(bound = ?BROKER_STOP_BOUND, "broker did not stop in time: killing it");
+            // `kill` sends SIGKILL and reaps.
+            if let Err(err) = broker.kill().await {
+                warn!(%err, "cannot kill the broker");
+            }
         }
     }
+    BROKER_PID.store(0, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// Runs the single node until `shutdown`.
@@ -198,13 +240,11 @@ pub(crate) async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<()
     // The recorder first: series the roles register at start-up (dead letters per
     // group, breaker state) must not be lost before the API installs it.
     crate::telemetry::install_metrics();
-    std::fs::create_dir_all(&args.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            args.data_dir.display()
-        )
-    })?;
+    // The node's user alone reads the notes, the audio and the secret: the directory is
+    // made 0700 (an existing one with looser modes is tightened, and logged).
+    permissions::private_dir(&args.data_dir)?;
     let data_dir = args.data_dir.canonicalize()?;
+    permissions::tighten_tree(&data_dir)?;
     // Before anything starts: a node that cannot keep its secret does not serve.
     load_or_create_secret(&data_dir)?;
     crate::registry_auth::load_or_create_node_user_info(&data_dir)?;
@@ -212,15 +252,38 @@ pub(crate) async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<()
     let mut broker = start_broker(&bin, &data_dir, &args.kafka_addr)?;
     info!(kafka = %args.kafka_addr, data_dir = %data_dir.display(), "broker started");
 
-    let result = run_roles(&args, &data_dir, &mut broker, shutdown.clone()).await;
+    let result = run_roles(&args, &data_dir, &bin, &mut broker, shutdown.clone()).await;
     shutdown.cancel();
     stop_broker(broker).await;
     result
 }
 
+/// What the node does about a broker that exited while it was not asked to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BrokerDeath {
+    /// Restart it after this wait (the n-th restart of the current budget).
+    Restart { attempt: u32, after: Duration },
+    /// It keeps dying: stop the node.
+    GiveUp,
+}
+
+/// Decides after the broker died, given the restarts already spent in this budget and
+/// how long it ran since its last start.
+fn after_broker_death(spent: u32, ran: Duration) -> BrokerDeath {
+    let spent = if ran >= BROKER_STABLE { 0 } else { spent };
+    if spent >= BROKER_RESTARTS {
+        return BrokerDeath::GiveUp;
+    }
+    BrokerDeath::Restart {
+        attempt: spent + 1,
+        after: BROKER_BACKOFF * 2u32.pow(spent),
+    }
+}
+
 async fn run_roles(
     args: &DevArgs,
     data_dir: &Path,
+    bin: &Path,
     broker: &mut Child,
     shutdown: CancellationToken,
 ) -> Result<()> {
@@ -271,6 +334,20 @@ async fn run_roles(
         data_dir: data_dir.to_owned(),
         database_url: args.database_url.clone(),
     };
+    // The SQLite files are made 0600 before SQLite creates them (its journal and WAL
+    // files take the database file's mode).
+    for name in ["projections.db", "embedding.db"] {
+        let path = data_dir.join(name);
+        let url = if name == "projections.db" {
+            storage.projections_url()?
+        } else {
+            storage.embedding_url(&None)?
+        };
+        if url.starts_with("sqlite") {
+            permissions::private_file(&path, false)?;
+        }
+    }
+    permissions::private_dir(&storage.audio_dir())?;
     let read_store = ReadStore::connect(&storage.projections_url()?).await?;
     let api_config = ApiConfig {
         auth: AuthConfig::hs256(secret(data_dir)?.as_bytes())
@@ -352,9 +429,30 @@ async fn run_roles(
         data_dir.join(crate::registry_auth::USER_INFO_FILE).display(),
     );
 
+    // What the roles and the broker created at this start is tightened too (the
+    // broker's own files are made by its process, with its umask).
+    permissions::tighten_tree(data_dir)?;
+
     let mut failure = None;
+    let mut restarts = 0;
+    let mut broker_started = std::time::Instant::now();
+    let roles_deadline = tokio::time::sleep(Duration::from_secs(86_400 * 365));
+    tokio::pin!(roles_deadline);
+    let mut roles_bounded = false;
     loop {
+        if shutdown.is_cancelled() && !roles_bounded {
+            roles_bounded = true;
+            roles_deadline
+                .as_mut()
+                .reset(tokio::time::Instant::now() + ROLES_BOUND);
+        }
         tokio::select! {
+            () = &mut roles_deadline, if roles_bounded => {
+                error!(bound = ?ROLES_BOUND, roles = tasks.len(), "roles did not stop in time: abandoning them");
+                tasks.abort_all();
+                break;
+            }
+            () = shutdown.cancelled(), if !roles_bounded => {}
             joined = tasks.join_next() => match joined {
                 None => break,
                 Some(Ok((role, Ok(())))) => info!(role, "stopped"),
@@ -371,8 +469,43 @@ async fn run_roles(
             },
             status = broker.wait(), if failure.is_none() && !shutdown.is_cancelled() => {
                 let status = status?;
-                failure = Some(anyhow::anyhow!("the broker exited ({status}); see {}", data_dir.join("broker.log").display()));
-                shutdown.cancel();
+                let log = data_dir.join("broker.log");
+                match after_broker_death(restarts, broker_started.elapsed()) {
+                    BrokerDeath::Restart { attempt, after } => {
+                        error!(%status, attempt, of = BROKER_RESTARTS, ?after, log = %log.display(), "the broker exited on its own: restarting it");
+                        tokio::select! {
+                            () = tokio::time::sleep(after) => {}
+                            () = shutdown.cancelled() => continue,
+                        }
+                        restarts = attempt;
+                        broker_started = std::time::Instant::now();
+                        match start_broker(bin, data_dir, &args.kafka_addr) {
+                            Ok(child) => {
+                                *broker = child;
+                                tokio::select! {
+                                    ready = wait_for_broker(&connection, broker) => match ready {
+                                        Ok(()) => info!(attempt, kafka = %args.kafka_addr, "broker restarted"),
+                                        // Its exit shows at the next turn of the loop.
+                                        Err(err) => warn!(error = %format!("{err:#}"), "the restarted broker is not ready"),
+                                    },
+                                    () = shutdown.cancelled() => {}
+                                }
+                            }
+                            Err(err) => {
+                                failure = Some(err.context("cannot restart the broker"));
+                                shutdown.cancel();
+                            }
+                        }
+                    }
+                    BrokerDeath::GiveUp => {
+                        error!(%status, restarts, log = %log.display(), "the broker keeps dying: stopping the node");
+                        failure = Some(anyhow::anyhow!(
+                            "the broker keeps dying: it exited ({status}) after {restarts} restarts; see {}",
+                            log.display()
+                        ));
+                        shutdown.cancel();
+                    }
+                }
             }
         }
     }

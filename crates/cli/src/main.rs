@@ -31,6 +31,12 @@ async fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     telemetry::init_tracing(&cli.log_format);
     let shutdown = roles::shutdown_on_signal();
+    // Every command exits within a bound once asked to stop (docs/operations.md).
+    let bound = match &cli.command {
+        Command::Dev(_) => dev::SHUTDOWN_BOUND,
+        _ => roles::SHUTDOWN_BOUND,
+    };
+    roles::exit_within(&shutdown, bound);
     let done = match cli.command {
         Command::Dev(args) => dev::run(args, shutdown).await,
         Command::Api(args) => roles::api(args, shutdown).await,

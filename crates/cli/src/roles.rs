@@ -49,6 +49,63 @@ pub(crate) fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
+/// The most a role process takes to exit once asked (signal or failure): a consumer
+/// loop lets the record in hand finish for `DRAIN_BOUND` (10 s) and commits and leaves
+/// its group within `CLOSE_BOUND` (5 s) of `notesaga-log`; anything else still waiting
+/// (a dead broker, a hung provider, a long `Prefer: wait`) is cut off here.
+pub(crate) const SHUTDOWN_BOUND: Duration = Duration::from_secs(20);
+
+/// The exit code of a process that did not stop within its bound.
+const EXIT_OVERRUN: i32 = 70;
+
+/// The exit code after a second SIGINT or SIGTERM.
+const EXIT_SECOND_SIGNAL: i32 = 130;
+
+/// Once `shutdown` is cancelled the process exits within `bound`, whatever it is
+/// waiting for (docs/operations.md): a watchdog thread ends it with [`EXIT_OVERRUN`],
+/// killing `notesaga dev`'s broker first, and a second SIGINT or SIGTERM ends it at once.
+pub(crate) fn exit_within(shutdown: &CancellationToken, bound: Duration) {
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        token.cancelled().await;
+        // A thread, not a task: a runtime whose workers are blocked still ends.
+        let spawned = std::thread::Builder::new()
+            .name("shutdown-watchdog".into())
+            .spawn(move || {
+                std::thread::sleep(bound);
+                tracing::error!(?bound, "shutdown did not finish in time: exiting anyway");
+                exit_now(EXIT_OVERRUN);
+            });
+        if let Err(err) = spawned {
+            warn!(%err, "cannot start the shutdown watchdog");
+        }
+        let second = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            std::io::Result::Ok(())
+        };
+        if second.await.is_ok() {
+            tracing::error!("second signal: exiting at once");
+            exit_now(EXIT_SECOND_SIGNAL);
+        }
+    });
+}
+
+/// Exits the process now, SIGKILLing `notesaga dev`'s broker first so none is left.
+fn exit_now(code: i32) -> ! {
+    let broker = crate::dev::BROKER_PID.load(std::sync::atomic::Ordering::SeqCst);
+    if broker != 0 {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &broker.to_string()])
+            .status();
+    }
+    std::process::exit(code)
+}
+
 /// What every role needs to talk to the log.
 #[derive(Debug, Clone)]
 pub(crate) struct Runtime {

@@ -170,3 +170,65 @@ async fn lists_command_status_search_and_readiness() -> Result<()> {
     cluster.assert_consistent(Duration::from_secs(60))?;
     Ok(())
 }
+
+/// Issue 14, defect 1: a client that edits or deletes right after it created must not
+/// get 404 because the read model lags. Here no projector runs until the end, so the
+/// read model never knows the note while the commands arrive: the owner's edit and
+/// delete are accepted and applied in order after the create, a stale `If-Match` is
+/// accepted and the aggregate's rejection shows in its status, and another user's
+/// command on the note stays 404.
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_right_after_a_create_are_accepted_before_the_read_model_has_the_note(
+) -> Result<()> {
+    let mut cluster = Cluster::start_roles(&[], &["notes", "api"]).await?;
+    let base = cluster.http_url.clone();
+    let base = base.as_str();
+
+    let (note, create) = accepted(&queries::create(base, "Mitosis", "Prophase first.").await?)?;
+    let read = queries::get(base, &format!("/v1/notes/{note}"), &[]).await?;
+    assert_eq!(
+        read.status, 404,
+        "the read model must not know it yet: {read:?}"
+    );
+
+    let (_, edit) = accepted(
+        &queries::edit_if_match(base, &note, "Mitosis", "Prophase, then metaphase.", 1).await?,
+    )?;
+    let (_, stale) =
+        accepted(&queries::edit_if_match(base, &note, "Mitosis", "A stale edit.", 1).await?)?;
+
+    // Another user: the same note is as unknown as a missing one.
+    let mallory = notesaga_testkit::http_as("mallory", false);
+    let theirs = mallory
+        .put(format!("{base}/v1/notes/{note}"))
+        .json(&serde_json::json!({"title": "Mine", "body": "Now."}))
+        .send()
+        .await?;
+    assert_eq!(theirs.status().as_u16(), 404);
+    let theirs = mallory
+        .delete(format!("{base}/v1/notes/{note}"))
+        .send()
+        .await?;
+    assert_eq!(theirs.status().as_u16(), 404);
+
+    let (_, delete) = accepted(&queries::delete(base, &note).await?)?;
+
+    // The projector catches up: every command has its outcome, in the order sent.
+    cluster.start_role("projector")?;
+    let created = queries::wait_command(base, &create, OUTCOME_TIMEOUT).await?;
+    assert_eq!(created["status"], "applied", "{created}");
+    assert_eq!(created["version"], 1, "{created}");
+    let edited = queries::wait_command(base, &edit, OUTCOME_TIMEOUT).await?;
+    assert_eq!(edited["status"], "applied", "{edited}");
+    assert_eq!(edited["version"], 2, "{edited}");
+    let refused = queries::wait_command(base, &stale, OUTCOME_TIMEOUT).await?;
+    assert_eq!(refused["status"], "rejected", "{refused}");
+    assert_eq!(
+        refused["rejection"]["code"], "version_conflict",
+        "{refused}"
+    );
+    let deleted = queries::wait_command(base, &delete, OUTCOME_TIMEOUT).await?;
+    assert_eq!(deleted["status"], "applied", "{deleted}");
+    client::wait_note(base, &note, OUTCOME_TIMEOUT, |status, _| status == 410).await?;
+    Ok(())
+}

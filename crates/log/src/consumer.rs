@@ -6,7 +6,11 @@
 //! crash anywhere re-delivers at most the records whose outcome was not yet durable —
 //! handlers are idempotent for that reason.
 
-use std::{future::Future, sync::Mutex, time::Instant};
+use std::{
+    future::Future,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use rdkafka::{
     consumer::{CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer},
@@ -20,6 +24,65 @@ use crate::{
     dlq::dead_letter_durably, telemetry, Inbound, KafkaConfig, Metadata, Publisher, Result,
     RetryPolicy,
 };
+
+/// How long a consumer loop lets the record (or batch) in hand finish once shutdown is
+/// asked; past it the loop stops without storing its offset (docs/operations.md).
+pub const DRAIN_BOUND: Duration = Duration::from_secs(10);
+
+/// How long the last offset commit and leaving the group may take at shutdown; past it
+/// the consumer is left behind (its thread dies with the process) so a dead or frozen
+/// broker cannot hold the process (docs/operations.md).
+pub const CLOSE_BOUND: Duration = Duration::from_secs(5);
+
+/// Runs `work` to its end; once `shutdown` is cancelled it gets `bound` more, then it
+/// is dropped (`None`).
+pub async fn drain_within<T>(
+    shutdown: &CancellationToken,
+    bound: Duration,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(work);
+    tokio::select! {
+        done = &mut work => return Some(done),
+        () = shutdown.cancelled() => {}
+    }
+    tokio::time::timeout(bound, work).await.ok()
+}
+
+/// Commits the stored offsets, leaves the group and destroys `consumer`, giving up after
+/// `bound`. librdkafka's synchronous commit and its close (which `Drop` runs, polling
+/// until the group is left) wait for the group coordinator without a limit, so with
+/// the broker gone they never return: they run on a thread of their own, which is left
+/// behind when the bound passes and ends with the process. Returns whether the consumer
+/// closed in time.
+pub async fn close_within<C>(consumer: StreamConsumer<C>, group: &str, bound: Duration) -> bool
+where
+    C: ConsumerContext + 'static,
+{
+    let (done, closed) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("consumer-close".into())
+        .spawn(move || {
+            if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
+                // Nothing stored since the last commit is the usual reason.
+                debug!(%err, "final commit");
+            }
+            consumer.unsubscribe();
+            drop(consumer);
+            let _ = done.send(());
+        });
+    if let Err(err) = spawned {
+        warn!(%group, %err, "cannot start a thread to close the consumer: leaving it behind");
+        return false;
+    }
+    match tokio::time::timeout(bound, closed).await {
+        Ok(_) => true,
+        Err(_) => {
+            warn!(%group, ?bound, "could not commit and leave the group in time (is the broker down?): leaving the consumer behind; records not committed are handled again by the next owner");
+            false
+        }
+    }
+}
 
 /// A decoded record and where it came from.
 #[derive(Debug, Clone)]
@@ -250,10 +313,20 @@ impl ConsumerLoop {
             let assigned =
                 crate::redrive::flow_partitions(LoopContext::take(&consumer.context().assigned));
             if !assigned.is_empty() {
-                self.hook("assigned", handler.assigned(&assigned)).await?;
+                let hook = self.hook("assigned", handler.assigned(&assigned));
+                let Some(done) = drain_within(&shutdown, DRAIN_BOUND, hook).await else {
+                    warn!(group = %self.group, bound = ?DRAIN_BOUND, "shutting down in the assigned hook, which did not finish in time");
+                    break;
+                };
+                done?;
             }
             let Some(message) = message else {
-                self.hook("tick", handler.tick()).await?;
+                let hook = self.hook("tick", handler.tick());
+                let Some(done) = drain_within(&shutdown, DRAIN_BOUND, hook).await else {
+                    warn!(group = %self.group, bound = ?DRAIN_BOUND, "shutting down in the tick hook, which did not finish in time");
+                    break;
+                };
+                done?;
                 continue;
             };
             let message = match message {
@@ -263,30 +336,36 @@ impl ConsumerLoop {
                     continue;
                 }
             };
-            if self.batch == 1 {
-                self.process(&consumer, &mut handler, &message).await?;
-                continue;
-            }
-            let mut batch = vec![message];
-            while batch.len() < self.batch {
-                // Only what is already fetched: a batch never waits for traffic.
-                match tokio::time::timeout(std::time::Duration::from_millis(1), consumer.recv())
-                    .await
-                {
-                    Ok(Ok(message)) => batch.push(message),
-                    Ok(Err(err)) => warn!(group = %self.group, %err, "consumer error"),
-                    Err(_) => break,
+            let work = async {
+                if self.batch == 1 {
+                    return self.process(&consumer, &mut handler, &message).await;
+                }
+                let mut batch = vec![message];
+                while batch.len() < self.batch {
+                    // Only what is already fetched: a batch never waits for traffic.
+                    match tokio::time::timeout(std::time::Duration::from_millis(1), consumer.recv())
+                        .await
+                    {
+                        Ok(Ok(message)) => batch.push(message),
+                        Ok(Err(err)) => warn!(group = %self.group, %err, "consumer error"),
+                        Err(_) => break,
+                    }
+                }
+                self.process_batch(&consumer, &mut handler, &batch).await
+            };
+            match drain_within(&shutdown, DRAIN_BOUND, work).await {
+                Some(done) => done?,
+                None => {
+                    // Its offset is not stored: the partition's next owner handles the
+                    // record again, which idempotent handlers make harmless.
+                    warn!(group = %self.group, bound = ?DRAIN_BOUND, "shutting down with a record in hand that did not finish in time (is the broker down?): leaving it to the next owner");
+                    break;
                 }
             }
-            self.process_batch(&consumer, &mut handler, &batch).await?;
         }
 
         info!(group = %self.group, "shutting down: committing offsets and leaving the group");
-        if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
-            // Nothing stored since the last commit is the usual reason.
-            debug!(%err, "final commit");
-        }
-        consumer.unsubscribe();
+        close_within(consumer, &self.group, CLOSE_BOUND).await;
         Ok(())
     }
 

@@ -192,6 +192,33 @@ impl BrokerProcess {
         &self.data_dir
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the broker (SIGKILL if `kill`, else SIGTERM and a wait of up to 30 s) and
+    /// starts it again on the same address and log.
+    pub fn restart(&mut self, kill: bool) -> Result<()> {
+        if kill {
+            self.kill();
+        } else if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while child.try_wait()?.is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let mut fresh = Self::start_in(&self.data_dir, &self.addr)?;
+        self.child = fresh.child.take();
+        Ok(())
+    }
+
     /// Stops the broker with SIGKILL (the log must survive that too).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -240,6 +267,11 @@ impl ChildProcess {
             name: name.to_owned(),
             child: Some(child),
         })
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL, as a crash would.
@@ -989,6 +1021,16 @@ impl Cluster {
     /// Starts (or restarts) `role`.
     pub fn start_role(&mut self, role: &str) -> Result<()> {
         self.start_role_as(role, role)
+    }
+
+    /// The process id of a running role instance.
+    pub fn role_pid(&self, instance: &str) -> Option<u32> {
+        self.roles.get(instance).and_then(ChildProcess::pid)
+    }
+
+    /// The broker, to kill, pause or restart it.
+    pub fn broker_mut(&mut self) -> &mut BrokerProcess {
+        &mut self.broker
     }
 
     /// SIGKILLs a role instance, as a crash would.
