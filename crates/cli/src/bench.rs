@@ -10,6 +10,8 @@ mod api;
 mod replay;
 #[path = "bench_saga.rs"]
 mod saga;
+#[path = "bench_search.rs"]
+mod search;
 
 pub(crate) async fn run(args: BenchArgs) -> Result<()> {
     match args.target {
@@ -41,5 +43,6 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
         BenchTarget::Saga(args) => saga::run(args).await,
         BenchTarget::Api(args) => api::run(args).await,
         BenchTarget::Replay(args) => replay::run(args).await,
+        BenchTarget::Search(args) => search::run(args).await,
     }
 }
