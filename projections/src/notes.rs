@@ -49,13 +49,15 @@ pub async fn apply(
             .bind(e.note_id.to_string())
             .execute(&mut **tx)
             .await?;
+            crate::search::forget(tx, e.note_id).await?;
         }
         FlowEvent::Embedding(EmbeddingEvent::EmbeddingDeleted(e)) => {
             forget_artifact(
                 tx,
                 e.note_id,
                 e.version,
-                "embedding_model = NULL, embedding_dimensions = NULL, embedding_vector = NULL",
+                "embedding_model = NULL, embedding_dimensions = NULL, embedding_vector = NULL, \
+                 embedding_f32 = NULL",
             )
             .await?;
         }
@@ -86,6 +88,7 @@ pub async fn apply(
             .bind(&at)
             .execute(&mut **tx)
             .await?;
+            crate::search::record_text(tx, e.note_id, e.version, &e.title, &e.body).await?;
         }
         FlowEvent::Notes(NotesEvent::NoteEdited(e)) => {
             sqlx::query(
@@ -100,6 +103,7 @@ pub async fn apply(
             .bind(e.version - 1)
             .execute(&mut **tx)
             .await?;
+            crate::search::record_text(tx, e.note_id, e.version, &e.title, &e.body).await?;
         }
         FlowEvent::Notes(NotesEvent::NotePublished(e)) => {
             sqlx::query(
@@ -116,6 +120,7 @@ pub async fn apply(
             .bind(e.version)
             .execute(&mut **tx)
             .await?;
+            crate::search::index_published(tx, e.note_id, e.version).await?;
         }
         FlowEvent::Notes(NotesEvent::NotePublicationFailed(e)) => {
             sqlx::query(
@@ -130,19 +135,19 @@ pub async fn apply(
             .await?;
         }
         FlowEvent::Embedding(EmbeddingEvent::EmbeddingGenerated(e)) => {
-            let vector = serde_json::to_string(&e.vector).expect("floats serialise");
+            // Bytes, not JSON: search reads every vector of a user per query.
             sqlx::query(
-                "INSERT INTO note_artifacts (note_id, version, embedding_model, embedding_dimensions, embedding_vector) \
+                "INSERT INTO note_artifacts (note_id, version, embedding_model, embedding_dimensions, embedding_f32) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (note_id, version) DO UPDATE SET \
                  embedding_model = excluded.embedding_model, \
                  embedding_dimensions = excluded.embedding_dimensions, \
-                 embedding_vector = excluded.embedding_vector",
+                 embedding_vector = NULL, embedding_f32 = excluded.embedding_f32",
             )
             .bind(e.note_id.to_string())
             .bind(e.version)
             .bind(&e.model)
             .bind(i64::from(e.dimensions))
-            .bind(vector)
+            .bind(crate::search::vector_bytes(&e.vector))
             .execute(&mut **tx)
             .await?;
         }

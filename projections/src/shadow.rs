@@ -33,6 +33,8 @@ pub fn tables(projection: &str) -> &'static [&'static str] {
             "sagas",
             "saga_timeline",
             "command_outcomes",
+            "note_texts",
+            "search_documents",
         ],
         _ => &[],
     }
@@ -94,7 +96,7 @@ impl Shadow {
                 remove_sqlite_files(path);
                 let url = format!("sqlite://{}?mode=rwc", path.display());
                 let pool = notesaga_sql::connect(&url, 2).await?;
-                notesaga_sql::migrate(&crate::store::migrator(), &pool).await?;
+                crate::store::migrate(&pool, &url).await?;
                 Ok(ReadStore::from_pool(pool, &url))
             }
             Self::Postgres { url, schema } => {
@@ -115,7 +117,7 @@ impl Shadow {
                     })
                     .connect(url)
                     .await?;
-                notesaga_sql::migrate(&crate::store::migrator(), &pool).await?;
+                crate::store::migrate(&pool, url).await?;
                 Ok(ReadStore::from_pool(pool, url))
             }
         }

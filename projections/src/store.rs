@@ -1,6 +1,5 @@
 //! The read store: connection, migrations and the queries the API serves.
 
-use futures::TryStreamExt as _;
 use sqlx::{AnyPool, Row as _};
 use uuid::Uuid;
 
@@ -13,6 +12,26 @@ pub(crate) fn migrator() -> sqlx::migrate::Migrator {
     let mut migrator = sqlx::migrate!("./migrations");
     migrator.set_ignore_missing(true);
     migrator
+}
+
+/// The migrations one database needs in its own SQL (`migrations-sqlite/`,
+/// `migrations-postgres/`: full-text search, byte columns), applied after the shared
+/// ones. Their versions are distinct from every shared one.
+fn dialect_migrator(url: &str) -> sqlx::migrate::Migrator {
+    let mut migrator = if url.starts_with("postgres") {
+        sqlx::migrate!("./migrations-postgres")
+    } else {
+        sqlx::migrate!("./migrations-sqlite")
+    };
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
+/// Applies the shared migrations, then `url`'s database's own, on `pool`.
+pub(crate) async fn migrate(pool: &AnyPool, url: &str) -> Result<()> {
+    notesaga_sql::migrate(&migrator(), pool).await?;
+    notesaga_sql::migrate(&dialect_migrator(url), pool).await?;
+    Ok(())
 }
 
 /// The database the projections write and the API reads.
@@ -148,10 +167,15 @@ pub struct SearchHit {
     pub note_id: Uuid,
     /// Its current title.
     pub title: String,
-    /// The published version whose embedding matched.
+    /// The published version that matched.
     pub version: i64,
-    /// Cosine similarity of the query and that embedding.
+    /// How well it matched; its meaning depends on the mode ([`ReadStore::find`]).
     pub score: f32,
+    /// The rankings that found it: `keyword`, `semantic`, or both.
+    pub matched_by: Vec<String>,
+    /// A short piece of the published text: around the query's words when they
+    /// matched, else the text's start.
+    pub snippet: String,
 }
 
 /// A command the API accepted, as it records it before sending it.
@@ -228,7 +252,7 @@ impl ReadStore {
     /// Connects to `url` (`sqlite://…?mode=rwc` or `postgres://…`) and migrates.
     pub async fn connect(url: &str) -> Result<Self> {
         let pool = notesaga_sql::connect(url, 8).await?;
-        notesaga_sql::migrate(&migrator(), &pool).await?;
+        migrate(&pool, url).await?;
         Ok(Self {
             pool,
             url: url.to_owned(),
@@ -326,9 +350,7 @@ impl ReadStore {
     /// The owner's notes whose *published* version's embedding (by `model`) is most like
     /// `query` (cosine similarity), best first; at most `limit`, only positive scores,
     /// deleted notes never. Vectors of another model are not comparable and are skipped.
-    ///
-    /// A linear scan of the owner's published vectors, one row at a time; an index (e.g.
-    /// pgvector) can replace it behind the same signature.
+    /// The semantic mode of [`ReadStore::find`].
     pub async fn search(
         &self,
         owner: &str,
@@ -336,37 +358,16 @@ impl ReadStore {
         query: &[f32],
         limit: usize,
     ) -> Result<Vec<SearchHit>> {
-        let mut rows = sqlx::query(
-            "SELECT n.note_id, n.title, n.published_version, a.embedding_vector \
-             FROM notes n JOIN note_artifacts a \
-               ON a.note_id = n.note_id AND a.version = n.published_version \
-             WHERE n.owner = $1 AND n.deleted_at IS NULL \
-               AND a.embedding_model = $2 AND a.embedding_vector IS NOT NULL",
-        )
-        .bind(owner.to_owned())
-        .bind(model.to_owned())
-        .fetch(&self.pool);
-        let mut hits = Vec::new();
-        while let Some(row) = rows.try_next().await? {
-            let vector: String = row.try_get("embedding_vector")?;
-            let vector: Vec<f32> =
-                serde_json::from_str(&vector).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
-            if vector.len() != query.len() {
-                continue;
-            }
-            let score = cosine(query, &vector);
-            if score > 0.0 {
-                hits.push(SearchHit {
-                    note_id: uuid_column(&row, "note_id")?,
-                    title: row.try_get("title")?,
-                    version: row.try_get("published_version")?,
-                    score,
-                });
-            }
-        }
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.note_id.cmp(&b.note_id)));
-        hits.truncate(limit);
-        Ok(hits)
+        self.find(&crate::search::SearchQuery {
+            owner,
+            text: "",
+            model,
+            vector: Some(query),
+            mode: crate::search::SearchMode::Semantic,
+            limit,
+            fusion: crate::search::Fusion::default(),
+        })
+        .await
     }
 
     /// What became of a command the API accepted (`None`: the API never accepted it).
@@ -591,18 +592,6 @@ fn note_view(row: &sqlx::any::AnyRow, with_body: bool) -> Result<NoteView> {
 fn uuid_column(row: &sqlx::any::AnyRow, name: &str) -> Result<Uuid> {
     let text: String = row.try_get(name)?;
     Uuid::parse_str(&text).map_err(|err| sqlx::Error::Decode(Box::new(err)).into())
-}
-
-/// Cosine similarity (0 when either vector is zero).
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let norms =
-        a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norms == 0.0 {
-        0.0
-    } else {
-        dot / norms
-    }
 }
 
 const SAGA_COLUMNS: &str = "SELECT saga_id, note_id, version, kind, state, stuck, step, attempt, \

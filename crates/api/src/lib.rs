@@ -39,7 +39,7 @@ use axum::{
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use notesaga_blob::Blobs;
-use notesaga_embedding::Resilient;
+use notesaga_embedder::Resilient;
 use notesaga_log::Publisher;
 use notesaga_projections::ReadStore;
 use tower_http::{

@@ -111,7 +111,7 @@ fn every_promised_operation_is_documented_with_its_parameters() {
     assert!(get_note["responses"]["200"]["headers"]["ETag"].is_object());
     for (path, parameters) in [
         ("/v1/notes", ["status", "limit", "cursor"].as_slice()),
-        ("/v1/search", ["q", "limit"].as_slice()),
+        ("/v1/search", ["q", "mode", "limit"].as_slice()),
         ("/v1/sagas", ["state", "stuck", "limit"].as_slice()),
     ] {
         let names = parameter_names(operation(&document, "get", path));

@@ -16,7 +16,7 @@ use axum::{
 };
 use http_body_util::BodyExt as _;
 use notesaga_api::{auth::Claims, router, ApiConfig, AuthConfig};
-use notesaga_embedding::BuiltinEmbedder;
+use notesaga_embedder::BuiltinEmbedder;
 use notesaga_events::{
     embedding::{EmbeddingEvent, EmbeddingGenerated},
     notes::{NoteCreated, NotePublished, NotesEvent},
@@ -294,6 +294,40 @@ async fn search_ranks_the_callers_published_notes() -> Result<()> {
     assert_eq!(results[0]["title"], "Cell biology");
     assert_eq!(results[0]["version"], 1);
     assert!(results[0]["score"].as_f64().unwrap_or_default() > 0.0);
+    assert_eq!(
+        results[0]["matched_by"],
+        serde_json::json!(["keyword", "semantic"]),
+        "{body}"
+    );
+    assert!(results[0]["snippet"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("powerhouse"));
+
+    // Each mode alone; the keyword one embeds nothing and matches words only.
+    let (status, _, body) = api.get("/v1/search?q=steam&mode=keyword").await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["results"][0]["note_id"], trains.to_string(), "{body}");
+    assert_eq!(
+        body["results"][0]["matched_by"],
+        serde_json::json!(["keyword"])
+    );
+    assert_eq!(body["results"][0]["score"], 1.0);
+    let (status, _, body) = api.get("/v1/search?q=cell%20biology&mode=semantic").await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["results"][0]["note_id"], cells.to_string(), "{body}");
+    assert_eq!(
+        body["results"][0]["matched_by"],
+        serde_json::json!(["semantic"])
+    );
+    let body = api
+        .problem(
+            "/v1/search?q=x&mode=fuzzy",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+        )
+        .await?;
+    assert_eq!(body["errors"][0]["field"], "mode", "{body}");
     Ok(())
 }
 

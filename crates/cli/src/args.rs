@@ -312,10 +312,16 @@ pub(crate) struct ApiArgs {
 /// Which embedding provider, and how to reach it.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct EmbeddingProviderArgs {
-    /// `builtin` (deterministic, lexical feature hashing; no network) or `openai` (any
-    /// OpenAI-compatible `POST /v1/embeddings` server: OpenAI, Ollama, vLLM, TEI).
+    /// `minilm` (all-MiniLM-L6-v2 in process, from NOTESAGA_EMBEDDING_MODEL_DIR; no
+    /// network), `builtin` (deterministic, lexical feature hashing; no model) or `openai`
+    /// (any OpenAI-compatible `POST /v1/embeddings` server: OpenAI, Ollama, vLLM, TEI).
     #[arg(long, env = "NOTESAGA_EMBEDDING_PROVIDER", default_value = "builtin")]
     pub(crate) embedding_provider: EmbeddingProviderKind,
+    /// Directory of the `minilm` provider's model (`model.safetensors`,
+    /// `tokenizer.json`, `config.json`, as `make model` unpacks them); default
+    /// `$HOME/.cache/notesaga/all-MiniLM-L6-v2`.
+    #[arg(long, env = "NOTESAGA_EMBEDDING_MODEL_DIR")]
+    pub(crate) embedding_model_dir: Option<PathBuf>,
     /// Base URL of the OpenAI-compatible server (`/v1/embeddings` is appended).
     #[arg(
         long,
@@ -347,6 +353,8 @@ pub(crate) struct EmbeddingProviderArgs {
 /// The embedding providers.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum EmbeddingProviderKind {
+    /// all-MiniLM-L6-v2, in process.
+    Minilm,
     /// Built in, deterministic, lexical.
     Builtin,
     /// An OpenAI-compatible server.
@@ -357,29 +365,67 @@ impl EmbeddingProviderArgs {
     /// The provider behind retries (within a budget well inside the saga's step
     /// deadline: 30 s against the saga's default 60 s), a circuit breaker and a
     /// concurrency limit.
-    pub(crate) fn build(&self) -> notesaga_embedding::Resilient {
-        self.build_with(notesaga_log::RetryPolicy {
-            initial_interval: std::time::Duration::from_millis(250),
-            max_attempts: self.embedding_attempts,
-            max_elapsed: std::time::Duration::from_secs(30),
-            ..notesaga_log::RetryPolicy::default()
-        })
+    pub(crate) fn build(&self) -> anyhow::Result<notesaga_embedding::Resilient> {
+        Ok(self.processing(self.provider()?))
+    }
+
+    /// [`Self::build`] around an already built `provider` (one model in memory for
+    /// several roles of one process).
+    pub(crate) fn processing(
+        &self,
+        provider: notesaga_embedding::Provider,
+    ) -> notesaga_embedding::Resilient {
+        self.resilient(
+            provider,
+            notesaga_log::RetryPolicy {
+                initial_interval: std::time::Duration::from_millis(250),
+                max_attempts: self.embedding_attempts,
+                max_elapsed: std::time::Duration::from_secs(30),
+                ..notesaga_log::RetryPolicy::default()
+            },
+        )
     }
 
     /// The same provider for the API's search queries: a client is waiting, so one
     /// retry within a few seconds, then 503.
-    pub(crate) fn build_for_queries(&self) -> notesaga_embedding::Resilient {
-        self.build_with(notesaga_log::RetryPolicy {
-            initial_interval: std::time::Duration::from_millis(100),
-            max_attempts: 2,
-            max_elapsed: std::time::Duration::from_secs(5),
-            ..notesaga_log::RetryPolicy::default()
-        })
+    pub(crate) fn build_for_queries(&self) -> anyhow::Result<notesaga_embedding::Resilient> {
+        Ok(self.queries(self.provider()?))
     }
 
-    fn build_with(&self, retry: notesaga_log::RetryPolicy) -> notesaga_embedding::Resilient {
-        use notesaga_embedding::{BuiltinEmbedder, OpenAiEmbedder, Provider, Resilient};
-        let provider = match self.embedding_provider {
+    /// [`Self::build_for_queries`] around an already built `provider`.
+    pub(crate) fn queries(
+        &self,
+        provider: notesaga_embedding::Provider,
+    ) -> notesaga_embedding::Resilient {
+        self.resilient(
+            provider,
+            notesaga_log::RetryPolicy {
+                initial_interval: std::time::Duration::from_millis(100),
+                max_attempts: 2,
+                max_elapsed: std::time::Duration::from_secs(5),
+                ..notesaga_log::RetryPolicy::default()
+            },
+        )
+    }
+
+    /// The provider alone (the model loaded, for `minilm`).
+    pub(crate) fn provider(&self) -> anyhow::Result<notesaga_embedding::Provider> {
+        use notesaga_embedding::{BuiltinEmbedder, OpenAiEmbedder, Provider};
+        Ok(match self.embedding_provider {
+            EmbeddingProviderKind::Minilm => {
+                let dir = self
+                    .embedding_model_dir
+                    .clone()
+                    .unwrap_or_else(notesaga_embedder::minilm::default_model_dir);
+                let model = notesaga_embedder::MiniLm::load(&dir).map_err(|err| {
+                    anyhow::anyhow!(
+                        "cannot load all-MiniLM-L6-v2 from {} ({err}): run `make model`, \
+                         or set NOTESAGA_EMBEDDING_MODEL_DIR",
+                        dir.display()
+                    )
+                })?;
+                Provider::MiniLm(std::sync::Arc::new(model))
+            }
             EmbeddingProviderKind::Builtin => Provider::Builtin(BuiltinEmbedder),
             EmbeddingProviderKind::Openai => Provider::OpenAi(OpenAiEmbedder::new(
                 &self.embedding_url,
@@ -387,8 +433,15 @@ impl EmbeddingProviderArgs {
                 self.embedding_api_key.clone(),
                 std::time::Duration::from_secs(self.embedding_timeout_secs),
             )),
-        };
-        Resilient::new(
+        })
+    }
+
+    fn resilient(
+        &self,
+        provider: notesaga_embedding::Provider,
+        retry: notesaga_log::RetryPolicy,
+    ) -> notesaga_embedding::Resilient {
+        notesaga_embedding::Resilient::new(
             provider,
             retry,
             notesaga_log::breaker::BreakerConfig::default(),
@@ -654,6 +707,10 @@ pub(crate) enum BenchTarget {
     /// as a Restate workflow (`bench/restate/pipeline.mjs`), called through Restate's
     /// ingress (`make bench-compare` runs both sides in one go).
     Restate(BenchRestateArgs),
+    /// Search quality on the judged set of bench/search (recall@1, recall@10, MRR@10,
+    /// nDCG@10 of keyword, hash, MiniLM and hybrid rankings), query embedding latency,
+    /// and with --speed-notes the search latency over that many notes of one user.
+    Search(BenchSearchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -670,6 +727,33 @@ pub(crate) struct BenchRestateArgs {
     /// Body size of each note, bytes of English-like words.
     #[arg(long, default_value_t = 100)]
     pub(crate) body_size: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BenchSearchArgs {
+    /// Directory of the judged set: corpus.jsonl and judgments.jsonl.
+    #[arg(long, default_value = "bench/search")]
+    pub(crate) set: PathBuf,
+    /// Directory of the all-MiniLM-L6-v2 model; default where `make model` puts it.
+    #[arg(long, env = "NOTESAGA_EMBEDDING_MODEL_DIR")]
+    pub(crate) model_dir: Option<PathBuf>,
+    /// Keyword weight of the hybrid fusion, 0 to 1; default the product's.
+    #[arg(long)]
+    pub(crate) keyword_weight: Option<f32>,
+    /// Choose the keyword weight on the tuning half of the queries (even positions),
+    /// then report the held-out half with it.
+    #[arg(long)]
+    pub(crate) tune: bool,
+    /// Print each query's MRR@10 per ranking.
+    #[arg(long)]
+    pub(crate) verbose: bool,
+    /// Also measure search latency over this many ~1 KB notes of one user (0: skip).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) speed_notes: usize,
+    /// Databases of the latency run; repeatable: `sqlite` (a temporary file) or a
+    /// PostgreSQL server URL (`postgres://USER@HOST:PORT`, a throw-away database).
+    #[arg(long, default_value = "sqlite")]
+    pub(crate) database_url: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -12,6 +12,8 @@ mod replay;
 mod saga;
 #[path = "bench_saga_closed.rs"]
 mod saga_closed;
+#[path = "bench_search.rs"]
+mod search;
 
 pub(crate) async fn run(args: BenchArgs) -> Result<()> {
     match args.target {
@@ -46,5 +48,6 @@ pub(crate) async fn run(args: BenchArgs) -> Result<()> {
         BenchTarget::Api(args) => api::run(args).await,
         BenchTarget::Replay(args) => replay::run(args).await,
         BenchTarget::Restate(args) => saga_closed::run_restate(args).await,
+        BenchTarget::Search(args) => search::run(args).await,
     }
 }

@@ -359,13 +359,16 @@ async fn run_roles(
     let embedding_store = EmbeddingStore::connect(&storage.embedding_url(&None)?).await?;
     let audio = FsBlobStore::new(storage.audio_dir());
     let narrator = args.narration.build();
+    // One copy of the embedding model serves the embedding role and the API's queries.
+    let embedding_provider = args.embedding.provider()?;
 
     tasks.spawn({
         let (rt, token) = (rt.clone(), shutdown.clone());
         async move { ("notes", roles::run_notes(rt, token).await) }
     });
     tasks.spawn({
-        let (rt, token, embedder) = (rt.clone(), shutdown.clone(), args.embedding.build());
+        let (rt, token) = (rt.clone(), shutdown.clone());
+        let embedder = args.embedding.processing(embedding_provider.clone());
         async move {
             (
                 "embedding",
@@ -397,7 +400,7 @@ async fn run_roles(
     });
     tasks.spawn({
         let (rt, token, http) = (rt.clone(), shutdown.clone(), args.http_addr.clone());
-        let embedder = args.embedding.build_for_queries();
+        let embedder = args.embedding.queries(embedding_provider);
         async move {
             (
                 "api",

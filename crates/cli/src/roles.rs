@@ -330,7 +330,7 @@ pub(crate) async fn api(args: ApiArgs, shutdown: CancellationToken) -> Result<()
         ..ApiConfig::default()
     };
     let audio = args.audio.blobs(&args.storage.data_dir)?;
-    let embedder = args.embedding.build_for_queries();
+    let embedder = args.embedding.build_for_queries()?;
     run_api(
         rt,
         store,
@@ -351,7 +351,7 @@ pub(crate) async fn embedding(args: EmbeddingArgs, shutdown: CancellationToken) 
     let rt = connect(&args.connection).await?;
     let store =
         EmbeddingStore::connect(&args.storage.embedding_url(&args.embedding_database_url)?).await?;
-    run_embedding(rt, store, args.provider.build(), shutdown).await
+    run_embedding(rt, store, args.provider.build()?, shutdown).await
 }
 
 pub(crate) async fn narration(args: NarrationArgs, shutdown: CancellationToken) -> Result<()> {

@@ -1,15 +1,13 @@
-//! The embedding domain: the built-in [`embedder`] and the configurable [`provider`]s
-//! that turn text into a vector (behind retries, a circuit breaker and a concurrency
-//! limit), the [`store`]
-//! it owns (its own tables, never read by another domain), and the [`processor`] that
-//! answers `embedding.commands`.
+//! The embedding domain: the [`store`] it owns (its own tables, never read by another
+//! domain) and the [`processor`] that answers `embedding.commands`. The embedders
+//! themselves (hash, all-MiniLM-L6-v2, OpenAI-compatible) live in `notesaga-embedder`,
+//! which the API shares for its queries; they are re-exported here.
 
-pub mod embedder;
 pub mod processor;
-pub mod provider;
 pub mod store;
 
-pub use embedder::BuiltinEmbedder;
+pub use notesaga_embedder::{
+    hash as embedder, provider, BuiltinEmbedder, MiniLm, OpenAiEmbedder, Provider, Resilient,
+};
 pub use processor::EmbeddingProcessor;
-pub use provider::{OpenAiEmbedder, Provider, Resilient};
 pub use store::EmbeddingStore;

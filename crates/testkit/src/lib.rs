@@ -325,6 +325,9 @@ pub fn notesaga() -> Result<Command> {
         )
         .env_remove("NOTESAGA_DATABASE_URL")
         .env_remove("DATABASE_URL")
+        // The hash embedder: tests not about the model stay fast and need no model files
+        // (a test about the model sets `minilm` again).
+        .env("NOTESAGA_EMBEDDING_PROVIDER", "builtin")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     Ok(command)

@@ -162,12 +162,41 @@ pub struct CommandStatus {
 pub struct SearchHit {
     /// The note.
     pub note_id: Uuid,
-    /// The published version's title.
+    /// The note's current title.
     pub title: String,
-    /// The published version.
+    /// The published version that matched.
     pub version: i64,
-    /// Cosine similarity to the query, higher is closer.
+    /// Higher is better; per mode: `semantic`, the cosine similarity; `keyword`, the
+    /// full-text relevance divided by the best match's (1 for the best); `hybrid`, the
+    /// fused score, 0 to 1.
     pub score: f32,
+    /// The rankings that found the note.
+    pub matched_by: Vec<MatchedBy>,
+    /// A short piece of the published text: around the query's words when they
+    /// matched, else the text's start.
+    pub snippet: String,
+}
+
+/// A ranking of `GET /v1/search`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchedBy {
+    /// The full-text index found the query's words.
+    Keyword,
+    /// The note's vector is among the closest to the query's.
+    Semantic,
+}
+
+/// `mode` of `GET /v1/search`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchModeName {
+    /// Keyword and semantic rankings fused (the default).
+    Hybrid,
+    /// By meaning: the query's vector against the notes'.
+    Semantic,
+    /// By words: full-text search.
+    Keyword,
 }
 
 /// `GET /v1/search`.

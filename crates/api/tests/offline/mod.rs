@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use notesaga_api::{ApiConfig, AppState};
-use notesaga_embedding::{BuiltinEmbedder, Provider, Resilient};
+use notesaga_embedder::{BuiltinEmbedder, Provider, Resilient};
 use notesaga_log::{breaker::BreakerConfig, AvroCodec, KafkaConfig, Publisher};
 use notesaga_narration::FsBlobStore;
 use notesaga_projections::ReadStore;

@@ -1,10 +1,10 @@
 //! Embedding providers, chosen by configuration (`NOTESAGA_EMBEDDING_PROVIDER`):
-//! the [`BuiltinEmbedder`] and any OpenAI-compatible `POST /v1/embeddings` server
-//! (OpenAI, Ollama, vLLM, TEI). [`Resilient`] wraps either with the machinery every
+//! all-MiniLM-L6-v2 in process ([`MiniLm`]), the hash [`BuiltinEmbedder`] and any
+//! OpenAI-compatible `POST /v1/embeddings` server (OpenAI, Ollama, vLLM, TEI). [`Resilient`] wraps either with the machinery every
 //! provider shares (`notesaga_log::provider`): the retry policy, a circuit breaker, a
 //! concurrency limit and one classification of HTTP failures.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 pub use notesaga_log::provider::{Failed, ProviderError};
 use notesaga_log::{
@@ -14,7 +14,7 @@ use notesaga_log::{
 };
 use serde::Deserialize;
 
-use crate::embedder::BuiltinEmbedder;
+use crate::{hash::BuiltinEmbedder, minilm::MiniLm};
 
 /// An OpenAI-compatible embeddings server.
 #[derive(Debug, Clone)]
@@ -82,6 +82,8 @@ impl OpenAiEmbedder {
 pub enum Provider {
     /// The deterministic, lexical built-in embedder.
     Builtin(BuiltinEmbedder),
+    /// all-MiniLM-L6-v2, in process (shared: one copy of the weights per process).
+    MiniLm(Arc<MiniLm>),
     /// An OpenAI-compatible server.
     OpenAi(OpenAiEmbedder),
 }
@@ -91,6 +93,7 @@ impl Provider {
     pub fn model(&self) -> &str {
         match self {
             Self::Builtin(e) => e.model(),
+            Self::MiniLm(e) => e.model(),
             Self::OpenAi(e) => &e.model,
         }
     }
@@ -98,6 +101,14 @@ impl Provider {
     async fn embed(&self, text: &str) -> Result<Vec<f32>, ProviderError> {
         match self {
             Self::Builtin(e) => Ok(e.embed(text)),
+            // Tens of milliseconds of CPU per window: off the async workers.
+            Self::MiniLm(e) => {
+                let (model, text) = (Arc::clone(e), text.to_owned());
+                tokio::task::spawn_blocking(move || model.embed(&text))
+                    .await
+                    .map_err(|err| ProviderError::retryable(format!("model task: {err}")))?
+                    .map_err(|err| ProviderError::Permanent(err.to_string()))
+            }
             Self::OpenAi(e) => e.embed(text).await,
         }
     }

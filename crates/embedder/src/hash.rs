@@ -1,4 +1,4 @@
-//! The built-in embedder: deterministic feature hashing, no model, no network.
+//! The built-in (hash) embedder, provider `builtin`: deterministic feature hashing, no model, no network.
 //!
 //! It is *lexical*, not semantic: each lower-cased word and each pair of adjacent words
 //! is hashed (FNV-1a, stable across runs and machines) to one of [`DIMENSIONS`] buckets

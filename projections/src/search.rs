@@ -1,0 +1,413 @@
+//! Search over the published versions of one owner's notes: the index the notes
+//! projection keeps ([`record_text`], [`index_published`], [`forget`]) and the queries
+//! ([`ReadStore::find`]).
+//!
+//! Two rankings, fused in [`fusion`]:
+//! - **keyword**: the query's content words ([`terms`]) against the published text,
+//!   SQLite FTS5 with BM25 or PostgreSQL `tsvector` (GIN index) with
+//!   `websearch_to_tsquery` and `ts_rank_cd` (the per-database migrations make the
+//!   index);
+//! - **semantic**: cosine similarity of the query's vector with each published vector of
+//!   the configured model, stored as little-endian f32 bytes and scanned in Rust.
+//!
+//! Only the published version's text is in `search_documents`: an unpublished or failed
+//! version's words never match, and a deleted note's leave with it.
+
+pub mod fusion;
+pub mod terms;
+
+use std::collections::HashMap;
+
+use futures::TryStreamExt as _;
+use sqlx::{Any, Row as _, Transaction};
+use uuid::Uuid;
+
+pub use self::fusion::{Fusion, CANDIDATES};
+use crate::{store::SearchHit, ReadStore, Result};
+
+/// Which ranking answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchMode {
+    /// Keyword and semantic, fused.
+    #[default]
+    Hybrid,
+    /// Vectors only.
+    Semantic,
+    /// Words only.
+    Keyword,
+}
+
+impl SearchMode {
+    /// The mode named `name` (`hybrid`, `semantic`, `keyword`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "hybrid" => Some(Self::Hybrid),
+            "semantic" => Some(Self::Semantic),
+            "keyword" => Some(Self::Keyword),
+            _ => None,
+        }
+    }
+}
+
+/// One search.
+#[derive(Debug, Clone)]
+pub struct SearchQuery<'a> {
+    /// Whose notes.
+    pub owner: &'a str,
+    /// The query as typed.
+    pub text: &'a str,
+    /// The model whose vectors are compared (others are skipped).
+    pub model: &'a str,
+    /// The query's vector by that model (needed unless `mode` is keyword).
+    pub vector: Option<&'a [f32]>,
+    /// Which ranking answers.
+    pub mode: SearchMode,
+    /// At most this many hits.
+    pub limit: usize,
+    /// How hybrid fuses.
+    pub fusion: Fusion,
+}
+
+/// `vector` as little-endian f32 bytes, 4 a dimension.
+pub fn vector_bytes(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The vector of [`vector_bytes`] (`None` when the length is not a multiple of 4).
+pub fn vector_from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
+    bytes.len().is_multiple_of(4).then(|| {
+        bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    })
+}
+
+/// Keeps the text of a note version, for when (if ever) it is published. The first copy
+/// in log order wins, as everywhere in the fold.
+pub(crate) async fn record_text(
+    tx: &mut Transaction<'static, Any>,
+    note_id: Uuid,
+    version: i64,
+    title: &str,
+    body: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO note_texts (note_id, version, title, body) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (note_id, version) DO NOTHING",
+    )
+    .bind(note_id.to_string())
+    .bind(version)
+    .bind(title.to_owned())
+    .bind(body.to_owned())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Indexes the text of `version` if it is now the note's published version (the fold has
+/// just applied `NotePublished`): replaces an older published version's text, never a
+/// newer one's, and never indexes a deleted note.
+pub(crate) async fn index_published(
+    tx: &mut Transaction<'static, Any>,
+    note_id: Uuid,
+    version: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO search_documents (note_id, owner, version, title, body) \
+         SELECT t.note_id, n.owner, t.version, t.title, t.body \
+         FROM note_texts t JOIN notes n ON n.note_id = t.note_id \
+         WHERE t.note_id = $1 AND t.version = $2 AND n.published_version = $3 \
+           AND n.deleted_at IS NULL \
+         ON CONFLICT (note_id) DO UPDATE SET version = excluded.version, \
+           title = excluded.title, body = excluded.body \
+         WHERE search_documents.version < excluded.version",
+    )
+    .bind(note_id.to_string())
+    .bind(version)
+    .bind(version)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Forgets a deleted note's text.
+pub(crate) async fn forget(tx: &mut Transaction<'static, Any>, note_id: Uuid) -> Result<()> {
+    for table in ["search_documents", "note_texts"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE note_id = $1"))
+            .bind(note_id.to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A keyword match: its engine score (higher is better) and a snippet around the words.
+#[derive(Debug, Clone)]
+struct KeywordMatch {
+    score: f32,
+    snippet: String,
+}
+
+/// Characters of a snippet cut from the start of a note (when no words matched).
+const LEAD_CHARS: usize = 200;
+
+impl ReadStore {
+    /// The owner's published notes best matching `query`, best first (see the module
+    /// docs; `score` per mode: semantic, the cosine similarity; keyword, the engine's
+    /// relevance divided by the best match's, so 1 for the best; hybrid, the fused score,
+    /// 0..=1). Deleted notes never.
+    pub async fn find(&self, query: &SearchQuery<'_>) -> Result<Vec<SearchHit>> {
+        let semantic = match (query.mode, query.vector) {
+            (SearchMode::Keyword, _) | (_, None) => Vec::new(),
+            (_, Some(vector)) => self.semantic(query.owner, query.model, vector).await?,
+        };
+        let keyword = match query.mode {
+            SearchMode::Semantic => HashMap::new(),
+            _ => {
+                let words = terms::content_words(query.text);
+                self.keyword(query.owner, &words).await?
+            }
+        };
+        let mut keyword_ranking: Vec<(Uuid, f32)> =
+            keyword.iter().map(|(id, m)| (*id, m.score)).collect();
+        keyword_ranking.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        // (note, score, found by the semantic ranking, found by the keyword ranking)
+        let ranked: Vec<(Uuid, f32, bool, bool)> = match query.mode {
+            SearchMode::Semantic => semantic
+                .iter()
+                .take(query.limit)
+                .map(|&(id, score)| (id, score, true, false))
+                .collect(),
+            SearchMode::Keyword => {
+                let best = keyword_ranking
+                    .first()
+                    .map_or(1.0, |k| k.1.max(f32::EPSILON));
+                keyword_ranking
+                    .iter()
+                    .take(query.limit)
+                    .map(|&(id, score)| (id, score / best, false, true))
+                    .collect()
+            }
+            SearchMode::Hybrid => {
+                fusion::fuse(&semantic, &keyword_ranking, query.fusion, query.limit)
+                    .into_iter()
+                    .map(|f| (f.note_id, f.score, f.semantic, f.keyword))
+                    .collect()
+            }
+        };
+        self.hits(&ranked, &keyword).await
+    }
+
+    /// The semantic ranking: every published vector of `model` of the owner's live
+    /// notes, by cosine similarity with `query`, best first, only positive ones.
+    async fn semantic(&self, owner: &str, model: &str, query: &[f32]) -> Result<Vec<(Uuid, f32)>> {
+        let mut rows = sqlx::query(
+            "SELECT n.note_id, a.embedding_f32, a.embedding_vector \
+             FROM notes n JOIN note_artifacts a \
+               ON a.note_id = n.note_id AND a.version = n.published_version \
+             WHERE n.owner = $1 AND n.deleted_at IS NULL AND a.embedding_model = $2 \
+               AND (a.embedding_f32 IS NOT NULL OR a.embedding_vector IS NOT NULL)",
+        )
+        .bind(owner.to_owned())
+        .bind(model.to_owned())
+        .fetch(self.pool());
+        let query_norm = norm(query);
+        let mut scored = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            let bytes: Option<Vec<u8>> = row.try_get("embedding_f32")?;
+            let vector = match bytes {
+                Some(bytes) => vector_from_bytes(&bytes),
+                // Written before vectors were bytes.
+                None => {
+                    let json: Option<String> = row.try_get("embedding_vector")?;
+                    json.and_then(|json| serde_json::from_str::<Vec<f32>>(&json).ok())
+                }
+            };
+            let Some(vector) = vector.filter(|v| v.len() == query.len()) else {
+                continue;
+            };
+            let dot: f32 = query.iter().zip(&vector).map(|(a, b)| a * b).sum();
+            let norms = query_norm * norm(&vector);
+            let score = if norms == 0.0 { 0.0 } else { dot / norms };
+            if score > 0.0 {
+                let id: String = row.try_get("note_id")?;
+                scored.push((parse_uuid(&id)?, score));
+            }
+        }
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(scored)
+    }
+
+    /// The keyword ranking: at most [`CANDIDATES`] of the owner's published texts
+    /// matching any of `words`, with their scores and snippets.
+    async fn keyword(&self, owner: &str, words: &[String]) -> Result<HashMap<Uuid, KeywordMatch>> {
+        if words.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = if self.url().starts_with("postgres") {
+            // `ts_headline` only for the few rows returned (it re-parses the text).
+            sqlx::query(
+                "SELECT note_id, score, ts_headline('english', body, q, \
+                   'MaxWords=24, MinWords=10, StartSel=\"\", StopSel=\"\"') AS snippet \
+                 FROM (SELECT d.note_id, d.body, q, ts_rank_cd(d.tsv, q)::REAL AS score \
+                       FROM search_documents d, websearch_to_tsquery('english', $1) q \
+                       WHERE d.owner = $2 AND d.tsv @@ q \
+                       ORDER BY score DESC, d.note_id LIMIT $3) best",
+            )
+            .bind(terms::websearch_query(words))
+            .bind(owner.to_owned())
+            .bind(CANDIDATES as i64)
+            .fetch_all(self.pool())
+            .await?
+        } else {
+            // bm25: title words weigh twice body words; lower is better, so negated.
+            sqlx::query(
+                "SELECT d.note_id, -bm25(search_fts, 2.0, 1.0) AS score, \
+                   snippet(search_fts, 1, '', '', '…', 24) AS snippet \
+                 FROM search_fts JOIN search_documents d ON d.doc_id = search_fts.rowid \
+                 WHERE search_fts MATCH $1 AND d.owner = $2 \
+                 ORDER BY score DESC, d.note_id LIMIT $3",
+            )
+            .bind(terms::fts5_query(words))
+            .bind(owner.to_owned())
+            .bind(CANDIDATES as i64)
+            .fetch_all(self.pool())
+            .await?
+        };
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("note_id")?;
+                let score: f64 = match row.try_get::<f64, _>("score") {
+                    Ok(score) => score,
+                    Err(_) => f64::from(row.try_get::<f32, _>("score")?),
+                };
+                Ok((
+                    parse_uuid(&id)?,
+                    KeywordMatch {
+                        score: score as f32,
+                        snippet: row.try_get("snippet")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// The hits of `ranked` with their titles, versions and snippets (a keyword match's
+    /// snippet, else the start of the published text).
+    async fn hits(
+        &self,
+        ranked: &[(Uuid, f32, bool, bool)],
+        keyword: &HashMap<Uuid, KeywordMatch>,
+    ) -> Result<Vec<SearchHit>> {
+        if ranked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=ranked.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT n.note_id, n.title, n.published_version, \
+               COALESCE(d.body, t.body) AS body \
+             FROM notes n \
+             LEFT JOIN search_documents d ON d.note_id = n.note_id \
+             LEFT JOIN note_texts t ON t.note_id = n.note_id AND t.version = n.published_version \
+             WHERE n.note_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut select = sqlx::query(&sql);
+        for (id, ..) in ranked {
+            select = select.bind(id.to_string());
+        }
+        let mut notes = HashMap::new();
+        for row in select.fetch_all(self.pool()).await? {
+            let id: String = row.try_get("note_id")?;
+            let title: String = row.try_get("title")?;
+            let version: Option<i64> = row.try_get("published_version")?;
+            let body: Option<String> = row.try_get("body")?;
+            notes.insert(parse_uuid(&id)?, (title, version, body));
+        }
+        Ok(ranked
+            .iter()
+            .filter_map(|&(note_id, score, semantic, by_keyword)| {
+                let (title, version, body) = notes.remove(&note_id)?;
+                let mut matched_by = Vec::new();
+                if by_keyword {
+                    matched_by.push("keyword".to_owned());
+                }
+                if semantic {
+                    matched_by.push("semantic".to_owned());
+                }
+                let snippet = match keyword.get(&note_id) {
+                    Some(m) if !m.snippet.trim().is_empty() => m.snippet.trim().to_owned(),
+                    _ => lead(body.as_deref().unwrap_or_default()),
+                };
+                Some(SearchHit {
+                    note_id,
+                    title,
+                    version: version?,
+                    score,
+                    matched_by,
+                    snippet,
+                })
+            })
+            .collect())
+    }
+}
+
+/// The start of `text`, at most [`LEAD_CHARS`] characters, cut at a word.
+fn lead(text: &str) -> String {
+    let text = text.trim();
+    if text.chars().count() <= LEAD_CHARS {
+        return text.to_owned();
+    }
+    let cut: String = text.chars().take(LEAD_CHARS).collect();
+    let cut = cut
+        .rsplit_once(char::is_whitespace)
+        .map_or(cut.as_str(), |(head, _)| head);
+    format!("{}…", cut.trim_end())
+}
+
+fn norm(v: &[f32]) -> f32 {
+    v.iter().map(|x| x * x).sum::<f32>().sqrt()
+}
+
+fn parse_uuid(text: &str) -> Result<Uuid> {
+    Uuid::parse_str(text).map_err(|err| sqlx::Error::Decode(Box::new(err)).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_round_trip_as_little_endian_bytes() {
+        let v = vec![1.0f32, -0.5, 0.0, f32::MIN_POSITIVE, 3.25e7];
+        let bytes = vector_bytes(&v);
+        assert_eq!(bytes.len(), 20);
+        assert_eq!(&bytes[..4], &[0, 0, 0x80, 0x3f]);
+        assert_eq!(vector_from_bytes(&bytes), Some(v));
+        assert_eq!(vector_from_bytes(&[]), Some(vec![]));
+        assert_eq!(vector_from_bytes(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn modes_by_name() {
+        for (name, mode) in [
+            ("hybrid", Some(SearchMode::Hybrid)),
+            ("semantic", Some(SearchMode::Semantic)),
+            ("keyword", Some(SearchMode::Keyword)),
+            ("Hybrid", None),
+            ("", None),
+        ] {
+            assert_eq!(SearchMode::parse(name), mode, "{name}");
+        }
+    }
+
+    #[test]
+    fn leads_cut_at_a_word() {
+        assert_eq!(lead("  short text "), "short text");
+        let long = "word ".repeat(100);
+        let cut = lead(&long);
+        assert!(cut.ends_with("word…"), "{cut}");
+        assert!(cut.chars().count() <= LEAD_CHARS + 1);
+    }
+}
