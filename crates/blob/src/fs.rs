@@ -122,6 +122,22 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    async fn stored_at(&self, key: &str) -> io::Result<Option<i64>> {
+        match tokio::fs::metadata(self.path(key)?).await {
+            Ok(meta) => {
+                let since_epoch = meta
+                    .modified()?
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                Ok(Some(
+                    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX),
+                ))
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
     async fn delete(&self, key: &str) -> io::Result<bool> {
         let path = self.path(key)?;
         let existed = remove_file(&path).await?;

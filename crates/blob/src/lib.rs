@@ -36,6 +36,10 @@ pub trait BlobStore: Send + Sync {
     fn commit(&self, staging: &Path, key: &str) -> impl Future<Output = io::Result<()>> + Send;
     /// Size of the blob, or `None` when there is none.
     fn size(&self, key: &str) -> impl Future<Output = io::Result<Option<u64>>> + Send;
+    /// When the blob was stored, milliseconds since the Unix epoch, or `None` when there
+    /// is none. A reply describing a stored blob carries this time, so a redelivered
+    /// command repeats its reply byte for byte.
+    fn stored_at(&self, key: &str) -> impl Future<Output = io::Result<Option<i64>>> + Send;
     /// Removes the blob (and any staging file left for it); removing a missing blob
     /// succeeds. Returns whether there was a blob to remove.
     fn delete(&self, key: &str) -> impl Future<Output = io::Result<bool>> + Send;
@@ -180,6 +184,13 @@ impl BlobStore for Blobs {
         match self {
             Self::Fs(store) => store.size(key).await,
             Self::S3(store) => store.size(key).await,
+        }
+    }
+
+    async fn stored_at(&self, key: &str) -> io::Result<Option<i64>> {
+        match self {
+            Self::Fs(store) => store.stored_at(key).await,
+            Self::S3(store) => store.stored_at(key).await,
         }
     }
 

@@ -239,6 +239,14 @@ impl BlobStore for S3BlobStore {
         }
     }
 
+    async fn stored_at(&self, key: &str) -> io::Result<Option<i64>> {
+        match self.store.head(&self.object(key)?).await {
+            Ok(meta) => Ok(Some(meta.last_modified.timestamp_millis())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(other(err)),
+        }
+    }
+
     async fn delete(&self, key: &str) -> io::Result<bool> {
         let existed = self.size(key).await?.is_some();
         match self.store.delete(&self.object(key)?).await {

@@ -88,6 +88,15 @@ async fn generate(
             Err(failed) => Err(failed),
         },
     };
+    // The reply carries the time the vector was stored, not the time of this delivery:
+    // a redelivered command repeats its reply byte for byte.
+    let stored_at = match &outcome {
+        Ok(_) => store
+            .stored_at(command.note_id, command.version)
+            .await
+            .map_err(|err| HandlerError::Transient(err.to_string()))?,
+        Err(_) => None,
+    };
     Ok(match outcome {
         Ok(stored) => {
             info!(note_id = %command.note_id, version = command.version, model = %stored.model, "embedding stored");
@@ -97,7 +106,7 @@ async fn generate(
                 model: stored.model,
                 dimensions: stored.vector.len() as i32,
                 vector: stored.vector,
-                occurred_at: now_millis(),
+                occurred_at: stored_at.unwrap_or_else(now_millis),
             })
         }
         Err(failed) => {

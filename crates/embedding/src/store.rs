@@ -82,6 +82,24 @@ impl EmbeddingStore {
         .transpose()
     }
 
+    /// When the embedding of `version` was stored, milliseconds since the Unix epoch. A
+    /// reply describing it carries this time, so a redelivered command repeats its reply
+    /// byte for byte.
+    pub async fn stored_at(&self, note_id: Uuid, version: i64) -> Result<Option<i64>> {
+        let created_at: Option<String> = sqlx::query_scalar(
+            "SELECT created_at FROM embedding_vectors WHERE note_id = $1 AND version = $2",
+        )
+        .bind(note_id.to_string())
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(created_at.and_then(|at| {
+            chrono::DateTime::parse_from_rfc3339(&at)
+                .ok()
+                .map(|at| at.timestamp_millis())
+        }))
+    }
+
     /// Stores the embedding of a version unless one is stored already; returns the one
     /// that is stored afterwards (a redelivered command writes nothing new).
     pub async fn upsert(

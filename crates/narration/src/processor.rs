@@ -73,6 +73,16 @@ impl Narrations {
             },
             None => self.render(&command.text, &key).await,
         };
+        // The reply carries the time the audio was stored, not the time of this
+        // delivery: a redelivered command repeats its reply byte for byte.
+        let stored_at = match &facts {
+            Ok(_) => self
+                .blobs
+                .stored_at(&key)
+                .await
+                .map_err(|e| HandlerError::Transient(e.to_string()))?,
+            Err(_) => None,
+        };
         Ok(match facts {
             Ok((duration_ms, size_bytes)) => {
                 info!(note_id = %command.note_id, version = command.version, duration_ms, "narration stored");
@@ -83,7 +93,7 @@ impl Narrations {
                     content_type: "audio/wav".into(),
                     duration_ms,
                     size_bytes,
-                    occurred_at: now_millis(),
+                    occurred_at: stored_at.unwrap_or_else(now_millis),
                 })
             }
             Err(Failed { retryable, reason }) => {
