@@ -315,7 +315,7 @@ fn refs(titles: &[String]) -> Vec<&str> {
 
 /// Whether query `i` is in the tuning half (even positions) or the reporting half.
 fn tuning(i: usize) -> bool {
-    i % 2 == 0
+    i.is_multiple_of(2)
 }
 
 fn print_table(title: &str, scores: &Scores, judgments: &[Judgment], keep: impl Fn(usize) -> bool) {
