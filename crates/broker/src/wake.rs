@@ -66,13 +66,16 @@ impl LogSignal {
     }
 }
 
+/// A topic as a fetch request names it: by name (before v13) or by id (v13 on).
+type TopicRef = (Option<String>, Option<[u8; 16]>);
+/// A topic's name and id.
+type TopicNameId = (String, Option<[u8; 16]>);
+
 /// Topic name and id of a fetched topic, as the request names it (v13+ by id only).
 /// Resolved once and kept: every fetch asks, and a name's id changes only when the topic
 /// is deleted and created again (a request then names the new id, a miss).
 #[derive(Clone, Debug, Default)]
-struct TopicNames(
-    Arc<Mutex<HashMap<(Option<String>, Option<[u8; 16]>), (String, Option<[u8; 16]>)>>>,
-);
+struct TopicNames(Arc<Mutex<HashMap<TopicRef, TopicNameId>>>);
 
 /// Kafka's cap on a fetch response when the request sets none (v0–v2).
 const DEFAULT_MAX_BYTES: u32 = 50 * 1024 * 1024;

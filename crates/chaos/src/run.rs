@@ -33,7 +33,7 @@ const SLOW_MS: &str = "3000";
 const HANG_MS: &str = "45000";
 
 /// Short saga deadlines and backoffs, so hangs and failures resolve within a run.
-const SAGA_POLICY: [(&str, &str); 7] = [
+const SAGA_POLICY: [(&str, &str); 8] = [
     ("NOTESAGA_SAGA_EMBEDDING_DEADLINE_MS", "20000"),
     ("NOTESAGA_SAGA_NARRATION_DEADLINE_MS", "20000"),
     ("NOTESAGA_SAGA_NARRATION_DEADLINE_PER_KB_MS", "0"),
@@ -41,6 +41,9 @@ const SAGA_POLICY: [(&str, &str); 7] = [
     ("NOTESAGA_SAGA_BACKOFF_MS", "500"),
     ("NOTESAGA_SAGA_BACKOFF_MAX_MS", "5000"),
     ("NOTESAGA_NARRATION_PROVIDER", "silent"),
+    // The hash embedder: every embedding instance would otherwise load the model, and
+    // the faults under test are the provider's windows, not the model's speed.
+    ("NOTESAGA_EMBEDDING_PROVIDER", "builtin"),
 ];
 
 /// What a run was asked to do.

@@ -312,10 +312,11 @@ pub(crate) struct ApiArgs {
 /// Which embedding provider, and how to reach it.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct EmbeddingProviderArgs {
-    /// `minilm` (all-MiniLM-L6-v2 in process, from NOTESAGA_EMBEDDING_MODEL_DIR; no
-    /// network), `builtin` (deterministic, lexical feature hashing; no model) or `openai`
-    /// (any OpenAI-compatible `POST /v1/embeddings` server: OpenAI, Ollama, vLLM, TEI).
-    #[arg(long, env = "NOTESAGA_EMBEDDING_PROVIDER", default_value = "builtin")]
+    /// `minilm` (the default: all-MiniLM-L6-v2 in process, from
+    /// NOTESAGA_EMBEDDING_MODEL_DIR; no network), `builtin` (deterministic, lexical
+    /// feature hashing; no model) or `openai` (any OpenAI-compatible
+    /// `POST /v1/embeddings` server: OpenAI, Ollama, vLLM, TEI).
+    #[arg(long, env = "NOTESAGA_EMBEDDING_PROVIDER", default_value = "minilm")]
     pub(crate) embedding_provider: EmbeddingProviderKind,
     /// Directory of the `minilm` provider's model (`model.safetensors`,
     /// `tokenizer.json`, `config.json`, as `make model` unpacks them); default

@@ -47,6 +47,8 @@ impl Dev {
             .args(["--registry-addr", &free_addr(), "--partitions", "3"])
             .env("NOTESAGA_LOG", "info")
             .env("NO_COLOR", "1")
+            // The hash embedder: lifecycle, not the model, is under test here.
+            .env("NOTESAGA_EMBEDDING_PROVIDER", "builtin")
             .env_remove("NOTESAGA_DATABASE_URL")
             .env_remove("DATABASE_URL")
             .stdout(Stdio::null())

@@ -6,8 +6,12 @@
 //! values are on unrelated scales): the semantic ones min-max normalised over the
 //! semantic candidates (cosines of unrelated texts are far from 0, so only their spread
 //! means anything), the keyword ones divided by the best (a BM25 score is 0 for no
-//! match, so a weak match stays weak but above none); a note's fused score is the
-//! weighted sum
+//! match, so a weak match stays weak but above none) and multiplied by the square of the
+//! note's coverage of the query's content words ([`super::terms::coverage`]). Without
+//! that, a paraphrase ("teenager slays a huge warrior") whose best keyword match shares
+//! one word with a note would give that note the full keyword weight: dividing by the
+//! best says how a match compares with the others, not whether any is good. A note's
+//! fused score is the weighted sum
 //! `(1 - w) · semantic + w · keyword`, a note missing from a ranking scoring 0 there.
 //! The weight `w` was chosen on the tuning half of the judged set (`bench/search/`,
 //! `notesaga bench search --tune`); see docs/benchmarks.md.
@@ -33,6 +37,17 @@ impl Default for Fusion {
             keyword_weight: 0.3,
         }
     }
+}
+
+/// One note of the keyword ranking.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KeywordScore {
+    /// The note.
+    pub note_id: Uuid,
+    /// The engine's relevance, higher is better, 0 for no match.
+    pub score: f32,
+    /// The share of the query's content words the note holds, 0..=1.
+    pub coverage: f32,
 }
 
 /// One note of the fused ranking.
@@ -75,7 +90,7 @@ fn normalised(scores: &[(Uuid, f32)], from_zero: bool) -> HashMap<Uuid, f32> {
 /// first, ties broken by note id so the order is stable; at most `limit`.
 pub fn fuse(
     semantic: &[(Uuid, f32)],
-    keyword: &[(Uuid, f32)],
+    keyword: &[KeywordScore],
     fusion: Fusion,
     limit: usize,
 ) -> Vec<Fused> {
@@ -83,11 +98,17 @@ pub fn fuse(
     let keyword = &keyword[..keyword.len().min(CANDIDATES)];
     let w = fusion.keyword_weight.clamp(0.0, 1.0);
     let sem = normalised(semantic, false);
-    let kw = normalised(keyword, true);
+    let relevance: Vec<(Uuid, f32)> = keyword.iter().map(|k| (k.note_id, k.score)).collect();
+    let mut kw = normalised(&relevance, true);
+    for k in keyword {
+        if let Some(n) = kw.get_mut(&k.note_id) {
+            *n *= k.coverage.clamp(0.0, 1.0).powi(2);
+        }
+    }
     let mut fused: Vec<Fused> = semantic
         .iter()
-        .chain(keyword)
         .map(|s| s.0)
+        .chain(keyword.iter().map(|k| k.note_id))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .map(|id| {
@@ -113,12 +134,24 @@ mod tests {
         Uuid::from_u128(n)
     }
 
+    /// Keyword matches holding every word of the query.
+    fn kw(matches: &[(Uuid, f32)]) -> Vec<KeywordScore> {
+        matches
+            .iter()
+            .map(|&(note_id, score)| KeywordScore {
+                note_id,
+                score,
+                coverage: 1.0,
+            })
+            .collect()
+    }
+
     #[test]
     fn strong_semantic_match_beats_weak_keyword_matches() {
         // Note 1 is what the query means; notes 2 and 3 share a common word with it.
         let semantic = [(id(1), 0.62), (id(4), 0.30), (id(2), 0.21), (id(3), 0.20)];
         let keyword = [(id(2), 3.1), (id(3), 3.0)];
-        let fused = fuse(&semantic, &keyword, Fusion::default(), 10);
+        let fused = fuse(&semantic, &kw(&keyword), Fusion::default(), 10);
         assert_eq!(fused[0].note_id, id(1));
         assert!(fused[0].semantic && !fused[0].keyword);
     }
@@ -128,7 +161,7 @@ mod tests {
         // "Goliath": note 5 names him; semantically it is only second.
         let semantic = [(id(6), 0.41), (id(5), 0.39), (id(7), 0.10)];
         let keyword = [(id(5), 7.5)];
-        let fused = fuse(&semantic, &keyword, Fusion::default(), 10);
+        let fused = fuse(&semantic, &kw(&keyword), Fusion::default(), 10);
         assert_eq!(fused[0].note_id, id(5));
         assert!(fused[0].semantic && fused[0].keyword);
     }
@@ -138,7 +171,7 @@ mod tests {
         let semantic = [(id(1), 0.9), (id(2), 0.5), (id(3), 0.1)];
         let keyword = [(id(3), 9.0), (id(2), 1.0)];
         let order = |w: f32| -> Vec<Uuid> {
-            fuse(&semantic, &keyword, Fusion { keyword_weight: w }, 10)
+            fuse(&semantic, &kw(&keyword), Fusion { keyword_weight: w }, 10)
                 .iter()
                 .map(|f| f.note_id)
                 .collect()
@@ -150,7 +183,7 @@ mod tests {
     #[test]
     fn limit_ties_and_empty_inputs() {
         assert!(fuse(&[], &[], Fusion::default(), 10).is_empty());
-        let only = fuse(&[], &[(id(9), 2.0)], Fusion::default(), 10);
+        let only = fuse(&[], &kw(&[(id(9), 2.0)]), Fusion::default(), 10);
         assert_eq!(only.len(), 1);
         assert!(only[0].keyword && !only[0].semantic);
         let tied = [(id(2), 0.5), (id(1), 0.5), (id(3), 0.5)];
@@ -159,5 +192,27 @@ mod tests {
             fused.iter().map(|f| f.note_id).collect::<Vec<_>>(),
             vec![id(1), id(2)]
         );
+    }
+
+    #[test]
+    fn a_best_keyword_match_sharing_one_word_of_many_stays_weak() {
+        // A paraphrase: note 2 holds one of its four content words, note 1 none, but
+        // note 1 is what it means.
+        let semantic = [(id(1), 0.55), (id(2), 0.35), (id(3), 0.30)];
+        let partial = [KeywordScore {
+            note_id: id(2),
+            score: 4.0,
+            coverage: 0.25,
+        }];
+        let weighty = Fusion {
+            keyword_weight: 0.6,
+        };
+        assert_eq!(fuse(&semantic, &partial, weighty, 10)[0].note_id, id(1));
+        // The same match holding every word wins at that weight.
+        let whole = [KeywordScore {
+            coverage: 1.0,
+            ..partial[0]
+        }];
+        assert_eq!(fuse(&semantic, &whole, weighty, 10)[0].note_id, id(2));
     }
 }

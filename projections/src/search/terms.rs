@@ -57,6 +57,43 @@ pub fn websearch_query(words: &[String]) -> String {
     words.join(" or ")
 }
 
+/// `word` without a common English or King James inflection ("kills", "killed",
+/// "killing", "killeth" → "kill"): close enough to the engines' Porter stemming to tell
+/// whether a note holds a query word, which is all [`coverage`] needs.
+fn light_stem(word: &str) -> &str {
+    for suffix in ["ing", "eth", "est", "ed", "es", "s"] {
+        // "bless" is a stem; "blesses" and "blessed" come back to it.
+        if suffix == "s" && word.ends_with("ss") {
+            continue;
+        }
+        if let Some(stem) = word.strip_suffix(suffix) {
+            if stem.chars().count() >= 3 {
+                return stem;
+            }
+        }
+    }
+    word
+}
+
+/// The share of `words` (content words, lower-cased) that `text` holds, 0..=1 (1 when
+/// `words` is empty). A note holding every word of the query is a confident keyword
+/// match; one holding one word of six shares a word, not a meaning.
+pub fn coverage(words: &[String], text: &str) -> f32 {
+    if words.is_empty() {
+        return 1.0;
+    }
+    let stems: std::collections::HashSet<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(|t| light_stem(&t.to_lowercase()).to_owned())
+        .collect();
+    let held = words
+        .iter()
+        .filter(|w| stems.contains(light_stem(w)))
+        .count();
+    held as f32 / words.len() as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +124,29 @@ mod tests {
         let words = content_words("giant sling \"quoted\"");
         assert_eq!(fts5_query(&words), "\"giant\" OR \"sling\" OR \"quoted\"");
         assert_eq!(websearch_query(&words), "giant or sling or quoted");
+    }
+
+    #[test]
+    fn coverage_counts_the_query_words_a_text_holds() {
+        let words = content_words("boy kills a giant with a sling");
+        for (text, expected) in [
+            (
+                "And David killed the giant with his sling; the boy ran.",
+                1.0,
+            ),
+            ("The giants of old", 0.25),
+            ("A lad slew the champion", 0.0),
+            ("Slings and stones: the killing of a GIANT", 0.75),
+        ] {
+            assert_eq!(coverage(&words, text), expected, "{text}");
+        }
+        assert_eq!(coverage(&[], "anything"), 1.0);
+        let bless = content_words("bless blessed blesses");
+        assert_eq!(coverage(&bless[..1], "he blessed them"), 1.0);
+        assert_eq!(coverage(&bless[1..], "bless the LORD"), 1.0);
+        assert_eq!(
+            coverage(&content_words("John 3:16"), "3:16 For God so loved"),
+            2.0 / 3.0
+        );
     }
 }
