@@ -210,7 +210,19 @@ impl ConsumerContext for LoopContext {
                 }
                 info!(partitions = list.count(), "partitions revoked");
             }
-            Rebalance::Assign(list) => info!(partitions = list.count(), "partitions assigned"),
+            Rebalance::Assign(list) => {
+                // The flow's partitions, and apart from them the group's redrive topic's
+                // (which is no partition of the flow: see `redrive::flow_partitions`).
+                let redrive = list
+                    .elements()
+                    .iter()
+                    .filter(|e| notesaga_events::topics::is_redrive_topic(e.topic()))
+                    .count();
+                info!(
+                    partitions = list.count() - redrive,
+                    redrive, "partitions assigned"
+                );
+            }
             Rebalance::Error(err) => warn!(%err, "rebalance error"),
         }
     }
