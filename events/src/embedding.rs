@@ -12,6 +12,12 @@ pub struct GenerateEmbedding {
     pub note_id: Uuid,
     pub version: i64,
     pub text: String,
+    /// The model to embed with. `None` (every saga command, and every record written
+    /// before the field existed): the embedding role's configured model. `Some`: a
+    /// re-embedding (`notesaga reembed`), answered with that model's vector or
+    /// `EmbeddingFailed`.
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 /// The embedding is stored; the vector travels with it so search can be rebuilt.
