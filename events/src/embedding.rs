@@ -5,6 +5,13 @@ use uuid::Uuid;
 
 use crate::record::{message, record};
 
+/// The text of a note version that is embedded (and narrated): the title and the body
+/// together. The saga and `notesaga reembed` both take it from here, so a re-embedding
+/// embeds exactly what the saga did.
+pub fn note_text(title: &str, body: &str) -> String {
+    format!("{title}.\n\n{body}")
+}
+
 /// Compute and store the embedding of one note version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerateEmbedding {
