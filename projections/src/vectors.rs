@@ -91,7 +91,7 @@ impl ReadStore {
         } else {
             ""
         };
-        let mut select = sqlx::query(&format!(
+        let sql = format!(
             "SELECT n.note_id, n.owner, n.published_version, \
                COALESCE(t.title, d.title) AS title, COALESCE(t.body, d.body) AS body \
              FROM notes n \
@@ -99,7 +99,8 @@ impl ReadStore {
              LEFT JOIN search_documents d ON d.note_id = n.note_id AND d.version = n.published_version \
              WHERE n.deleted_at IS NULL AND n.published_version IS NOT NULL{owner_filter} \
              ORDER BY n.note_id"
-        ));
+        );
+        let mut select = sqlx::query(&sql);
         if let Some(owner) = owner {
             select = select.bind(owner.to_owned());
         }
