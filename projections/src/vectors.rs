@@ -147,10 +147,12 @@ impl ReadStore {
         versions: &[(Uuid, i64)],
     ) -> Result<BTreeMap<(Uuid, i64), i64>> {
         let wanted: BTreeMap<Uuid, BTreeSet<i64>> =
-            versions.iter().fold(BTreeMap::new(), |mut wanted, (note_id, version)| {
-                wanted.entry(*note_id).or_default().insert(*version);
-                wanted
-            });
+            versions
+                .iter()
+                .fold(BTreeMap::new(), |mut wanted, (note_id, version)| {
+                    wanted.entry(*note_id).or_default().insert(*version);
+                    wanted
+                });
         let ids: Vec<&Uuid> = wanted.keys().collect();
         let mut found = BTreeMap::new();
         // Bounded statements: one per chunk of notes, never one per note.
@@ -246,7 +248,8 @@ mod tests {
             note(4, true, &[]),
             note(5, false, &["new"]),
         ];
-        let ids = |list: &[&PublishedNote]| list.iter().map(|n| n.note_id.as_u128()).collect::<Vec<_>>();
+        let ids =
+            |list: &[&PublishedNote]| list.iter().map(|n| n.note_id.as_u128()).collect::<Vec<_>>();
         for (model, todo, done, without_text) in [
             ("new", vec![1, 4], 2, vec![3]),
             ("old", vec![4], 3, vec![5]),
@@ -255,7 +258,11 @@ mod tests {
             let plan = to_reembed(&notes, model);
             assert_eq!(ids(&plan.todo), todo, "{model}: todo");
             assert_eq!(plan.done, done, "{model}: done");
-            assert_eq!(ids(&plan.without_text), without_text, "{model}: without text");
+            assert_eq!(
+                ids(&plan.without_text),
+                without_text,
+                "{model}: without text"
+            );
         }
         let empty = to_reembed(&[], "new");
         assert!(empty.todo.is_empty() && empty.done == 0 && empty.without_text.is_empty());

@@ -87,13 +87,15 @@ async fn semantic(store: &ReadStore, model: &str, vector: &[f32]) -> Result<Vec<
 }
 
 async fn artifact_model(store: &ReadStore, note_id: Uuid) -> Result<Option<String>> {
-    Ok(sqlx::query(
-        "SELECT embedding_model FROM note_artifacts WHERE note_id = $1 AND version = 1",
+    Ok(
+        sqlx::query(
+            "SELECT embedding_model FROM note_artifacts WHERE note_id = $1 AND version = 1",
+        )
+        .bind(note_id.to_string())
+        .fetch_one(store.pool())
+        .await?
+        .try_get("embedding_model")?,
     )
-    .bind(note_id.to_string())
-    .fetch_one(store.pool())
-    .await?
-    .try_get("embedding_model")?)
 }
 
 async fn scenario(store: &ReadStore, migration: &str) -> Result<()> {
@@ -101,7 +103,11 @@ async fn scenario(store: &ReadStore, migration: &str) -> Result<()> {
     let trains = Uuid::from_u128(2);
     let gone = Uuid::from_u128(3);
     let mut records = published_note(cells, "Cells", "The mitochondria is the powerhouse.");
-    records.extend(published_note(trains, "Trains", "Steam trains crossed the land."));
+    records.extend(published_note(
+        trains,
+        "Trains",
+        "Steam trains crossed the land.",
+    ));
     records.extend(published_note(gone, "Gone", "Deleted soon."));
     records.push(FlowEvent::Notes(NotesEvent::NoteDeleted(NoteDeleted {
         note_id: gone,
@@ -130,8 +136,15 @@ async fn scenario(store: &ReadStore, migration: &str) -> Result<()> {
     assert!(store.published_notes(Some("bob")).await?.is_empty());
 
     // A re-embedding's reply for `cells`: a second row, GET's embedding unchanged.
-    fold(store, vec![generated(cells, NEW_MODEL, vec![1.0, 0.0, 0.0])]).await?;
-    assert_eq!(artifact_model(store, cells).await?.as_deref(), Some(SAGA_MODEL));
+    fold(
+        store,
+        vec![generated(cells, NEW_MODEL, vec![1.0, 0.0, 0.0])],
+    )
+    .await?;
+    assert_eq!(
+        artifact_model(store, cells).await?.as_deref(),
+        Some(SAGA_MODEL)
+    );
     let notes = store.published_notes(None).await?;
     let plan = to_reembed(&notes, NEW_MODEL);
     assert_eq!(
@@ -155,12 +168,24 @@ async fn scenario(store: &ReadStore, migration: &str) -> Result<()> {
     let found = semantic(store, SAGA_MODEL, &saga_query).await?;
     assert_eq!(found.first(), Some(&cells), "{found:?}");
     assert!(!found.contains(&gone));
-    assert_eq!(semantic(store, NEW_MODEL, &[1.0, 0.0, 0.0]).await?, vec![cells]);
+    assert_eq!(
+        semantic(store, NEW_MODEL, &[1.0, 0.0, 0.0]).await?,
+        vec![cells]
+    );
 
     // A repeated reply (a zombie's or a redelivery's, with another vector) changes nothing.
-    fold(store, vec![generated(cells, NEW_MODEL, vec![0.0, 1.0, 0.0])]).await?;
-    assert_eq!(semantic(store, NEW_MODEL, &[1.0, 0.0, 0.0]).await?, vec![cells]);
-    assert!(semantic(store, NEW_MODEL, &[0.0, 1.0, 0.0]).await?.is_empty());
+    fold(
+        store,
+        vec![generated(cells, NEW_MODEL, vec![0.0, 1.0, 0.0])],
+    )
+    .await?;
+    assert_eq!(
+        semantic(store, NEW_MODEL, &[1.0, 0.0, 0.0]).await?,
+        vec![cells]
+    );
+    assert!(semantic(store, NEW_MODEL, &[0.0, 1.0, 0.0])
+        .await?
+        .is_empty());
 
     // Retiring the version deletes every model's vector, as the embedding store does.
     fold(

@@ -177,9 +177,15 @@ async fn reembed(args: &ReembedArgs, shutdown: &CancellationToken) -> Result<Exi
     );
     if args.dry_run {
         for note in &plan.todo {
-            println!("would re-embed {} v{} ({})", note.note_id, note.version, note.owner);
+            println!(
+                "would re-embed {} v{} ({})",
+                note.note_id, note.version, note.owner
+            );
         }
-        println!("dry run: {} notes would be re-embedded to {model}", plan.todo.len());
+        println!(
+            "dry run: {} notes would be re-embedded to {model}",
+            plan.todo.len()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     if plan.todo.is_empty() {
@@ -210,7 +216,16 @@ async fn reembed(args: &ReembedArgs, shutdown: &CancellationToken) -> Result<Exi
         println!("not waiting: `notesaga reembed --status --model {model}` shows the progress");
         return Ok(ExitCode::SUCCESS);
     }
-    let outcome = wait(&store, &log, model, &sent, started_ms, args.timeout, shutdown).await?;
+    let outcome = wait(
+        &store,
+        &log,
+        model,
+        &sent,
+        started_ms,
+        args.timeout,
+        shutdown,
+    )
+    .await?;
     Ok(report(model, &outcome, plan.done, plan.without_text.len()))
 }
 
@@ -222,10 +237,8 @@ fn open_log(args: &ReembedArgs) -> Result<Log> {
         Some(info) => Some(info.clone()),
         None => crate::registry_auth::node_user_info(&args.log.data_dir)?,
     };
-    let url = notesaga_log::registry_url_with_user_info(
-        log.codec.registry_url(),
-        user_info.as_deref(),
-    );
+    let url =
+        notesaga_log::registry_url_with_user_info(log.codec.registry_url(), user_info.as_deref());
     log.codec = Arc::new(AvroCodec::new(&url));
     Ok(log)
 }

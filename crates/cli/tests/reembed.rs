@@ -19,18 +19,20 @@ use sqlx::{sqlite::SqlitePoolOptions, Row as _};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 const NOTES: [(&str, &str); 3] = [
-    ("Cell biology", "The mitochondria is the powerhouse of the cell."),
-    ("Railways", "Steam trains crossed the country in the nineteenth century."),
+    (
+        "Cell biology",
+        "The mitochondria is the powerhouse of the cell.",
+    ),
+    (
+        "Railways",
+        "Steam trains crossed the country in the nineteenth century.",
+    ),
     ("Astronomy", "The planets move in ellipses around the sun."),
 ];
 
 fn reembed(dir: &Path, args: &[&str]) -> Result<(bool, String)> {
     let mut command = notesaga()?;
-    command
-        .arg("reembed")
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args);
+    command.arg("reembed").arg("--data-dir").arg(dir).args(args);
     let (status, output) = run_captured(&mut command)?;
     Ok((status.success(), output))
 }
@@ -39,7 +41,10 @@ fn reembed(dir: &Path, args: &[&str]) -> Result<(bool, String)> {
 /// `note_vectors`.
 async fn vectors(dir: &Path) -> Result<Vec<(String, i64, String, i64, usize)>> {
     let url = format!("sqlite://{}?mode=ro", dir.join("projections.db").display());
-    let pool = SqlitePoolOptions::new().max_connections(1).connect(&url).await?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await?;
     let rows = sqlx::query(
         "SELECT note_id, version, model, dimensions, LENGTH(vector_f32) AS bytes \
          FROM note_vectors ORDER BY note_id, version, model",
@@ -123,10 +128,7 @@ async fn reembed_moves_published_notes_to_minilm_while_search_stays_on_builtin()
     let published_before = count_type(&notes_events, "NotePublished");
     ensure!(published_before == 4, "four versions published");
 
-    let (ok, output) = reembed(
-        dir.path(),
-        &["--model", minilm::MODEL, "--timeout", "300"],
-    )?;
+    let (ok, output) = reembed(dir.path(), &["--model", minilm::MODEL, "--timeout", "300"])?;
     ensure!(ok, "reembed failed:\n{output}");
     ensure!(
         output.contains("re-embedded 3 notes to all-MiniLM-L6-v2 (0 failed, 0 still missing"),
@@ -235,9 +237,9 @@ async fn reembed_moves_published_notes_to_minilm_while_search_stays_on_builtin()
     ensure!(ok, "{status}");
     ensure!(status.contains("3 published notes"), "{status}");
     ensure!(
-        status
-            .lines()
-            .any(|l| l.starts_with("all-MiniLM-L6-v2") && l.contains(" 3 ") && l.contains("100.0%")),
+        status.lines().any(|l| l.starts_with("all-MiniLM-L6-v2")
+            && l.contains(" 3 ")
+            && l.contains("100.0%")),
         "{status}"
     );
 

@@ -133,7 +133,11 @@ mod tests {
             // server's model too).
             (Some(builtin), builtin, Choice::Configured),
             (Some(minilm), minilm, Choice::Configured),
-            (Some("nomic-embed-text"), "nomic-embed-text", Choice::Configured),
+            (
+                Some("nomic-embed-text"),
+                "nomic-embed-text",
+                Choice::Configured,
+            ),
             // Another model: in process if it is one of ours.
             (Some(minilm), builtin, Choice::MiniLm),
             (Some(minilm), "nomic-embed-text", Choice::MiniLm),
@@ -164,7 +168,10 @@ mod tests {
     async fn an_unknown_model_or_a_missing_directory_is_a_permanent_failure() {
         let dir = tempfile::tempdir().unwrap();
         let embedders = Embedders::new(builtin_role(), dir.path().join("absent"));
-        let failed = embedders.for_model(Some("text-embedding-3-small")).await.unwrap_err();
+        let failed = embedders
+            .for_model(Some("text-embedding-3-small"))
+            .await
+            .unwrap_err();
         assert!(!failed.retryable);
         assert!(
             failed.reason.starts_with(
@@ -176,10 +183,17 @@ mod tests {
         let failed = embedders.for_model(Some(minilm::MODEL)).await.unwrap_err();
         assert!(!failed.retryable);
         assert!(failed.reason.contains("absent"), "{}", failed.reason);
-        assert!(failed.reason.contains("NOTESAGA_EMBEDDING_MODEL_DIR"), "{}", failed.reason);
+        assert!(
+            failed.reason.contains("NOTESAGA_EMBEDDING_MODEL_DIR"),
+            "{}",
+            failed.reason
+        );
         // The builtin model is always there, and the configured one.
         let builtin = embedders.for_model(Some(hash::MODEL)).await.unwrap();
         assert_eq!(builtin.model(), hash::MODEL);
-        assert_eq!(embedders.for_model(None).await.unwrap().model(), hash::MODEL);
+        assert_eq!(
+            embedders.for_model(None).await.unwrap().model(),
+            hash::MODEL
+        );
     }
 }

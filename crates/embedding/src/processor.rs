@@ -310,7 +310,10 @@ mod tests {
         }
         let again = generate(&store, &embedders, &command).await.unwrap();
         assert_eq!(again, first, "a redelivery repeats the reply");
-        assert_eq!(store.get(NOTE, 1, "nomic-embed-text").await.unwrap(), Some(sagas));
+        assert_eq!(
+            store.get(NOTE, 1, "nomic-embed-text").await.unwrap(),
+            Some(sagas)
+        );
 
         let unknown = GenerateEmbedding {
             model: Some("text-embedding-3-large".into()),

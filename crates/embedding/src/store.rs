@@ -166,10 +166,11 @@ impl EmbeddingStore {
     /// Every stored (note, version), ordered, once whatever the models. Read-only; for `notesaga check`, which
     /// compares the store with the log.
     pub async fn versions(&self) -> Result<Vec<(Uuid, i64)>> {
-        let rows =
-            sqlx::query("SELECT DISTINCT note_id, version FROM embedding_vectors ORDER BY note_id, version")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT DISTINCT note_id, version FROM embedding_vectors ORDER BY note_id, version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
                 let note_id: String = row.try_get("note_id")?;

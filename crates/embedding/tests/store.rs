@@ -33,7 +33,10 @@ async fn delete_scenario(store: &EmbeddingStore) -> Result<()> {
     assert!(store.get(note, 1, "m").await?.is_none());
     assert!(store.get(note, 3, "m").await?.is_none());
     assert_eq!(store.delete(note, None).await?, 0, "repeat of all");
-    assert!(store.get(other, 1, "m").await?.is_some(), "other note untouched");
+    assert!(
+        store.get(other, 1, "m").await?.is_some(),
+        "other note untouched"
+    );
 
     // No tombstone: a deleted version takes a fresh embedding, not the deleted one.
     let again = store.upsert(note, 2, &embedding("m2")).await?;
@@ -52,7 +55,10 @@ async fn delete_scenario(store: &EmbeddingStore) -> Result<()> {
 async fn models_scenario(store: &EmbeddingStore) -> Result<()> {
     let note = Uuid::new_v4();
     store.upsert(note, 1, &embedding("old")).await?;
-    assert!(store.get(note, 1, "new").await?.is_none(), "not the old model's");
+    assert!(
+        store.get(note, 1, "new").await?.is_none(),
+        "not the old model's"
+    );
     let new = StoredEmbedding {
         model: "new".into(),
         vector: vec![1.0, 0.0, 0.0],
@@ -67,7 +73,15 @@ async fn models_scenario(store: &EmbeddingStore) -> Result<()> {
     assert_eq!(store.get(note, 1, "old").await?, Some(embedding("old")));
     assert!(store.stored_at(note, 1, "new").await?.is_some());
     assert!(store.stored_at(note, 1, "none").await?.is_none());
-    assert_eq!(store.versions().await?.iter().filter(|(n, _)| *n == note).count(), 1);
+    assert_eq!(
+        store
+            .versions()
+            .await?
+            .iter()
+            .filter(|(n, _)| *n == note)
+            .count(),
+        1
+    );
     assert_eq!(store.delete(note, Some(1)).await?, 2);
     assert!(store.get(note, 1, "new").await?.is_none());
     Ok(())

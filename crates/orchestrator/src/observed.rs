@@ -1,7 +1,10 @@
 //! What a record of the orchestrator's input topics means to the sagas.
 
 use notesaga_events::{
-    embedding::{note_text, EmbeddingEvent}, narration::NarrationEvent, notes::NotesEvent, saga::SagaEvent,
+    embedding::{note_text, EmbeddingEvent},
+    narration::NarrationEvent,
+    notes::NotesEvent,
+    saga::SagaEvent,
 };
 use notesaga_log::FlowEvent;
 use notesaga_sagas::note_pipeline::Reply;

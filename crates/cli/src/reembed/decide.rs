@@ -90,7 +90,12 @@ mod tests {
             ("notesaga-builtin-hash-v1", &none, true, ""),
             ("nomic-embed-text", &openai, true, ""),
             ("nomic-embed-text", &none, false, "none yet"),
-            ("all-minilm-l6-v2", &none, false, "did you mean all-MiniLM-L6-v2?"),
+            (
+                "all-minilm-l6-v2",
+                &none,
+                false,
+                "did you mean all-MiniLM-L6-v2?",
+            ),
             ("minilm", &openai, false, "nomic-embed-text"),
             ("", &none, false, "unknown model \"\""),
         ] {
@@ -107,8 +112,14 @@ mod tests {
     fn the_switch_names_the_provider_of_the_model() {
         for (model, says) in [
             ("all-MiniLM-L6-v2", "NOTESAGA_EMBEDDING_PROVIDER=minilm"),
-            ("notesaga-builtin-hash-v1", "NOTESAGA_EMBEDDING_PROVIDER=builtin"),
-            ("nomic-embed-text", "NOTESAGA_EMBEDDING_MODEL=nomic-embed-text"),
+            (
+                "notesaga-builtin-hash-v1",
+                "NOTESAGA_EMBEDDING_PROVIDER=builtin",
+            ),
+            (
+                "nomic-embed-text",
+                "NOTESAGA_EMBEDDING_MODEL=nomic-embed-text",
+            ),
         ] {
             let step = switch_step(model);
             assert!(step.contains(says), "{step}");
