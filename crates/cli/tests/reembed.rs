@@ -92,6 +92,11 @@ async fn reembed_moves_published_notes_to_minilm_while_search_stays_on_builtin()
         ensure!(status == 202, "create: {status} {created}");
         ids.push(created["note_id"].as_str().context("note_id")?.to_owned());
     }
+    // Published at version 1 first, so the edit starts a second saga instead of
+    // superseding the first.
+    for id in &ids {
+        client::wait_published(&base, id, 1, TIMEOUT).await?;
+    }
     let (status, edited) = client::edit(
         &base,
         &ids[2],
