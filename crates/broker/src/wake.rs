@@ -70,9 +70,10 @@ impl LogSignal {
 /// Resolved once and kept: every fetch asks, and a name's id changes only when the topic
 /// is deleted and created again (a request then names the new id, a miss).
 #[derive(Clone, Debug, Default)]
-struct TopicNames(
-    Arc<Mutex<HashMap<(Option<String>, Option<[u8; 16]>), (String, Option<[u8; 16]>)>>>,
-);
+struct TopicNames(Arc<Mutex<Resolved>>);
+
+/// A topic as a fetch request names it (by name, by id, or both) → its name and id.
+type Resolved = HashMap<(Option<String>, Option<[u8; 16]>), (String, Option<[u8; 16]>)>;
 
 /// Kafka's cap on a fetch response when the request sets none (v0–v2).
 const DEFAULT_MAX_BYTES: u32 = 50 * 1024 * 1024;
