@@ -104,3 +104,38 @@ async fn delete_on_postgres() -> Result<()> {
     delete_scenario(&store).await?;
     models_scenario(&store).await
 }
+
+/// A store written before vectors were keyed by model keeps its rows through the
+/// migration, under their own model.
+#[tokio::test]
+async fn rows_from_before_the_model_key_survive_the_migration() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("e.db").display());
+    let note = Uuid::new_v4();
+    {
+        let pool = notesaga_sql::connect(&url, 1).await?;
+        sqlx::raw_sql(include_str!(
+            "../migrations/20261121000100_embedding_vectors.sql"
+        ))
+        .execute(&pool)
+        .await?;
+        sqlx::query(
+            "INSERT INTO embedding_vectors (note_id, version, model, dimensions, vector, created_at) \
+             VALUES ($1, 1, 'old-model', 2, '[0.6,0.8]', '2026-12-01T00:00:00+00:00')",
+        )
+        .bind(note.to_string())
+        .execute(&pool)
+        .await?;
+        pool.close().await;
+    }
+    let store = EmbeddingStore::connect(&url).await?;
+    assert_eq!(
+        store.get(note, 1, "old-model").await?,
+        Some(embedding("old-model"))
+    );
+    assert!(store.stored_at(note, 1, "old-model").await?.is_some());
+    store.upsert(note, 1, &embedding("new-model")).await?;
+    assert_eq!(store.versions().await?, vec![(note, 1)]);
+    assert_eq!(store.delete(note, Some(1)).await?, 2);
+    Ok(())
+}
