@@ -251,3 +251,61 @@ async fn reembed_moves_published_notes_to_minilm_while_search_stays_on_builtin()
     node.assert_consistent(Duration::from_secs(30))?;
     node.stop()
 }
+
+/// An embedding role that cannot load the model answers every re-embedding with
+/// `EmbeddingFailed` saying so: `reembed` reports each note with that reason, does not
+/// print the switch step, exits non-zero, and no saga notices.
+#[tokio::test]
+async fn a_model_the_embedding_role_cannot_load_fails_each_note_with_the_reason() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // The node inherits this process's environment (nextest runs each test alone).
+    std::env::set_var(
+        "NOTESAGA_EMBEDDING_MODEL_DIR",
+        dir.path().join("no-model-here"),
+    );
+    let mut node = SingleNode::start(&dir.path().join("node")).await?;
+    let base = node.http_url();
+    let mut ids = Vec::new();
+    for (title, body) in &NOTES[..2] {
+        let (status, created) = client::create(&base, title, body).await?;
+        ensure!(status == 202, "create: {status} {created}");
+        ids.push(created["note_id"].as_str().context("note_id")?.to_owned());
+    }
+    for id in &ids {
+        client::wait_published(&base, id, 1, TIMEOUT).await?;
+        client::wait_sagas(&base, id, TIMEOUT, |sagas| {
+            sagas.len() == 1 && sagas[0]["state"] == "completed"
+        })
+        .await?;
+    }
+    let saga_events = read_topic(&node.kafka_addr, topics::SAGA_NOTE_PIPELINE)?.len();
+
+    let node_dir = dir.path().join("node");
+    let (ok, output) = reembed(&node_dir, &["--model", minilm::MODEL, "--timeout", "120"])?;
+    ensure!(!ok, "failures exit non-zero:\n{output}");
+    ensure!(
+        output.contains("re-embedded 0 notes to all-MiniLM-L6-v2 (2 failed, 0 still missing"),
+        "{output}"
+    );
+    for id in &ids {
+        ensure!(
+            output.lines().any(|l| l.starts_with(&format!(
+                "failed  {id} v1: model all-MiniLM-L6-v2 is not available in this embedding role: "
+            )) && l.contains("no-model-here")),
+            "{id}: {output}"
+        );
+    }
+    ensure!(
+        !output.contains("to switch search"),
+        "no switch before every note has its vector: {output}"
+    );
+    ensure!(
+        read_topic(&node.kafka_addr, topics::SAGA_NOTE_PIPELINE)?.len() == saga_events,
+        "the failures moved no saga"
+    );
+    for id in &ids {
+        let (_, note) = client::get(&base, id).await?;
+        ensure!(note["status"] == "published", "{note}");
+    }
+    node.stop()
+}
