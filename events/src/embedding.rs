@@ -5,6 +5,13 @@ use uuid::Uuid;
 
 use crate::record::{message, record};
 
+/// The text of a note version that is embedded (and narrated): the title and the body
+/// together. The saga and `notesaga reembed` both take it from here, so a re-embedding
+/// embeds exactly what the saga did.
+pub fn note_text(title: &str, body: &str) -> String {
+    format!("{title}.\n\n{body}")
+}
+
 /// Compute and store the embedding of one note version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerateEmbedding {
@@ -12,6 +19,12 @@ pub struct GenerateEmbedding {
     pub note_id: Uuid,
     pub version: i64,
     pub text: String,
+    /// The model to embed with. `None` (every saga command, and every record written
+    /// before the field existed): the embedding role's configured model. `Some`: a
+    /// re-embedding (`notesaga reembed`), answered with that model's vector or
+    /// `EmbeddingFailed`.
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 /// The embedding is stored; the vector travels with it so search can be rebuilt.

@@ -3,11 +3,11 @@
 
 use apache_avro::{reader::datum::GenericDatumReader, writer::datum::GenericDatumWriter, Schema};
 use notesaga_events::{
-    embedding::{EmbeddingEvent, EmbeddingGenerated},
+    embedding::{EmbeddingCommand, EmbeddingEvent, EmbeddingGenerated, GenerateEmbedding},
     narration::{NarrationCompleted, NarrationEvent},
     notes::{CommandApplied, EditNote, NotePublished, NotesCommand, NotesEvent, NotesOutcome},
     saga::{SagaEvent, StepFailed},
-    Message,
+    Message, Record,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -70,6 +70,65 @@ fn a_record_of_another_topic_is_refused() {
         .unwrap();
     let err = NotesCommand::from_avro(&event.full_name(), &value).unwrap_err();
     assert!(err.to_string().contains("NotesCommand"), "{err}");
+}
+
+/// A `GenerateEmbedding` written before it had `model` (the schema of its time and the
+/// bytes of `tests/samples/`) still decodes, as the log layer decodes it (with the
+/// writer's schema only, no resolution against today's) and as a reader resolving it
+/// against today's schema does: both read "the configured model" (`None`).
+#[test]
+fn a_generate_embedding_without_model_still_decodes() {
+    let sample: serde_json::Value = serde_json::from_str(include_str!(
+        "samples/notesaga.embedding.GenerateEmbedding.json"
+    ))
+    .unwrap();
+    let writer = Schema::parse(&sample["writer_schema"]).unwrap();
+    assert!(
+        !sample["writer_schema"].to_string().contains("\"model\""),
+        "the sample is the old schema"
+    );
+    let hex = sample["avro_hex"].as_str().unwrap();
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let name = "notesaga.embedding.GenerateEmbedding";
+
+    let as_written = GenericDatumReader::builder(&writer)
+        .build()
+        .unwrap()
+        .read_value(&mut bytes.as_slice())
+        .unwrap();
+    let today = Schema::parse_str(<GenerateEmbedding as Record>::SCHEMA).unwrap();
+    let resolved = GenericDatumReader::builder(&writer)
+        .reader_schema(&today)
+        .build()
+        .unwrap()
+        .read_value(&mut bytes.as_slice())
+        .unwrap();
+    for value in [as_written, resolved] {
+        match EmbeddingCommand::from_avro(name, &value).unwrap() {
+            EmbeddingCommand::GenerateEmbedding(command) => {
+                assert_eq!(command.model, None, "{value:?}");
+                assert_eq!(command.version, 1);
+                assert_eq!(command.text, "sample text");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn generate_embedding_round_trips_with_and_without_a_model() {
+    for model in [None, Some("all-MiniLM-L6-v2".to_owned())] {
+        let command = EmbeddingCommand::GenerateEmbedding(GenerateEmbedding {
+            note_id: Uuid::from_u128(5),
+            version: 3,
+            text: "Ribosomes make proteins.".into(),
+            model,
+        });
+        assert_eq!(round_trip(&command), command);
+    }
 }
 
 proptest! {

@@ -1,6 +1,6 @@
 //! Read models: the SQL they live in ([`store`], migrations in `migrations/`, and each
 //! database's own in `migrations-sqlite/` and `migrations-postgres/`), [`search`], the folds
-//! of records into rows ([`notes`], [`sagas`], [`commands`]), and the [`runner`] that applies records in batches,
+//! of records into rows ([`notes`], [`sagas`], [`commands`], [`vectors`]), and the [`runner`] that applies records in batches,
 //! each batch in one transaction together with the offsets it consumed, so a projection
 //! is exactly-once into SQL. The same code runs on SQLite (single node) and PostgreSQL.
 //! A projection is rebuilt while serving ([`rebuild`], into a [`shadow`] copy) through
@@ -16,6 +16,7 @@ pub mod sagas;
 pub mod search;
 pub mod shadow;
 pub mod store;
+pub mod vectors;
 
 pub use jobs::{Job, JobState, QueueError};
 pub use runner::Projector;

@@ -1,5 +1,6 @@
 //! The notes projection: folds `notes.events`, `embedding.events` and
-//! `narration.events` into the `notes` and `note_artifacts` tables, and (through
+//! `narration.events` into the `notes`, `note_artifacts` and `note_vectors` tables (the
+//! last: every model's vector of a version, see [`crate::vectors`]), and (through
 //! [`crate::sagas`]) `saga.note-pipeline` into the saga timeline and (through
 //! [`crate::commands`]) `notes.outcomes` into command status.
 //!
@@ -60,6 +61,8 @@ pub async fn apply(
                  embedding_f32 = NULL",
             )
             .await?;
+            // The embedding store deleted every model's vector of the version(s).
+            crate::vectors::forget(tx, e.note_id, e.version).await?;
         }
         FlowEvent::Narration(NarrationEvent::NarrationDeleted(e)) => {
             forget_artifact(
@@ -135,13 +138,19 @@ pub async fn apply(
             .await?;
         }
         FlowEvent::Embedding(EmbeddingEvent::EmbeddingGenerated(e)) => {
+            crate::vectors::record(tx, e).await?;
+            // `note_artifacts` holds the saga's embedding, the first of the version in log
+            // order: a re-embedding's reply (another model, later on the same partition,
+            // since only published versions are re-embedded) does not replace it. After
+            // an `EmbeddingDeleted` the columns are empty and a new one is taken.
             // Bytes, not JSON: search reads every vector of a user per query.
             sqlx::query(
                 "INSERT INTO note_artifacts (note_id, version, embedding_model, embedding_dimensions, embedding_f32) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (note_id, version) DO UPDATE SET \
                  embedding_model = excluded.embedding_model, \
                  embedding_dimensions = excluded.embedding_dimensions, \
-                 embedding_vector = NULL, embedding_f32 = excluded.embedding_f32",
+                 embedding_vector = NULL, embedding_f32 = excluded.embedding_f32 \
+                 WHERE note_artifacts.embedding_model IS NULL",
             )
             .bind(e.note_id.to_string())
             .bind(e.version)

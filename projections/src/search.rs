@@ -208,14 +208,16 @@ impl ReadStore {
     }
 
     /// The semantic ranking: every published vector of `model` of the owner's live
-    /// notes, by cosine similarity with `query`, best first, only positive ones.
+    /// notes, by cosine similarity with `query`, best first, only positive ones. The
+    /// vectors come from `note_vectors` (every model's vector of a version: the saga's and
+    /// a re-embedding's), so only the configured model's take part.
     async fn semantic(&self, owner: &str, model: &str, query: &[f32]) -> Result<Vec<(Uuid, f32)>> {
         let mut rows = sqlx::query(
-            "SELECT n.note_id, a.embedding_f32, a.embedding_vector \
-             FROM notes n JOIN note_artifacts a \
-               ON a.note_id = n.note_id AND a.version = n.published_version \
-             WHERE n.owner = $1 AND n.deleted_at IS NULL AND a.embedding_model = $2 \
-               AND (a.embedding_f32 IS NOT NULL OR a.embedding_vector IS NOT NULL)",
+            "SELECT n.note_id, v.vector_f32 AS embedding_f32, v.vector_json AS embedding_vector \
+             FROM notes n JOIN note_vectors v \
+               ON v.note_id = n.note_id AND v.version = n.published_version AND v.model = $2 \
+             WHERE n.owner = $1 AND n.deleted_at IS NULL \
+               AND (v.vector_f32 IS NOT NULL OR v.vector_json IS NOT NULL)",
         )
         .bind(owner.to_owned())
         .bind(model.to_owned())

@@ -35,6 +35,7 @@ pub fn tables(projection: &str) -> &'static [&'static str] {
             "command_outcomes",
             "note_texts",
             "search_documents",
+            "note_vectors",
         ],
         _ => &[],
     }

@@ -236,9 +236,10 @@ async fn scenario(store: &ReadStore) -> Result<()> {
         "first float, little-endian"
     );
     assert_eq!(json, None);
-    // A vector written as JSON before the bytes column existed still counts.
+    // A vector written as JSON before the bytes column existed (and copied to
+    // `note_vectors`, which search reads, as it was) still counts.
     sqlx::query(
-        "UPDATE note_artifacts SET embedding_f32 = NULL, embedding_vector = $1 \
+        "UPDATE note_vectors SET vector_f32 = NULL, vector_json = $1 \
          WHERE note_id = $2 AND version = 1",
     )
     .bind(serde_json::to_string(&expected)?)

@@ -471,6 +471,9 @@ pub fn step_command(saga: &NotePipeline, step: Step) -> Command {
             note_id,
             version,
             text: saga.text.clone(),
+            // The saga publishes with whatever model the embedding role is configured
+            // for; naming one is what a re-embedding does.
+            model: None,
         }),
         Step::Narration => Command::NarrateNote(NarrateNote {
             note_id,

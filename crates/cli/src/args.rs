@@ -79,6 +79,11 @@ pub(crate) enum Command {
     /// One note, from the log: `note history NOTE_ID` prints every record of it across
     /// the topics, decoded, as JSON lines in time order.
     Note(crate::note_history::NoteArgs),
+    /// Re-embed every published note with another model through the log, while search
+    /// keeps the model it runs: `reembed --model M` (progress bars, then the step that
+    /// switches search), `reembed --status` (coverage per model). Exit 1: bad input or
+    /// notes failed; 2: cannot read.
+    Reembed(crate::reembed::ReembedArgs),
 }
 
 /// Where the log and the registry are.

@@ -369,10 +369,11 @@ async fn run_roles(
     tasks.spawn({
         let (rt, token) = (rt.clone(), shutdown.clone());
         let embedder = args.embedding.processing(embedding_provider.clone());
+        let minilm_dir = roles::minilm_dir(&args.embedding);
         async move {
             (
                 "embedding",
-                roles::run_embedding(rt, embedding_store, embedder, token).await,
+                roles::run_embedding(rt, embedding_store, embedder, minilm_dir, token).await,
             )
         }
     });

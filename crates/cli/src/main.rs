@@ -11,6 +11,7 @@ mod env_doc;
 mod limits;
 mod logread;
 mod note_history;
+mod reembed;
 mod registry_auth;
 mod replay;
 mod roles;
@@ -55,6 +56,7 @@ async fn main() -> Result<ExitCode> {
         Command::Dlq(args) => return Ok(dlq::run(args, shutdown).await),
         Command::Tail(args) => return Ok(tail::run(args, shutdown).await),
         Command::Note(args) => return Ok(note_history::run(args, shutdown).await),
+        Command::Reembed(args) => return Ok(reembed::run(args, shutdown).await),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

@@ -209,13 +209,24 @@ pub(crate) async fn run_notes(rt: Runtime, shutdown: CancellationToken) -> Resul
     Ok(())
 }
 
+/// Where the embedding role loads all-MiniLM-L6-v2 from when a re-embedding asks for it
+/// and its configured provider is another (the `minilm` provider's own directory).
+pub(crate) fn minilm_dir(provider: &crate::args::EmbeddingProviderArgs) -> std::path::PathBuf {
+    provider
+        .embedding_model_dir
+        .clone()
+        .unwrap_or_else(notesaga_embedder::minilm::default_model_dir)
+}
+
 pub(crate) async fn run_embedding(
     rt: Runtime,
     store: EmbeddingStore,
     embedder: Resilient,
+    minilm_dir: std::path::PathBuf,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let handler = EmbeddingProcessor::new(store, embedder, rt.publisher.clone());
+    let handler =
+        EmbeddingProcessor::new(store, embedder, rt.publisher.clone()).with_minilm_dir(minilm_dir);
     ConsumerLoop::new(
         rt.kafka,
         group("embedding"),
@@ -351,7 +362,8 @@ pub(crate) async fn embedding(args: EmbeddingArgs, shutdown: CancellationToken) 
     let rt = connect(&args.connection).await?;
     let store =
         EmbeddingStore::connect(&args.storage.embedding_url(&args.embedding_database_url)?).await?;
-    run_embedding(rt, store, args.provider.build()?, shutdown).await
+    let minilm_dir = minilm_dir(&args.provider);
+    run_embedding(rt, store, args.provider.build()?, minilm_dir, shutdown).await
 }
 
 pub(crate) async fn narration(args: NarrationArgs, shutdown: CancellationToken) -> Result<()> {

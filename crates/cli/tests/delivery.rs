@@ -91,6 +91,7 @@ async fn a_command_delivered_twice_has_one_effect_and_the_same_outcome() -> Resu
         note_id,
         version: 1,
         text: "Embedded once, answered twice.".into(),
+        model: None,
     });
     let metadata = Metadata::new(command_id, "duplicate-test").with_command(command_id);
     publisher

@@ -141,6 +141,16 @@ impl Resilient {
         self.provider.model()
     }
 
+    /// Another provider behind this one's retry policy, circuit breaker and concurrency
+    /// limit (shared, not copied): the embedding role's second model (a re-embedding)
+    /// takes turns with the first instead of doubling the load.
+    pub fn with_provider(&self, provider: Provider) -> Self {
+        Self {
+            provider,
+            resilience: self.resilience.clone(),
+        }
+    }
+
     /// Embeds `text`, retrying transient failures within the policy's budget.
     pub async fn embed(&self, text: &str) -> Result<Vec<f32>, Failed> {
         if text.trim().is_empty() {

@@ -1,7 +1,9 @@
 //! Answers `embedding.commands` (group `notesaga.embedding`).
 //!
-//! `GenerateEmbedding`: upsert the embedding by (note, version), then (re-)send the reply,
-//! then the loop commits. `DeleteEmbedding`: delete the rows of one version or of every
+//! `GenerateEmbedding`: upsert the embedding by (note, version, model), then (re-)send the
+//! reply, then the loop commits. The model is the command's (a re-embedding) or the
+//! configured one (the saga's commands name none); [`crate::models`] says which embedder
+//! that is. `DeleteEmbedding`: delete the rows of one version or of every
 //! version, then reply. A crash anywhere repeats a step harmlessly: the upsert writes
 //! nothing new, a repeated delete removes nothing, and the reply has the same id.
 //!
@@ -21,6 +23,7 @@ use notesaga_log::{faults, Handler, HandlerError, Incoming, Publisher};
 use tracing::{info, warn};
 
 use crate::{
+    models::Embedders,
     provider::{Failed, Resilient},
     store::{EmbeddingStore, StoredEmbedding},
 };
@@ -29,17 +32,29 @@ use crate::{
 #[derive(Debug)]
 pub struct EmbeddingProcessor {
     store: EmbeddingStore,
-    embedder: Resilient,
+    embedders: Embedders,
     publisher: Publisher,
 }
 
 impl EmbeddingProcessor {
-    /// A processor storing into `store` and replying through `publisher`.
+    /// A processor embedding with `embedder` (and, for a re-embedding naming another
+    /// model, the in-process models, all-MiniLM-L6-v2 from its default directory),
+    /// storing into `store` and replying through `publisher`.
     pub fn new(store: EmbeddingStore, embedder: Resilient, publisher: Publisher) -> Self {
         Self {
             store,
-            embedder,
+            embedders: Embedders::new(embedder, notesaga_embedder::minilm::default_model_dir()),
             publisher,
+        }
+    }
+
+    /// Where a re-embedding to all-MiniLM-L6-v2 loads the model from
+    /// (`NOTESAGA_EMBEDDING_MODEL_DIR`).
+    pub fn with_minilm_dir(self, dir: std::path::PathBuf) -> Self {
+        let configured = self.embedders.configured().clone();
+        Self {
+            embedders: Embedders::new(configured, dir),
+            ..self
         }
     }
 }
@@ -50,7 +65,7 @@ impl Handler<EmbeddingCommand> for EmbeddingProcessor {
         let reply_meta = incoming.metadata.command_event(command_id, 0);
         let reply = match &incoming.message {
             EmbeddingCommand::GenerateEmbedding(command) => {
-                generate(&self.store, &self.embedder, command).await?
+                generate(&self.store, &self.embedders, command).await?
             }
             EmbeddingCommand::DeleteEmbedding(command) => delete(&self.store, command).await,
         };
@@ -62,14 +77,20 @@ impl Handler<EmbeddingCommand> for EmbeddingProcessor {
 }
 
 /// The reply to a `GenerateEmbedding`. A store failure is a handler error (the loop
-/// retries the record); a provider failure is an `EmbeddingFailed` reply.
+/// retries the record); a provider failure, or a model this role cannot run, is an
+/// `EmbeddingFailed` reply.
 async fn generate(
     store: &EmbeddingStore,
-    embedder: &Resilient,
+    embedders: &Embedders,
     command: &GenerateEmbedding,
 ) -> Result<EmbeddingEvent, HandlerError> {
+    let embedder = match embedders.for_model(command.model.as_deref()).await {
+        Ok(embedder) => embedder,
+        Err(failed) => return Ok(failure(command, failed)),
+    };
+    let embedder = &embedder;
     let stored = store
-        .get(command.note_id, command.version)
+        .get(command.note_id, command.version, embedder.model())
         .await
         .map_err(|err| HandlerError::Transient(err.to_string()))?;
     let outcome = match stored {
@@ -92,7 +113,7 @@ async fn generate(
     // a redelivered command repeats its reply byte for byte.
     let stored_at = match &outcome {
         Ok(_) => store
-            .stored_at(command.note_id, command.version)
+            .stored_at(command.note_id, command.version, embedder.model())
             .await
             .map_err(|err| HandlerError::Transient(err.to_string()))?,
         Err(_) => None,
@@ -109,16 +130,19 @@ async fn generate(
                 occurred_at: stored_at.unwrap_or_else(now_millis),
             })
         }
-        Err(failed) => {
-            warn!(note_id = %command.note_id, version = command.version, retryable = failed.retryable, reason = %failed.reason, "embedding failed");
-            EmbeddingEvent::EmbeddingFailed(EmbeddingFailed {
-                note_id: command.note_id,
-                version: command.version,
-                retryable: failed.retryable,
-                reason: failed.reason,
-                occurred_at: now_millis(),
-            })
-        }
+        Err(failed) => failure(command, failed),
+    })
+}
+
+/// The `EmbeddingFailed` answering `command`.
+fn failure(command: &GenerateEmbedding, failed: Failed) -> EmbeddingEvent {
+    warn!(note_id = %command.note_id, version = command.version, model = ?command.model, retryable = failed.retryable, reason = %failed.reason, "embedding failed");
+    EmbeddingEvent::EmbeddingFailed(EmbeddingFailed {
+        note_id: command.note_id,
+        version: command.version,
+        retryable: failed.retryable,
+        reason: failed.reason,
+        occurred_at: now_millis(),
     })
 }
 
@@ -174,6 +198,7 @@ mod tests {
     use crate::{provider::Provider, BuiltinEmbedder};
 
     const NOTE: Uuid = Uuid::from_u128(7);
+    const BUILTIN: &str = notesaga_embedder::hash::MODEL;
 
     async fn sqlite() -> (tempfile::TempDir, String, EmbeddingStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -182,13 +207,14 @@ mod tests {
         (dir, url, store)
     }
 
-    fn embedder() -> Resilient {
-        Resilient::new(
+    fn embedder() -> Embedders {
+        let configured = Resilient::new(
             Provider::Builtin(BuiltinEmbedder),
             RetryPolicy::default(),
             BreakerConfig::default(),
             1,
-        )
+        );
+        Embedders::new(configured, notesaga_embedder::minilm::default_model_dir())
     }
 
     fn generate_command(version: i64) -> GenerateEmbedding {
@@ -196,6 +222,7 @@ mod tests {
             note_id: NOTE,
             version,
             text: "photosynthesis turns light into sugar".into(),
+            model: None,
         }
     }
 
@@ -235,8 +262,8 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(store.get(NOTE, 2).await.unwrap().is_none());
-        assert!(store.get(NOTE, 1).await.unwrap().is_some());
+        assert!(store.get(NOTE, 2, BUILTIN).await.unwrap().is_none());
+        assert!(store.get(NOTE, 1, BUILTIN).await.unwrap().is_some());
         // The redelivery: nothing left, still a success.
         assert_eq!(
             deleted_rows(&delete(&store, &delete_command(Some(2))).await),
@@ -251,7 +278,60 @@ mod tests {
             deleted_rows(&delete(&store, &delete_command(None)).await),
             0
         );
-        assert!(store.get(NOTE, 1).await.unwrap().is_none());
+        assert!(store.get(NOTE, 1, BUILTIN).await.unwrap().is_none());
+    }
+
+    /// A re-embedding names its model: it is answered with a vector of that model even
+    /// though the version has the saga's vector of another model stored, and its
+    /// redelivery repeats the reply byte for byte. A model the role cannot run is a
+    /// permanent `EmbeddingFailed` saying so.
+    #[tokio::test]
+    async fn a_re_embedding_answers_with_its_model_never_the_stored_one() {
+        let (_dir, _url, store) = sqlite().await;
+        // The saga's vector, by a model this role runs no more.
+        let sagas = StoredEmbedding {
+            model: "nomic-embed-text".into(),
+            vector: vec![0.6, 0.8],
+        };
+        store.upsert(NOTE, 1, &sagas).await.unwrap();
+        let embedders = embedder();
+        let command = GenerateEmbedding {
+            model: Some(BUILTIN.into()),
+            ..generate_command(1)
+        };
+        let first = generate(&store, &embedders, &command).await.unwrap();
+        match &first {
+            EmbeddingEvent::EmbeddingGenerated(g) => {
+                assert_eq!(g.model, BUILTIN);
+                assert_eq!(g.dimensions, 256);
+                assert_eq!(g.vector.len(), 256);
+            }
+            other => panic!("expected EmbeddingGenerated, got {other:?}"),
+        }
+        let again = generate(&store, &embedders, &command).await.unwrap();
+        assert_eq!(again, first, "a redelivery repeats the reply");
+        assert_eq!(
+            store.get(NOTE, 1, "nomic-embed-text").await.unwrap(),
+            Some(sagas)
+        );
+
+        let unknown = GenerateEmbedding {
+            model: Some("text-embedding-3-large".into()),
+            ..generate_command(1)
+        };
+        match generate(&store, &embedders, &unknown).await.unwrap() {
+            EmbeddingEvent::EmbeddingFailed(failed) => {
+                assert!(!failed.retryable);
+                assert!(
+                    failed.reason.starts_with(
+                        "model text-embedding-3-large is not available in this embedding role"
+                    ),
+                    "{}",
+                    failed.reason
+                );
+            }
+            other => panic!("expected EmbeddingFailed, got {other:?}"),
+        }
     }
 
     /// A store that fails answers `EmbeddingDeletionFailed` (for the saga to retry)
@@ -298,7 +378,7 @@ mod tests {
             }
             other => panic!("expected EmbeddingFailed, got {other:?}"),
         }
-        assert!(store.get(NOTE, 1).await.unwrap().is_none());
+        assert!(store.get(NOTE, 1, BUILTIN).await.unwrap().is_none());
         let reply = generate(&store, &embedder, &generate_command(1))
             .await
             .unwrap();
@@ -314,7 +394,7 @@ mod tests {
             other => panic!("expected EmbeddingDeletionFailed, got {other:?}"),
         }
         // The injected failure deleted nothing; the retry does.
-        assert!(store.get(NOTE, 1).await.unwrap().is_some());
+        assert!(store.get(NOTE, 1, BUILTIN).await.unwrap().is_some());
         assert_eq!(
             deleted_rows(&delete(&store, &delete_command(None)).await),
             1

@@ -1,5 +1,9 @@
-//! The embedding store: one row per (note, version), written with an idempotent upsert
-//! and removed with an idempotent delete.
+//! The embedding store: one row per (note, version, model), written with an idempotent
+//! upsert and removed with an idempotent delete (of every model's row of a version).
+//!
+//! Keyed by the model because a re-embedding (`notesaga reembed`, issue 13) stores a
+//! second model's vector of a version beside the first: a lookup by (note, version)
+//! alone would answer a re-embedding with the old model's vector.
 
 use sqlx::{AnyPool, Row as _};
 use uuid::Uuid;
@@ -60,13 +64,20 @@ impl EmbeddingStore {
         Ok(Self { pool })
     }
 
-    /// The embedding of a version, if stored.
-    pub async fn get(&self, note_id: Uuid, version: i64) -> Result<Option<StoredEmbedding>> {
+    /// The embedding of a version by `model`, if stored.
+    pub async fn get(
+        &self,
+        note_id: Uuid,
+        version: i64,
+        model: &str,
+    ) -> Result<Option<StoredEmbedding>> {
         let row = sqlx::query(
-            "SELECT model, vector FROM embedding_vectors WHERE note_id = $1 AND version = $2",
+            "SELECT model, vector FROM embedding_vectors \
+             WHERE note_id = $1 AND version = $2 AND model = $3",
         )
         .bind(note_id.to_string())
         .bind(version)
+        .bind(model.to_owned())
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
@@ -82,15 +93,17 @@ impl EmbeddingStore {
         .transpose()
     }
 
-    /// When the embedding of `version` was stored, milliseconds since the Unix epoch. A
-    /// reply describing it carries this time, so a redelivered command repeats its reply
-    /// byte for byte.
-    pub async fn stored_at(&self, note_id: Uuid, version: i64) -> Result<Option<i64>> {
+    /// When the embedding of `version` by `model` was stored, milliseconds since the Unix
+    /// epoch. A reply describing it carries this time, so a redelivered command repeats
+    /// its reply byte for byte.
+    pub async fn stored_at(&self, note_id: Uuid, version: i64, model: &str) -> Result<Option<i64>> {
         let created_at: Option<String> = sqlx::query_scalar(
-            "SELECT created_at FROM embedding_vectors WHERE note_id = $1 AND version = $2",
+            "SELECT created_at FROM embedding_vectors \
+             WHERE note_id = $1 AND version = $2 AND model = $3",
         )
         .bind(note_id.to_string())
         .bind(version)
+        .bind(model.to_owned())
         .fetch_optional(&self.pool)
         .await?;
         Ok(created_at.and_then(|at| {
@@ -100,8 +113,9 @@ impl EmbeddingStore {
         }))
     }
 
-    /// Stores the embedding of a version unless one is stored already; returns the one
-    /// that is stored afterwards (a redelivered command writes nothing new).
+    /// Stores the embedding of a version unless one of its model is stored already;
+    /// returns the one that is stored afterwards (a redelivered command writes nothing
+    /// new).
     pub async fn upsert(
         &self,
         note_id: Uuid,
@@ -111,7 +125,7 @@ impl EmbeddingStore {
         let vector = serde_json::to_string(&embedding.vector).expect("floats serialise");
         sqlx::query(
             "INSERT INTO embedding_vectors (note_id, version, model, dimensions, vector, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (note_id, version) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (note_id, version, model) DO NOTHING",
         )
         .bind(note_id.to_string())
         .bind(version)
@@ -122,13 +136,13 @@ impl EmbeddingStore {
         .execute(&self.pool)
         .await?;
         Ok(self
-            .get(note_id, version)
+            .get(note_id, version, &embedding.model)
             .await?
             .unwrap_or_else(|| embedding.clone()))
     }
 
-    /// Deletes the embedding of `version`, or of every version of the note when `None`;
-    /// returns how many rows went. Deleting what is not there removes 0 rows and is not an
+    /// Deletes the embeddings (of every model) of `version`, or of every version of the
+    /// note when `None`; returns how many rows went. Deleting what is not there removes 0 rows and is not an
     /// error, so a redelivered or retried delete succeeds.
     pub async fn delete(&self, note_id: Uuid, version: Option<i64>) -> Result<u64> {
         let result = match version {
@@ -149,13 +163,14 @@ impl EmbeddingStore {
         Ok(result.rows_affected())
     }
 
-    /// Every stored (note, version), ordered. Read-only; for `notesaga check`, which
+    /// Every stored (note, version), ordered, once whatever the models. Read-only; for `notesaga check`, which
     /// compares the store with the log.
     pub async fn versions(&self) -> Result<Vec<(Uuid, i64)>> {
-        let rows =
-            sqlx::query("SELECT note_id, version FROM embedding_vectors ORDER BY note_id, version")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT DISTINCT note_id, version FROM embedding_vectors ORDER BY note_id, version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
                 let note_id: String = row.try_get("note_id")?;

@@ -1,7 +1,10 @@
 //! What a record of the orchestrator's input topics means to the sagas.
 
 use notesaga_events::{
-    embedding::EmbeddingEvent, narration::NarrationEvent, notes::NotesEvent, saga::SagaEvent,
+    embedding::{note_text, EmbeddingEvent},
+    narration::NarrationEvent,
+    notes::NotesEvent,
+    saga::SagaEvent,
 };
 use notesaga_log::FlowEvent;
 use notesaga_sagas::note_pipeline::Reply;
@@ -60,12 +63,12 @@ pub fn observe(event: &FlowEvent, command_id: Option<Uuid>) -> Option<Observed> 
         FlowEvent::Notes(NotesEvent::NoteCreated(e)) => Some(Observed::VersionCreated {
             note_id: e.note_id,
             version: e.version,
-            text: format!("{}.\n\n{}", e.title, e.body),
+            text: note_text(&e.title, &e.body),
         }),
         FlowEvent::Notes(NotesEvent::NoteEdited(e)) => Some(Observed::VersionCreated {
             note_id: e.note_id,
             version: e.version,
-            text: format!("{}.\n\n{}", e.title, e.body),
+            text: note_text(&e.title, &e.body),
         }),
         FlowEvent::Notes(NotesEvent::NoteDeleted(e)) => Some(Observed::NoteDeleted {
             note_id: e.note_id,
