@@ -34,7 +34,7 @@ impl Default for Fusion {
     /// The weight tuned on the judged set's tuning half.
     fn default() -> Self {
         Self {
-            keyword_weight: 0.3,
+            keyword_weight: 0.8,
         }
     }
 }
@@ -149,9 +149,16 @@ mod tests {
     #[test]
     fn strong_semantic_match_beats_weak_keyword_matches() {
         // Note 1 is what the query means; notes 2 and 3 share a common word with it.
+        // Each holds one of the query's four content words.
         let semantic = [(id(1), 0.62), (id(4), 0.30), (id(2), 0.21), (id(3), 0.20)];
-        let keyword = [(id(2), 3.1), (id(3), 3.0)];
-        let fused = fuse(&semantic, &kw(&keyword), Fusion::default(), 10);
+        let keyword: Vec<KeywordScore> = [(id(2), 3.1), (id(3), 3.0)]
+            .map(|(note_id, score)| KeywordScore {
+                note_id,
+                score,
+                coverage: 0.25,
+            })
+            .to_vec();
+        let fused = fuse(&semantic, &keyword, Fusion::default(), 10);
         assert_eq!(fused[0].note_id, id(1));
         assert!(fused[0].semantic && !fused[0].keyword);
     }
