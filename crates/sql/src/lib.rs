@@ -15,11 +15,33 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::E
         .connect(url)
         .await?;
     if url.starts_with("sqlite:") {
-        sqlx::query("PRAGMA journal_mode=WAL")
-            .execute(&pool)
-            .await?;
+        wal_mode(&pool).await?;
     }
     Ok(pool)
+}
+
+/// Switches a SQLite database to WAL. The switch needs the database to itself, so when
+/// several processes open one file at start-up (`notesaga dev`'s roles) it can meet
+/// another's migration and fail with `SQLITE_BUSY` past the busy timeout: tried again,
+/// as migrations are, instead of failing the role's start.
+async fn wal_mode(pool: &AnyPool) -> Result<(), sqlx::Error> {
+    let mut attempt: u32 = 0;
+    loop {
+        match sqlx::query("PRAGMA journal_mode=WAL").execute(pool).await {
+            Ok(_) => return Ok(()),
+            Err(err) if attempt < 10 && is_busy(&err) => {
+                attempt += 1;
+                tracing::debug!(%err, attempt, "switching to WAL met another process; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// SQLite's "database is locked" (`SQLITE_BUSY`, code 5).
+fn is_busy(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("5"))
 }
 
 /// Applies `migrator`. SQLite has no migration lock: the loser of a start-up race fails
