@@ -4,6 +4,8 @@
 //! notes; command status goes pending → applied / rejected; search ranks published
 //! embeddings of the owner's live notes by cosine similarity.
 
+mod support;
+
 use anyhow::Result;
 use notesaga_embedding::BuiltinEmbedder;
 use notesaga_events::{
@@ -14,23 +16,13 @@ use notesaga_events::{
     },
 };
 use notesaga_log::FlowEvent;
-use notesaga_projections::{
-    notes, AcceptedCommand, CommandState, NoteListQuery, NoteView, ReadStore,
-};
+use notesaga_projections::{AcceptedCommand, CommandState, NoteListQuery, NoteView, ReadStore};
 use notesaga_testkit::PostgresDatabase;
+use support::fold;
 use uuid::Uuid;
 
 /// 2026-01-01T00:00:00Z in milliseconds; every record happens some seconds after it.
 const T0: i64 = 1_767_225_600_000;
-
-async fn fold(store: &ReadStore, records: Vec<FlowEvent>) -> Result<()> {
-    let mut tx = store.pool().begin().await?;
-    for (offset, record) in records.iter().enumerate() {
-        notes::apply(&mut tx, record, Uuid::new_v4(), offset as i64).await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
 
 fn created(note_id: Uuid, owner: &str, title: &str, body: &str, second: i64) -> FlowEvent {
     FlowEvent::Notes(NotesEvent::NoteCreated(NoteCreated {

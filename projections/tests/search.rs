@@ -5,6 +5,8 @@
 //! little-endian f32 bytes (and JSON vectors written before still count), and every hit
 //! says which rankings found it and shows a snippet.
 
+mod support;
+
 use anyhow::Result;
 use notesaga_embedder::BuiltinEmbedder;
 use notesaga_events::{
@@ -14,22 +16,14 @@ use notesaga_events::{
     },
 };
 use notesaga_log::FlowEvent;
-use notesaga_projections::{notes, Fusion, ReadStore, SearchMode, SearchQuery};
+use notesaga_projections::{Fusion, ReadStore, SearchMode, SearchQuery};
 use notesaga_testkit::PostgresDatabase;
 use sqlx::Row as _;
+use support::fold;
 use uuid::Uuid;
 
 const MODEL: &str = notesaga_embedder::hash::MODEL;
 const T0: i64 = 1_767_225_600_000;
-
-async fn fold(store: &ReadStore, records: Vec<FlowEvent>) -> Result<()> {
-    let mut tx = store.pool().begin().await?;
-    for (offset, record) in records.iter().enumerate() {
-        notes::apply(&mut tx, record, Uuid::new_v4(), offset as i64).await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
 
 fn created(note_id: Uuid, owner: &str, title: &str, body: &str) -> FlowEvent {
     FlowEvent::Notes(NotesEvent::NoteCreated(NoteCreated {

@@ -5,6 +5,8 @@
 //! removes every model's vector, the listing `notesaga reembed` reads says which notes
 //! lack a model, and the migration copies the vectors folded before it.
 
+mod support;
+
 use anyhow::Result;
 use notesaga_embedder::BuiltinEmbedder;
 use notesaga_events::{
@@ -13,26 +15,17 @@ use notesaga_events::{
 };
 use notesaga_log::FlowEvent;
 use notesaga_projections::{
-    notes,
     vectors::{coverage, to_reembed},
     Fusion, ReadStore, SearchMode, SearchQuery,
 };
 use notesaga_testkit::PostgresDatabase;
 use sqlx::Row as _;
+use support::fold;
 use uuid::Uuid;
 
 const SAGA_MODEL: &str = notesaga_embedder::hash::MODEL;
 const NEW_MODEL: &str = "test-model-3d";
 const T0: i64 = 1_767_225_600_000;
-
-async fn fold(store: &ReadStore, records: Vec<FlowEvent>) -> Result<()> {
-    let mut tx = store.pool().begin().await?;
-    for (offset, record) in records.iter().enumerate() {
-        notes::apply(&mut tx, record, Uuid::new_v4(), offset as i64).await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
 
 fn generated(note_id: Uuid, model: &str, vector: Vec<f32>) -> FlowEvent {
     FlowEvent::Embedding(EmbeddingEvent::EmbeddingGenerated(EmbeddingGenerated {

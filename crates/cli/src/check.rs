@@ -138,7 +138,7 @@ fn embedding_url(args: &CheckArgs) -> Result<String> {
 }
 
 /// A URL without its password, for printing.
-fn redacted(url: &str) -> String {
+pub(crate) fn redacted(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
             let _ = parsed.set_password(Some("***"));

@@ -135,9 +135,12 @@ async fn reembed(args: &ReembedArgs, shutdown: &CancellationToken) -> Result<Exi
         return Ok(ExitCode::from(1));
     }
     let url = store_url(args)?;
-    let store = ReadStore::connect(&url)
-        .await
-        .with_context(|| format!("cannot open the read store {}", redacted(&url)))?;
+    let store = ReadStore::connect(&url).await.with_context(|| {
+        format!(
+            "cannot open the read store {}",
+            crate::check::redacted(&url)
+        )
+    })?;
     let notes = store.published_notes(args.owner.as_deref()).await?;
     if args.status {
         print_status(&notes, args.model.as_deref(), args.owner.as_deref());
@@ -153,7 +156,7 @@ async fn reembed(args: &ReembedArgs, shutdown: &CancellationToken) -> Result<Exi
         eprintln!(
             "notesaga reembed: the read store {} has no published notes{}: nothing to \
              re-embed (is it the node's? --data-dir / --database-url)",
-            redacted(&url),
+            crate::check::redacted(&url),
             args.owner
                 .as_deref()
                 .map(|o| format!(" of {o}"))
@@ -450,16 +453,5 @@ fn print_status(notes: &[PublishedNote], model: Option<&str>, owner: Option<&str
             100.0 * count as f64 / notes.len() as f64
         };
         println!("{name:width$}  {count:>7}  {percent:>7.1}%");
-    }
-}
-
-/// A URL without its password, for printing.
-fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
     }
 }

@@ -89,8 +89,10 @@ async fn generate(
         Err(failed) => return Ok(failure(command, failed)),
     };
     let embedder = &embedder;
+    // The reply carries the time the vector was stored, not the time of this delivery:
+    // a redelivered command repeats its reply byte for byte.
     let stored = store
-        .get(command.note_id, command.version, embedder.model())
+        .get_stored(command.note_id, command.version, embedder.model())
         .await
         .map_err(|err| HandlerError::Transient(err.to_string()))?;
     let outcome = match stored {
@@ -102,24 +104,15 @@ async fn generate(
                     vector,
                 };
                 Ok(store
-                    .upsert(command.note_id, command.version, &fresh)
+                    .upsert_stored(command.note_id, command.version, &fresh)
                     .await
                     .map_err(|err| HandlerError::Transient(err.to_string()))?)
             }
             Err(failed) => Err(failed),
         },
     };
-    // The reply carries the time the vector was stored, not the time of this delivery:
-    // a redelivered command repeats its reply byte for byte.
-    let stored_at = match &outcome {
-        Ok(_) => store
-            .stored_at(command.note_id, command.version, embedder.model())
-            .await
-            .map_err(|err| HandlerError::Transient(err.to_string()))?,
-        Err(_) => None,
-    };
     Ok(match outcome {
-        Ok(stored) => {
+        Ok((stored, stored_at)) => {
             info!(note_id = %command.note_id, version = command.version, model = %stored.model, "embedding stored");
             EmbeddingEvent::EmbeddingGenerated(EmbeddingGenerated {
                 note_id: command.note_id,

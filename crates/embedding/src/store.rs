@@ -71,8 +71,32 @@ impl EmbeddingStore {
         version: i64,
         model: &str,
     ) -> Result<Option<StoredEmbedding>> {
+        Ok(self
+            .get_stored(note_id, version, model)
+            .await?
+            .map(|(embedding, _)| embedding))
+    }
+
+    /// When the embedding of `version` by `model` was stored, milliseconds since the Unix
+    /// epoch. A reply describing it carries this time, so a redelivered command repeats
+    /// its reply byte for byte.
+    pub async fn stored_at(&self, note_id: Uuid, version: i64, model: &str) -> Result<Option<i64>> {
+        Ok(self
+            .get_stored(note_id, version, model)
+            .await?
+            .and_then(|(_, at)| at))
+    }
+
+    /// The embedding of a version by `model` and when it was stored (milliseconds since
+    /// the Unix epoch), in one read: what the processor's reply needs.
+    pub async fn get_stored(
+        &self,
+        note_id: Uuid,
+        version: i64,
+        model: &str,
+    ) -> Result<Option<(StoredEmbedding, Option<i64>)>> {
         let row = sqlx::query(
-            "SELECT model, vector FROM embedding_vectors \
+            "SELECT model, vector, created_at FROM embedding_vectors \
              WHERE note_id = $1 AND version = $2 AND model = $3",
         )
         .bind(note_id.to_string())
@@ -83,34 +107,18 @@ impl EmbeddingStore {
         row.map(|row| {
             let model: String = row.try_get("model")?;
             let vector: String = row.try_get("vector")?;
+            let created_at: String = row.try_get("created_at")?;
             let vector = serde_json::from_str(&vector).map_err(|err| Error::Corrupt {
                 note_id,
                 version,
                 reason: err.to_string(),
             })?;
-            Ok(StoredEmbedding { model, vector })
+            let stored_at = chrono::DateTime::parse_from_rfc3339(&created_at)
+                .ok()
+                .map(|at| at.timestamp_millis());
+            Ok((StoredEmbedding { model, vector }, stored_at))
         })
         .transpose()
-    }
-
-    /// When the embedding of `version` by `model` was stored, milliseconds since the Unix
-    /// epoch. A reply describing it carries this time, so a redelivered command repeats
-    /// its reply byte for byte.
-    pub async fn stored_at(&self, note_id: Uuid, version: i64, model: &str) -> Result<Option<i64>> {
-        let created_at: Option<String> = sqlx::query_scalar(
-            "SELECT created_at FROM embedding_vectors \
-             WHERE note_id = $1 AND version = $2 AND model = $3",
-        )
-        .bind(note_id.to_string())
-        .bind(version)
-        .bind(model.to_owned())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(created_at.and_then(|at| {
-            chrono::DateTime::parse_from_rfc3339(&at)
-                .ok()
-                .map(|at| at.timestamp_millis())
-        }))
     }
 
     /// Stores the embedding of a version unless one of its model is stored already;
@@ -122,6 +130,17 @@ impl EmbeddingStore {
         version: i64,
         embedding: &StoredEmbedding,
     ) -> Result<StoredEmbedding> {
+        Ok(self.upsert_stored(note_id, version, embedding).await?.0)
+    }
+
+    /// [`Self::upsert`], with the time the stored embedding was stored (as
+    /// [`Self::get_stored`]).
+    pub async fn upsert_stored(
+        &self,
+        note_id: Uuid,
+        version: i64,
+        embedding: &StoredEmbedding,
+    ) -> Result<(StoredEmbedding, Option<i64>)> {
         let vector = serde_json::to_string(&embedding.vector).expect("floats serialise");
         sqlx::query(
             "INSERT INTO embedding_vectors (note_id, version, model, dimensions, vector, created_at) \
@@ -136,9 +155,9 @@ impl EmbeddingStore {
         .execute(&self.pool)
         .await?;
         Ok(self
-            .get(note_id, version, &embedding.model)
+            .get_stored(note_id, version, &embedding.model)
             .await?
-            .unwrap_or_else(|| embedding.clone()))
+            .unwrap_or_else(|| (embedding.clone(), None)))
     }
 
     /// Deletes the embeddings (of every model) of `version`, or of every version of the
