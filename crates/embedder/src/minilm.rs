@@ -12,6 +12,11 @@
 //! and the note's vector is the token-weighted mean of the window vectors, normalised:
 //! every part of the note counts, and a text of one window gets exactly the model's
 //! vector.
+//!
+//! Scoring a note by its best window instead (passage retrieval, issue 13) was measured
+//! on the judged set of `bench/search/` with [`MiniLm::embed_windows`] and did not help
+//! paraphrased queries (MRR@10 0.257 against the mean's 0.281 on the whole set; see
+//! `docs/benchmarks.md`), so only the mean is stored.
 
 use std::path::{Path, PathBuf};
 
@@ -61,6 +66,16 @@ pub enum Error {
 pub fn default_model_dir() -> PathBuf {
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
     home.join(".cache").join("notesaga").join(MODEL)
+}
+
+/// A text's embedding with its windows' vectors ([`MiniLm::embed_windows`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Embedding {
+    /// The token-weighted mean of the windows' vectors, normalised: the note's vector.
+    pub vector: Vec<f32>,
+    /// Each window's normalised vector, in text order; empty when the text fits one
+    /// window.
+    pub windows: Vec<Vec<f32>>,
 }
 
 /// The loaded model and its tokenizer.
@@ -114,8 +129,15 @@ impl MiniLm {
     /// The note's vector: the token-weighted mean of its windows' vectors, normalised (a
     /// text without tokens gives the zero vector).
     pub fn embed(&self, text: &str) -> Result<Vec<f32>, Error> {
+        Ok(self.embed_windows(text)?.vector)
+    }
+
+    /// The note's vector (as [`Self::embed`]) and, when the text needs more than one
+    /// window, each window's vector in text order (none for a text of one window: its
+    /// window's vector is the note's).
+    pub fn embed_windows(&self, text: &str) -> Result<Embedding, Error> {
         let windows = self.windows(text)?;
-        let vectors = self.embed_windows(&windows)?;
+        let vectors = self.window_vectors(&windows)?;
         let mut sum = vec![0f32; DIMENSIONS];
         for (window, vector) in windows.iter().zip(&vectors) {
             let weight = window.len() as f32;
@@ -123,7 +145,14 @@ impl MiniLm {
                 .zip(vector)
                 .for_each(|(s, v)| *s += weight * v);
         }
-        Ok(normalised(sum))
+        Ok(Embedding {
+            vector: normalised(sum),
+            windows: if vectors.len() > 1 {
+                vectors
+            } else {
+                Vec::new()
+            },
+        })
     }
 
     /// The token ids of each window of `text`, `[CLS]` and `[SEP]` included.
@@ -147,7 +176,7 @@ impl MiniLm {
     }
 
     /// One normalised vector per window (padded batches of [`BATCH_WINDOWS`]).
-    fn embed_windows(&self, windows: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, Error> {
+    fn window_vectors(&self, windows: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, Error> {
         let device = bert::device();
         let mut vectors = Vec::with_capacity(windows.len());
         for batch in windows.chunks(BATCH_WINDOWS) {

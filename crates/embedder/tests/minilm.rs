@@ -89,3 +89,50 @@ fn long_notes_count_every_window() {
         cosine(&head_only, &baking)
     );
 }
+
+/// Passage retrieval: a long note's windows come with its vector, one a window, in text
+/// order; the best window matches a query about one passage better than the note's mean
+/// does. A text of one window has no windows (its vector is its window's).
+#[test]
+fn long_notes_keep_their_windows_vectors() {
+    let model = model();
+    let head = "And the LORD said unto Moses, Stretch out thine hand over the sea, that the waters may come again upon the Egyptians. ".repeat(12);
+    let tail = "Knead the dough, let it rise overnight, then bake the sourdough loaf in a hot oven until the crust is brown. ".repeat(12);
+    let whole = format!("{head}{tail}");
+    let embedding = model.embed_windows(&whole).unwrap();
+    assert_eq!(embedding.vector, model.embed(&whole).unwrap());
+    assert_eq!(
+        embedding.windows.len(),
+        model.windows(&whole).unwrap().len()
+    );
+    assert!(embedding.windows.len() >= 2);
+    for window in &embedding.windows {
+        assert_eq!(window.len(), minilm::DIMENSIONS);
+        let norm = window.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4);
+    }
+    let baking = model.embed("baking bread").unwrap();
+    let best = embedding
+        .windows
+        .iter()
+        .map(|w| cosine(w, &baking))
+        .fold(f32::MIN, f32::max);
+    assert!(
+        best > cosine(&embedding.vector, &baking),
+        "best window {best}, mean {}",
+        cosine(&embedding.vector, &baking)
+    );
+    // The last window is the baking one, the first the sea one.
+    let last = cosine(embedding.windows.last().unwrap(), &baking);
+    let first = cosine(&embedding.windows[0], &baking);
+    assert!(last > first + 0.1, "last {last}, first {first}");
+
+    let short = model
+        .embed_windows("boy kills a giant with a sling")
+        .unwrap();
+    assert!(short.windows.is_empty());
+    assert_eq!(
+        short.vector,
+        model.embed("boy kills a giant with a sling").unwrap()
+    );
+}
