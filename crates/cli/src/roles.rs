@@ -233,6 +233,7 @@ pub(crate) async fn run_embedding(
         &[topics::EMBEDDING_COMMANDS],
         rt.publisher,
     )
+    .with_batch(notesaga_embedding::processor::BATCH)
     .run::<EmbeddingCommand, _>(handler, shutdown)
     .await?;
     Ok(())
@@ -251,6 +252,7 @@ pub(crate) async fn run_narration(
         &[topics::NARRATION_COMMANDS],
         rt.publisher,
     )
+    .with_batch(notesaga_narration::processor::BATCH)
     .run::<NarrationCommand, _>(handler, shutdown)
     .await?;
     Ok(())

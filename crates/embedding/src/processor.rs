@@ -11,6 +11,7 @@
 //! the saga, which owns the retries (and the visible `compensation_failed` state when they
 //! do not help), instead of this loop retrying the record behind the saga's back.
 
+use futures::future::try_join_all;
 use notesaga_events::{
     embedding::{
         DeleteEmbedding, EmbeddingCommand, EmbeddingDeleted, EmbeddingDeletionFailed,
@@ -19,7 +20,7 @@ use notesaga_events::{
     now_millis,
     topics::EMBEDDING_EVENTS,
 };
-use notesaga_log::{faults, Handler, HandlerError, Incoming, Publisher};
+use notesaga_log::{faults, Handler, HandlerError, Incoming, Metadata, Publisher};
 use tracing::{info, warn};
 
 use crate::{
@@ -27,6 +28,13 @@ use crate::{
     provider::{Failed, Resilient},
     store::{EmbeddingStore, StoredEmbedding},
 };
+
+/// Most commands handled as one batch (their replies acknowledged together); the role's
+/// consumer loop is built with it. A batch holds only records already fetched, and the
+/// loop does not poll the group while it works, so a batch must end well within
+/// `max.poll.interval.ms` (300 s) even when the provider is slow: a local model takes
+/// tens of milliseconds per note.
+pub const BATCH: usize = 32;
 
 /// The embedding processor's handler.
 #[derive(Debug)]
@@ -59,8 +67,12 @@ impl EmbeddingProcessor {
     }
 }
 
-impl Handler<EmbeddingCommand> for EmbeddingProcessor {
-    async fn handle(&mut self, incoming: &Incoming<EmbeddingCommand>) -> Result<(), HandlerError> {
+impl EmbeddingProcessor {
+    /// The reply to `incoming` and its headers, once what it asks is stored.
+    async fn answer(
+        &self,
+        incoming: &Incoming<EmbeddingCommand>,
+    ) -> Result<(EmbeddingEvent, Metadata), HandlerError> {
         let command_id = incoming.metadata.command();
         let reply_meta = incoming.metadata.command_event(command_id, 0);
         let reply = match &incoming.message {
@@ -69,9 +81,32 @@ impl Handler<EmbeddingCommand> for EmbeddingProcessor {
             }
             EmbeddingCommand::DeleteEmbedding(command) => delete(&self.store, command).await,
         };
-        self.publisher
-            .publish(EMBEDDING_EVENTS, &reply, &reply_meta)
-            .await?;
+        Ok((reply, reply_meta))
+    }
+}
+
+impl Handler<EmbeddingCommand> for EmbeddingProcessor {
+    async fn handle(&mut self, incoming: &Incoming<EmbeddingCommand>) -> Result<(), HandlerError> {
+        self.handle_batch(std::slice::from_ref(incoming)).await
+    }
+
+    /// Each reply goes to the broker as soon as its command is done (the producer does
+    /// not linger), and the batch waits for all the acknowledgements at its end: a saga
+    /// hop under load no longer waits for the one before it to be acknowledged.
+    async fn handle_batch(
+        &mut self,
+        batch: &[Incoming<EmbeddingCommand>],
+    ) -> Result<(), HandlerError> {
+        let mut sends = Vec::with_capacity(batch.len());
+        for incoming in batch {
+            let (reply, reply_meta) = self.answer(incoming).await?;
+            sends.push(
+                self.publisher
+                    .enqueue(EMBEDDING_EVENTS, &reply, &reply_meta)
+                    .await?,
+            );
+        }
+        try_join_all(sends).await?;
         Ok(())
     }
 }

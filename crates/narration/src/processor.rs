@@ -12,6 +12,7 @@
 
 use std::path::Path;
 
+use futures::future::try_join_all;
 use notesaga_events::{
     narration::{
         DeleteNarration, NarrateNote, NarrationCommand, NarrationCompleted, NarrationDeleted,
@@ -20,7 +21,9 @@ use notesaga_events::{
     now_millis,
     topics::NARRATION_EVENTS,
 };
-use notesaga_log::{faults, provider::Failed, Handler, HandlerError, Incoming, Publisher};
+use notesaga_log::{
+    faults, provider::Failed, Handler, HandlerError, Incoming, Metadata, Publisher,
+};
 use tracing::{info, warn};
 
 use crate::{
@@ -178,6 +181,13 @@ impl Narrations {
     }
 }
 
+/// Most commands handled as one batch (their replies acknowledged together); the role's
+/// consumer loop is built with it. A batch holds only records already fetched, and the
+/// loop does not poll the group while it works, so a batch must end well within
+/// `max.poll.interval.ms` (300 s) even when the speech engine is slow: eight renders at
+/// the default budget (30 s each for a short note) take at most four minutes.
+pub const BATCH: usize = 8;
+
 /// The narration processor's handler.
 #[derive(Debug)]
 pub struct NarrationProcessor {
@@ -195,8 +205,12 @@ impl NarrationProcessor {
     }
 }
 
-impl Handler<NarrationCommand> for NarrationProcessor {
-    async fn handle(&mut self, incoming: &Incoming<NarrationCommand>) -> Result<(), HandlerError> {
+impl NarrationProcessor {
+    /// The reply to `incoming` and its headers, once what it asks is done.
+    async fn answer(
+        &self,
+        incoming: &Incoming<NarrationCommand>,
+    ) -> Result<(NarrationEvent, Metadata), HandlerError> {
         let reply = match &incoming.message {
             NarrationCommand::NarrateNote(command) => self.narrations.narrate(command).await?,
             NarrationCommand::DeleteNarration(command) => self.narrations.delete(command).await,
@@ -205,9 +219,32 @@ impl Handler<NarrationCommand> for NarrationProcessor {
         let reply_meta = incoming
             .metadata
             .command_event(incoming.metadata.command(), 0);
-        self.publisher
-            .publish(NARRATION_EVENTS, &reply, &reply_meta)
-            .await?;
+        Ok((reply, reply_meta))
+    }
+}
+
+impl Handler<NarrationCommand> for NarrationProcessor {
+    async fn handle(&mut self, incoming: &Incoming<NarrationCommand>) -> Result<(), HandlerError> {
+        self.handle_batch(std::slice::from_ref(incoming)).await
+    }
+
+    /// Each reply goes to the broker as soon as its audio is stored (the producer does
+    /// not linger), and the batch waits for all the acknowledgements at its end: a saga
+    /// hop under load no longer waits for the one before it to be acknowledged.
+    async fn handle_batch(
+        &mut self,
+        batch: &[Incoming<NarrationCommand>],
+    ) -> Result<(), HandlerError> {
+        let mut sends = Vec::with_capacity(batch.len());
+        for incoming in batch {
+            let (reply, reply_meta) = self.answer(incoming).await?;
+            sends.push(
+                self.publisher
+                    .enqueue(NARRATION_EVENTS, &reply, &reply_meta)
+                    .await?,
+            );
+        }
+        try_join_all(sends).await?;
         Ok(())
     }
 }
