@@ -1,8 +1,8 @@
 //! The short, bounded chaos run of `make test`: a fixed seed, 90 seconds of load and
 //! faults, then the history check. It fails with the harness's table on any anomaly.
-//! `make chaos` runs the long one (CHAOS_DURATION, default 30 minutes) with every fault
-//! kind; this one leaves out the broker faults, whose recovery is a known limit of the
-//! current broker (docs/reliability.md, "Known limits" 1 and 2).
+//! `make chaos` runs the long one (CHAOS_DURATION, default 30 minutes). Both draw every
+//! fault kind, the broker's SIGKILL, SIGSTOP and restart included (docs/reliability.md:
+//! the 30-minute run on notesaga-broker found no anomaly).
 
 use std::process::Command;
 
@@ -13,10 +13,7 @@ fn a_short_seeded_chaos_run_finds_no_anomaly() {
         .env("CHAOS_DURATION", "90s")
         .env("CHAOS_SETTLE", "150s")
         .env("CHAOS_USERS", "3")
-        .env(
-            "CHAOS_FAULTS",
-            "kill,pause,restart,provider-fail,provider-slow,provider-hang",
-        )
+        .env_remove("CHAOS_FAULTS")
         .output()
         .expect("notesaga-chaos runs");
     let table = String::from_utf8_lossy(&output.stdout);
