@@ -66,14 +66,20 @@ fn paraphrases_are_closer_than_unrelated_text() {
     assert!(cosine(&note, &paraphrase) > cosine(&note, &unrelated) + 0.1);
 }
 
+/// A note of two passages, each longer than a window: its first passage and the whole.
+fn long_note() -> (String, String) {
+    let head = "And the LORD said unto Moses, Stretch out thine hand over the sea, that the waters may come again upon the Egyptians. ".repeat(12);
+    let tail = "Knead the dough, let it rise overnight, then bake the sourdough loaf in a hot oven until the crust is brown. ".repeat(12);
+    let whole = format!("{head}{tail}");
+    (head, whole)
+}
+
 /// A note longer than one window is represented whole: its end moves its vector, which
 /// a model reading only the first 256 tokens would never see.
 #[test]
 fn long_notes_count_every_window() {
     let model = model();
-    let head = "And the LORD said unto Moses, Stretch out thine hand over the sea, that the waters may come again upon the Egyptians. ".repeat(12);
-    let tail = "Knead the dough, let it rise overnight, then bake the sourdough loaf in a hot oven until the crust is brown. ".repeat(12);
-    let whole = format!("{head}{tail}");
+    let (head, whole) = long_note();
     let windows = model.windows(&whole).unwrap();
     assert!(windows.len() >= 2, "{} windows", windows.len());
     assert!(windows.iter().all(|w| w.len() <= minilm::WINDOW_TOKENS));
@@ -96,9 +102,7 @@ fn long_notes_count_every_window() {
 #[test]
 fn long_notes_keep_their_windows_vectors() {
     let model = model();
-    let head = "And the LORD said unto Moses, Stretch out thine hand over the sea, that the waters may come again upon the Egyptians. ".repeat(12);
-    let tail = "Knead the dough, let it rise overnight, then bake the sourdough loaf in a hot oven until the crust is brown. ".repeat(12);
-    let whole = format!("{head}{tail}");
+    let (_, whole) = long_note();
     let embedding = model.embed_windows(&whole).unwrap();
     assert_eq!(embedding.vector, model.embed(&whole).unwrap());
     assert_eq!(

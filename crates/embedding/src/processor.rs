@@ -11,7 +11,6 @@
 //! the saga, which owns the retries (and the visible `compensation_failed` state when they
 //! do not help), instead of this loop retrying the record behind the saga's back.
 
-use futures::future::try_join_all;
 use notesaga_events::{
     embedding::{
         DeleteEmbedding, EmbeddingCommand, EmbeddingDeleted, EmbeddingDeletionFailed,
@@ -20,7 +19,7 @@ use notesaga_events::{
     now_millis,
     topics::EMBEDDING_EVENTS,
 };
-use notesaga_log::{faults, Handler, HandlerError, Incoming, Metadata, Publisher};
+use notesaga_log::{answer_all, faults, Answer, Handler, HandlerError, Incoming, Publisher};
 use tracing::{info, warn};
 
 use crate::{
@@ -67,47 +66,37 @@ impl EmbeddingProcessor {
     }
 }
 
-impl EmbeddingProcessor {
-    /// The reply to `incoming` and its headers, once what it asks is stored.
+impl Answer<EmbeddingCommand> for EmbeddingProcessor {
+    type Reply = EmbeddingEvent;
+    const TOPIC: &'static str = EMBEDDING_EVENTS;
+
     async fn answer(
         &self,
         incoming: &Incoming<EmbeddingCommand>,
-    ) -> Result<(EmbeddingEvent, Metadata), HandlerError> {
-        let command_id = incoming.metadata.command();
-        let reply_meta = incoming.metadata.command_event(command_id, 0);
-        let reply = match &incoming.message {
+    ) -> Result<EmbeddingEvent, HandlerError> {
+        Ok(match &incoming.message {
             EmbeddingCommand::GenerateEmbedding(command) => {
                 generate(&self.store, &self.embedders, command).await?
             }
             EmbeddingCommand::DeleteEmbedding(command) => delete(&self.store, command).await,
-        };
-        Ok((reply, reply_meta))
+        })
+    }
+
+    fn publisher(&self) -> &Publisher {
+        &self.publisher
     }
 }
 
 impl Handler<EmbeddingCommand> for EmbeddingProcessor {
     async fn handle(&mut self, incoming: &Incoming<EmbeddingCommand>) -> Result<(), HandlerError> {
-        self.handle_batch(std::slice::from_ref(incoming)).await
+        answer_all(self, std::slice::from_ref(incoming)).await
     }
 
-    /// Each reply goes to the broker as soon as its command is done (the producer does
-    /// not linger), and the batch waits for all the acknowledgements at its end: a saga
-    /// hop under load no longer waits for the one before it to be acknowledged.
     async fn handle_batch(
         &mut self,
         batch: &[Incoming<EmbeddingCommand>],
     ) -> Result<(), HandlerError> {
-        let mut sends = Vec::with_capacity(batch.len());
-        for incoming in batch {
-            let (reply, reply_meta) = self.answer(incoming).await?;
-            sends.push(
-                self.publisher
-                    .enqueue(EMBEDDING_EVENTS, &reply, &reply_meta)
-                    .await?,
-            );
-        }
-        try_join_all(sends).await?;
-        Ok(())
+        answer_all(self, batch).await
     }
 }
 

@@ -15,6 +15,7 @@
 //! - [`faults`]: fault points that exist only with the `fault-injection` feature.
 //! - [`bench`]: the produce→consume benchmark against plain rdkafka.
 
+pub mod answer;
 pub mod bench;
 pub mod breaker;
 pub mod codec;
@@ -33,6 +34,7 @@ pub mod retry;
 pub mod telemetry;
 pub mod topics;
 
+pub use answer::{answer_all, Answer};
 pub use codec::{redact_registry_url, registry_url_with_user_info, AvroCodec, Inbound};
 pub use config::KafkaConfig;
 pub use consumer::{ConsumerLoop, Handler, HandlerError, Incoming};

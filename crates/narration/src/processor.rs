@@ -12,7 +12,6 @@
 
 use std::path::Path;
 
-use futures::future::try_join_all;
 use notesaga_events::{
     narration::{
         DeleteNarration, NarrateNote, NarrationCommand, NarrationCompleted, NarrationDeleted,
@@ -22,7 +21,7 @@ use notesaga_events::{
     topics::NARRATION_EVENTS,
 };
 use notesaga_log::{
-    faults, provider::Failed, Handler, HandlerError, Incoming, Metadata, Publisher,
+    answer_all, faults, provider::Failed, Answer, Handler, HandlerError, Incoming, Publisher,
 };
 use tracing::{info, warn};
 
@@ -205,47 +204,35 @@ impl NarrationProcessor {
     }
 }
 
-impl NarrationProcessor {
-    /// The reply to `incoming` and its headers, once what it asks is done.
+impl Answer<NarrationCommand> for NarrationProcessor {
+    type Reply = NarrationEvent;
+    const TOPIC: &'static str = NARRATION_EVENTS;
+
     async fn answer(
         &self,
         incoming: &Incoming<NarrationCommand>,
-    ) -> Result<(NarrationEvent, Metadata), HandlerError> {
-        let reply = match &incoming.message {
+    ) -> Result<NarrationEvent, HandlerError> {
+        Ok(match &incoming.message {
             NarrationCommand::NarrateNote(command) => self.narrations.narrate(command).await?,
             NarrationCommand::DeleteNarration(command) => self.narrations.delete(command).await,
-        };
-        // The reply carries the command's id: the saga routes replies by it.
-        let reply_meta = incoming
-            .metadata
-            .command_event(incoming.metadata.command(), 0);
-        Ok((reply, reply_meta))
+        })
+    }
+
+    fn publisher(&self) -> &Publisher {
+        &self.publisher
     }
 }
 
 impl Handler<NarrationCommand> for NarrationProcessor {
     async fn handle(&mut self, incoming: &Incoming<NarrationCommand>) -> Result<(), HandlerError> {
-        self.handle_batch(std::slice::from_ref(incoming)).await
+        answer_all(self, std::slice::from_ref(incoming)).await
     }
 
-    /// Each reply goes to the broker as soon as its audio is stored (the producer does
-    /// not linger), and the batch waits for all the acknowledgements at its end: a saga
-    /// hop under load no longer waits for the one before it to be acknowledged.
     async fn handle_batch(
         &mut self,
         batch: &[Incoming<NarrationCommand>],
     ) -> Result<(), HandlerError> {
-        let mut sends = Vec::with_capacity(batch.len());
-        for incoming in batch {
-            let (reply, reply_meta) = self.answer(incoming).await?;
-            sends.push(
-                self.publisher
-                    .enqueue(NARRATION_EVENTS, &reply, &reply_meta)
-                    .await?,
-            );
-        }
-        try_join_all(sends).await?;
-        Ok(())
+        answer_all(self, batch).await
     }
 }
 
