@@ -86,6 +86,15 @@ const WRITERS: [(&str, &[&str]); 5] = [
     ),
 ];
 
+/// Which operator command (not a role) appends to a flow topic, and what it sends.
+const TOOL_WRITERS: [(&str, &str, &str); 1] = [(
+    "reembed",
+    topics::EMBEDDING_COMMANDS,
+    "`notesaga reembed --model M` appends GenerateEmbedding commands of model M for every \
+     published note without a vector of M, with a command_id no saga waits for and \
+     correlation_id `reembed:<run id>`; the embedding role answers them on embedding.events",
+)];
+
 /// The Kafka subjects (TopicRecordNameStrategy) the document's Avro messages are
 /// registered under: what a registry that served a flow run must hold.
 pub fn subjects() -> Vec<String> {
@@ -332,6 +341,16 @@ pub fn document(version: &str) -> Value {
             );
         }
     }
+    for (tool, topic, summary) in TOOL_WRITERS {
+        operations.insert(
+            format!("{tool}.send.{topic}"),
+            json!({
+                "action": "send",
+                "channel": { "$ref": format!("#/channels/{topic}") },
+                "summary": summary,
+            }),
+        );
+    }
 
     // The two JSON topics beside the Avro contract.
     messages.insert(
@@ -496,6 +515,24 @@ mod tests {
                 "{reference} does not resolve"
             );
         }
+    }
+
+    #[test]
+    fn every_writer_of_embedding_commands_is_named() {
+        let doc = document("0.0.0");
+        let senders: BTreeSet<String> = doc["operations"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, op)| {
+                op["action"] == "send"
+                    && op["channel"]["$ref"]
+                        == format!("#/channels/{}", topics::EMBEDDING_COMMANDS).as_str()
+            })
+            .map(|(name, _)| name.split('.').next().unwrap().to_owned())
+            .collect();
+        let expected: BTreeSet<String> = ["orchestrator", "reembed"].map(String::from).into();
+        assert_eq!(senders, expected);
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub async fn apply(
             .execute(&mut **tx)
             .await?;
             crate::search::forget(tx, e.note_id).await?;
+            crate::search::touch(tx, e.note_id).await?;
         }
         FlowEvent::Embedding(EmbeddingEvent::EmbeddingDeleted(e)) => {
             forget_artifact(
@@ -63,6 +64,7 @@ pub async fn apply(
             .await?;
             // The embedding store deleted every model's vector of the version(s).
             crate::vectors::forget(tx, e.note_id, e.version).await?;
+            crate::search::touch(tx, e.note_id).await?;
         }
         FlowEvent::Narration(NarrationEvent::NarrationDeleted(e)) => {
             forget_artifact(
@@ -124,6 +126,7 @@ pub async fn apply(
             .execute(&mut **tx)
             .await?;
             crate::search::index_published(tx, e.note_id, e.version).await?;
+            crate::search::touch(tx, e.note_id).await?;
         }
         FlowEvent::Notes(NotesEvent::NotePublicationFailed(e)) => {
             sqlx::query(
@@ -139,6 +142,7 @@ pub async fn apply(
         }
         FlowEvent::Embedding(EmbeddingEvent::EmbeddingGenerated(e)) => {
             crate::vectors::record(tx, e).await?;
+            crate::search::touch(tx, e.note_id).await?;
             // `note_artifacts` holds the saga's embedding, the first of the version in log
             // order: a re-embedding's reply (another model, later on the same partition,
             // since only published versions are re-embedded) does not replace it. After

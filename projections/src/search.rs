@@ -15,14 +15,16 @@
 
 pub mod fusion;
 pub mod terms;
+pub mod vector_cache;
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use futures::TryStreamExt as _;
 use sqlx::{Any, Row as _, Transaction};
 use uuid::Uuid;
 
 pub use self::fusion::{Fusion, KeywordScore, CANDIDATES};
+use self::vector_cache::OwnerVectors;
 use crate::{store::SearchHit, ReadStore, Result};
 
 /// Which ranking answers.
@@ -131,6 +133,25 @@ pub(crate) async fn index_published(
     Ok(())
 }
 
+/// Marks that what the semantic search of `note_id`'s owner reads may have changed:
+/// replaces the owner's `search_generations` token, so every cached copy of the owner's
+/// vectors ([`vector_cache`]) is reread on its next search. Called by the fold for every
+/// event that changes a published version, a deletion or a vector, in the same
+/// transaction. A note the fold has not seen yet has no owner here; its vectors only
+/// count once its `NotePublished` is folded, which touches.
+pub(crate) async fn touch(tx: &mut Transaction<'static, Any>, note_id: Uuid) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO search_generations (owner, generation) \
+         SELECT owner, $1 FROM notes WHERE note_id = $2 \
+         ON CONFLICT (owner) DO UPDATE SET generation = excluded.generation",
+    )
+    .bind(Uuid::new_v4().to_string())
+    .bind(note_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Forgets a deleted note's text.
 pub(crate) async fn forget(tx: &mut Transaction<'static, Any>, note_id: Uuid) -> Result<()> {
     for table in ["search_documents", "note_texts"] {
@@ -150,6 +171,10 @@ struct KeywordMatch {
     coverage: f32,
     snippet: String,
 }
+
+/// Counter: semantic searches by whether the owner's vectors were in memory
+/// (`result="hit"`) or read from the database (`result="miss"`).
+pub const SEARCH_VECTOR_LOADS: &str = "notesaga_search_vector_loads_total";
 
 /// Characters of a snippet cut from the start of a note (when no words matched).
 const LEAD_CHARS: usize = 200;
@@ -210,8 +235,42 @@ impl ReadStore {
     /// The semantic ranking: every published vector of `model` of the owner's live
     /// notes, by cosine similarity with `query`, best first, only positive ones. The
     /// vectors come from `note_vectors` (every model's vector of a version: the saga's and
-    /// a re-embedding's), so only the configured model's take part.
+    /// a re-embedding's), so only the configured model's take part; they are read once
+    /// per change of the owner's `search_generations` token and kept in memory between
+    /// searches ([`vector_cache`]).
     async fn semantic(&self, owner: &str, model: &str, query: &[f32]) -> Result<Vec<(Uuid, f32)>> {
+        // The token first: see the cache's module docs for why the order matters.
+        let generation: Option<String> =
+            sqlx::query_scalar("SELECT generation FROM search_generations WHERE owner = $1")
+                .bind(owner.to_owned())
+                .fetch_optional(self.pool())
+                .await?;
+        if let Some(vectors) = self.vector_cache().get(owner, model, generation.as_deref()) {
+            metrics::counter!(SEARCH_VECTOR_LOADS, "result" => "hit").increment(1);
+            return Ok(vectors.rank(query));
+        }
+        metrics::counter!(SEARCH_VECTOR_LOADS, "result" => "miss").increment(1);
+        let started = Instant::now();
+        let vectors = Arc::new(self.published_vectors(owner, model, generation).await?);
+        tracing::debug!(
+            owner,
+            model,
+            notes = vectors.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "search vectors read"
+        );
+        let ranked = vectors.rank(query);
+        self.vector_cache().put(owner, model, vectors);
+        Ok(ranked)
+    }
+
+    /// The owner's published vectors of `model`, read from `note_vectors`.
+    async fn published_vectors(
+        &self,
+        owner: &str,
+        model: &str,
+        generation: Option<String>,
+    ) -> Result<OwnerVectors> {
         let mut rows = sqlx::query(
             "SELECT n.note_id, v.vector_f32 AS embedding_f32, v.vector_json AS embedding_vector \
              FROM notes n JOIN note_vectors v \
@@ -222,8 +281,7 @@ impl ReadStore {
         .bind(owner.to_owned())
         .bind(model.to_owned())
         .fetch(self.pool());
-        let query_norm = norm(query);
-        let mut scored = Vec::new();
+        let mut vectors = OwnerVectors::new(generation);
         while let Some(row) = rows.try_next().await? {
             let bytes: Option<Vec<u8>> = row.try_get("embedding_f32")?;
             let vector = match bytes {
@@ -234,19 +292,12 @@ impl ReadStore {
                     json.and_then(|json| serde_json::from_str::<Vec<f32>>(&json).ok())
                 }
             };
-            let Some(vector) = vector.filter(|v| v.len() == query.len()) else {
-                continue;
-            };
-            let dot: f32 = query.iter().zip(&vector).map(|(a, b)| a * b).sum();
-            let norms = query_norm * norm(&vector);
-            let score = if norms == 0.0 { 0.0 } else { dot / norms };
-            if score > 0.0 {
+            if let Some(vector) = vector {
                 let id: String = row.try_get("note_id")?;
-                scored.push((parse_uuid(&id)?, score));
+                vectors.push(parse_uuid(&id)?, &vector);
             }
         }
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        Ok(scored)
+        Ok(vectors)
     }
 
     /// The keyword ranking: at most [`CANDIDATES`] of the owner's published texts
@@ -378,10 +429,6 @@ fn lead(text: &str) -> String {
         .rsplit_once(char::is_whitespace)
         .map_or(cut.as_str(), |(head, _)| head);
     format!("{}…", cut.trim_end())
-}
-
-fn norm(v: &[f32]) -> f32 {
-    v.iter().map(|x| x * x).sum::<f32>().sqrt()
 }
 
 fn parse_uuid(text: &str) -> Result<Uuid> {

@@ -36,6 +36,7 @@ pub fn tables(projection: &str) -> &'static [&'static str] {
             "note_texts",
             "search_documents",
             "note_vectors",
+            "search_generations",
         ],
         _ => &[],
     }

@@ -1,9 +1,11 @@
 //! The read store: connection, migrations and the queries the API serves.
 
+use std::sync::Arc;
+
 use sqlx::{AnyPool, Row as _};
 use uuid::Uuid;
 
-use crate::Result;
+use crate::{search::vector_cache::VectorCache, Result};
 
 /// The migrations of this store. With PostgreSQL the stores share one database and one
 /// migrations table, so versions are distinct per store and each store ignores the
@@ -40,6 +42,8 @@ pub struct ReadStore {
     pool: AnyPool,
     /// Where it is: a rebuild puts its shadow copy beside it.
     url: String,
+    /// Each owner's search vectors between searches (shared by the clones).
+    vectors: Arc<VectorCache>,
 }
 
 /// A note as the API shows it.
@@ -256,7 +260,22 @@ impl ReadStore {
         Ok(Self {
             pool,
             url: url.to_owned(),
+            vectors: Arc::default(),
         })
+    }
+
+    /// The same store with an in-memory vector cache of at most `budget_bytes` (0 keeps
+    /// nothing: every semantic search reads its vectors; the default is
+    /// [`crate::search::vector_cache::DEFAULT_BUDGET_BYTES`]).
+    #[must_use]
+    pub fn with_vector_cache(mut self, budget_bytes: usize) -> Self {
+        self.vectors = Arc::new(VectorCache::new(budget_bytes));
+        self
+    }
+
+    /// The in-memory vector cache of semantic search.
+    pub(crate) fn vector_cache(&self) -> &VectorCache {
+        &self.vectors
     }
 
     /// A store on `pool` (already migrated, e.g. a rebuild's shadow copy at `url`).
@@ -264,6 +283,7 @@ impl ReadStore {
         Self {
             pool,
             url: url.to_owned(),
+            vectors: Arc::default(),
         }
     }
 

@@ -231,7 +231,8 @@ async fn scenario(store: &ReadStore) -> Result<()> {
     );
     assert_eq!(json, None);
     // A vector written as JSON before the bytes column existed (and copied to
-    // `note_vectors`, which search reads, as it was) still counts.
+    // `note_vectors`, which search reads, as it was) still counts. Written behind the
+    // fold's back, so read by a store that has not cached the owner's vectors.
     sqlx::query(
         "UPDATE note_vectors SET vector_f32 = NULL, vector_json = $1 \
          WHERE note_id = $2 AND version = 1",
@@ -240,10 +241,112 @@ async fn scenario(store: &ReadStore) -> Result<()> {
     .bind(goliath.to_string())
     .execute(store.pool())
     .await?;
-    assert!(ids(store, "Goliath of Gath", SearchMode::Semantic)
+    let fresh = ReadStore::connect(store.url()).await?.with_vector_cache(0);
+    assert!(ids(&fresh, "Goliath of Gath", SearchMode::Semantic)
         .await?
         .contains(&goliath));
     Ok(())
+}
+
+/// The owner's vectors kept in memory between searches follow every change the fold
+/// makes: a new published note, a deletion, a deleted embedding; another owner's change
+/// leaves them in memory.
+async fn cached_vectors_follow_the_fold(store: &ReadStore) -> Result<()> {
+    let (first, second, bobs) = (
+        Uuid::from_u128(11),
+        Uuid::from_u128(12),
+        Uuid::from_u128(13),
+    );
+    let query = "Goliath of Gath";
+    fold(
+        store,
+        note(first, "ann", "Champion", "Goliath of Gath fell."),
+    )
+    .await?;
+    assert_eq!(ids(store, query, SearchMode::Semantic).await?, vec![first]);
+
+    fold(
+        store,
+        note(second, "ann", "Giant", "Goliath of Gath was tall."),
+    )
+    .await?;
+    let mut found = ids(store, query, SearchMode::Semantic).await?;
+    found.sort();
+    assert_eq!(
+        found,
+        vec![first, second],
+        "a newly published note is searched"
+    );
+
+    fold(
+        store,
+        vec![FlowEvent::Notes(NotesEvent::NoteDeleted(NoteDeleted {
+            note_id: first,
+            owner: "ann".into(),
+            version: 1,
+            occurred_at: T0 + 5000,
+        }))],
+    )
+    .await?;
+    assert_eq!(
+        ids(store, query, SearchMode::Semantic).await?,
+        vec![second],
+        "a deleted note is not"
+    );
+
+    fold(
+        store,
+        vec![FlowEvent::Embedding(EmbeddingEvent::EmbeddingDeleted(
+            notesaga_events::embedding::EmbeddingDeleted {
+                note_id: second,
+                version: Some(1),
+                deleted: 1,
+                occurred_at: T0 + 6000,
+            },
+        ))],
+    )
+    .await?;
+    assert!(
+        ids(store, query, SearchMode::Semantic).await?.is_empty(),
+        "a deleted vector is not"
+    );
+
+    // Behind the fold's back, ann's vector comes back; a change of bob's does not make
+    // the store reread ann's, so the copy in memory (without it) still answers ...
+    let vector = BuiltinEmbedder.embed("Giant.\n\nGoliath of Gath was tall.");
+    sqlx::query(
+        "INSERT INTO note_vectors (note_id, version, model, dimensions, vector_f32) \
+         VALUES ($1, 1, $2, $3, $4)",
+    )
+    .bind(second.to_string())
+    .bind(MODEL)
+    .bind(vector.len() as i64)
+    .bind(notesaga_projections::search::vector_bytes(&vector))
+    .execute(store.pool())
+    .await?;
+    fold(store, note(bobs, "bob", "Bob's", "Goliath of Gath.")).await?;
+    assert!(ids(store, query, SearchMode::Semantic).await?.is_empty());
+    // ... until one of ann's own changes is folded.
+    fold(
+        store,
+        vec![embedded(second, 1, "Giant.\n\nGoliath of Gath was tall.")],
+    )
+    .await?;
+    assert_eq!(ids(store, query, SearchMode::Semantic).await?, vec![second]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn cached_vectors_follow_the_fold_on_sqlite() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
+    cached_vectors_follow_the_fold(&ReadStore::connect(&url).await?).await
+}
+
+#[tokio::test]
+async fn cached_vectors_follow_the_fold_on_postgres() -> Result<()> {
+    let db = PostgresDatabase::create().await?;
+    cached_vectors_follow_the_fold(&ReadStore::connect(&db.url()).await?).await
 }
 
 #[tokio::test]

@@ -348,7 +348,9 @@ async fn run_roles(
         }
     }
     permissions::private_dir(&storage.audio_dir())?;
-    let read_store = ReadStore::connect(&storage.projections_url()?).await?;
+    let read_store = ReadStore::connect(&storage.projections_url()?)
+        .await?
+        .with_vector_cache(args.limits.search_cache_bytes());
     let api_config = ApiConfig {
         auth: AuthConfig::hs256(secret(data_dir)?.as_bytes())
             .with_context(|| format!("{} cannot be used", data_dir.join(SECRET_FILE).display()))?,

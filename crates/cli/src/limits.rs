@@ -33,9 +33,19 @@ pub(crate) struct LimitArgs {
     /// How long an Idempotency-Key is remembered after its first use.
     #[arg(long, env = "NOTESAGA_IDEMPOTENCY_RETENTION", default_value = "24h", value_parser = parse_duration)]
     pub(crate) idempotency_retention: Duration,
+    /// Memory, in MiB, the API may hold of users' search vectors between searches (the
+    /// least recently searching users' leave first); 0 reads them from the database on
+    /// every semantic or hybrid search.
+    #[arg(long, env = "NOTESAGA_SEARCH_CACHE_MB", default_value_t = 256)]
+    pub(crate) search_cache_mb: usize,
 }
 
 impl LimitArgs {
+    /// [`Self::search_cache_mb`] in bytes.
+    pub(crate) fn search_cache_bytes(&self) -> usize {
+        self.search_cache_mb.saturating_mul(1024 * 1024)
+    }
+
     /// The API's [`Limits`], or why these flags cannot work together.
     pub(crate) fn limits(&self) -> Result<Limits> {
         let limits = Limits {

@@ -25,7 +25,7 @@ mod decide;
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     process::ExitCode,
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -45,8 +45,8 @@ use notesaga_projections::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use self::decide::{check_model, switch_step, Outcome};
-use crate::logread::{Log, LogArgs, Start};
+use self::decide::{check_model, published_since, switch_step, Outcome};
+use crate::logread::{Log, LogArgs, RawRecord, Start};
 
 /// How often the wait looks at the read store and the replies.
 const POLL: Duration = Duration::from_secs(1);
@@ -219,7 +219,7 @@ async fn reembed(args: &ReembedArgs, shutdown: &CancellationToken) -> Result<Exi
         println!("not waiting: `notesaga reembed --status --model {model}` shows the progress");
         return Ok(ExitCode::SUCCESS);
     }
-    let outcome = wait(
+    let mut outcome = wait(
         &store,
         &log,
         model,
@@ -229,6 +229,17 @@ async fn reembed(args: &ReembedArgs, shutdown: &CancellationToken) -> Result<Exi
         shutdown,
     )
     .await?;
+    // A note edited and published again while the run went on has its new vector of M
+    // only if it is re-embedded again: the saga embeds with the model the roles run.
+    let after = store.published_notes(args.owner.as_deref()).await?;
+    let still_todo: Vec<(String, i64)> = to_reembed(&after, model)
+        .todo
+        .iter()
+        .map(|n| (n.note_id.to_string(), n.version))
+        .collect();
+    let sent_keys: BTreeSet<(String, i64)> =
+        sent.iter().map(|(n, v, _)| (n.to_string(), *v)).collect();
+    outcome.published_since = published_since(&still_todo, &sent_keys);
     Ok(report(model, &outcome, plan.done, plan.without_text.len()))
 }
 
@@ -330,27 +341,66 @@ async fn wait(
             .progress_chars("=> "),
     );
     let deadline = Instant::now() + Duration::from_secs(timeout_secs);
-    let (found, failed) = loop {
-        let found = store.vector_dimensions(model, &versions).await?;
-        let failed = failures(log, &by_command, started_ms - CLOCK_SLACK_MS, shutdown).await?;
-        let settled = versions
-            .iter()
-            .filter(|key| found.contains_key(key) || failed.contains_key(key))
-            .count();
-        bar.set_position(settled as u64);
-        if settled == versions.len() || Instant::now() >= deadline || shutdown.is_cancelled() {
-            break (found, failed);
-        }
-        tokio::select! {
-            () = tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))) => {}
-            () = shutdown.cancelled() => {}
-        }
+    // The failure answers are read by one following scan of `embedding.events` beside
+    // the polling loop, so each record is read once however long the wait lasts.
+    let answers: Mutex<Vec<((Uuid, i64), RawRecord)>> = Mutex::new(Vec::new());
+    let reading = shutdown.child_token();
+    let scan = async {
+        let scanned = log
+            .scan(
+                &[EMBEDDING_EVENTS.to_owned()],
+                Start::Time(started_ms - CLOCK_SLACK_MS),
+                true,
+                &reading,
+                |record| {
+                    let ours = record
+                        .header(h::COMMAND_ID)
+                        .and_then(|id| by_command.get(id))
+                        .copied();
+                    if let Some(key) = ours {
+                        if record.header(h::EVENT_TYPE) == Some("EmbeddingFailed") {
+                            lock(&answers).push((key, record));
+                        }
+                    }
+                    Ok(())
+                },
+            )
+            .await;
+        // Stops the polling too when the scan fails.
+        reading.cancel();
+        scanned
     };
+    let poll = async {
+        let found = loop {
+            let found = store.vector_dimensions(model, &versions).await?;
+            let failed: BTreeSet<(Uuid, i64)> = lock(&answers).iter().map(|(k, _)| *k).collect();
+            let settled = versions
+                .iter()
+                .filter(|key| found.contains_key(key) || failed.contains(key))
+                .count();
+            bar.set_position(settled as u64);
+            if settled == versions.len() || Instant::now() >= deadline || reading.is_cancelled() {
+                break found;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))) => {}
+                () = reading.cancelled() => {}
+            }
+        };
+        reading.cancel();
+        anyhow::Ok(found)
+    };
+    let (scanned, found) = tokio::join!(scan, poll);
+    scanned?;
+    let found = found?;
+    let answers = answers.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let failed = failure_reasons(log, answers).await;
     bar.finish_and_clear();
     let mut outcome = Outcome {
         embedded: 0,
         failed: Vec::new(),
         missing: Vec::new(),
+        published_since: Vec::new(),
     };
     for key in &versions {
         if found.contains_key(key) {
@@ -366,36 +416,18 @@ async fn wait(
     Ok(outcome)
 }
 
-/// The `EmbeddingFailed` answers to this run's commands on `embedding.events`, by (note,
-/// version): their reasons.
-async fn failures(
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The reasons of the `EmbeddingFailed` answers to this run's commands, by (note,
+/// version).
+async fn failure_reasons(
     log: &Log,
-    by_command: &HashMap<String, (Uuid, i64)>,
-    since_ms: i64,
-    shutdown: &CancellationToken,
-) -> Result<BTreeMap<(Uuid, i64), String>> {
-    let mut raw = Vec::new();
-    log.scan(
-        &[EMBEDDING_EVENTS.to_owned()],
-        Start::Time(since_ms),
-        false,
-        shutdown,
-        |record| {
-            let ours = record
-                .header(h::COMMAND_ID)
-                .and_then(|id| by_command.get(id))
-                .copied();
-            if let Some(key) = ours {
-                if record.header(h::EVENT_TYPE) == Some("EmbeddingFailed") {
-                    raw.push((key, record));
-                }
-            }
-            Ok(())
-        },
-    )
-    .await?;
+    answers: Vec<((Uuid, i64), RawRecord)>,
+) -> BTreeMap<(Uuid, i64), String> {
     let mut failed = BTreeMap::new();
-    for (key, record) in raw {
+    for (key, record) in answers {
         let reason = match log.codec.decode_json(record.value.as_deref()).await {
             Ok(decoded) => decoded.value["reason"]
                 .as_str()
@@ -405,17 +437,18 @@ async fn failures(
         };
         failed.insert(key, reason);
     }
-    Ok(failed)
+    failed
 }
 
 /// Prints how the run ended and the switch step; the exit code.
 fn report(model: &str, outcome: &Outcome, already: usize, without_text: usize) -> ExitCode {
     println!(
-        "re-embedded {} notes to {model} ({} failed, {} still missing; {already} had its \
-         vectors already)",
+        "re-embedded {} notes to {model} ({} failed, {} still missing, {} published since \
+         the run began; {already} had its vectors already)",
         outcome.embedded,
         outcome.failed.len(),
-        outcome.missing.len()
+        outcome.missing.len(),
+        outcome.published_since.len()
     );
     for (note, version, reason) in &outcome.failed {
         println!("failed  {note} v{version}: {reason}");
@@ -425,6 +458,12 @@ fn report(model: &str, outcome: &Outcome, already: usize, without_text: usize) -
             "missing {note} v{version}: no vector of {model} in the read store and no \
              failure answer before the wait ended (is the embedding role running? the \
              projector?)"
+        );
+    }
+    for (note, version) in &outcome.published_since {
+        println!(
+            "newer   {note} v{version}: published while the run went on, without a vector \
+             of {model} yet"
         );
     }
     if outcome.complete() && without_text == 0 {

@@ -334,7 +334,9 @@ pub(crate) async fn api(args: ApiArgs, shutdown: CancellationToken) -> Result<()
     // First: without a key to check tokens the API refuses to start, saying what to set.
     let auth = args.auth.config()?;
     let rt = connect(&args.connection).await?;
-    let store = ReadStore::connect(&args.storage.projections_url()?).await?;
+    let store = ReadStore::connect(&args.storage.projections_url()?)
+        .await?
+        .with_vector_cache(args.limits.search_cache_bytes());
     let config = ApiConfig {
         body_limit: args.limits.body_limit,
         limits: args.limits.limits()?,

@@ -68,13 +68,31 @@ pub(crate) struct Outcome {
     pub(crate) failed: Vec<(String, i64, String)>,
     /// Sent, with neither a vector nor a failure by the end of the wait.
     pub(crate) missing: Vec<(String, i64)>,
+    /// Published while the run went on (a new note, or a newer version of a note sent:
+    /// its vector of the model is then of a version search no longer reads), with no
+    /// vector of the model: another run sends them.
+    pub(crate) published_since: Vec<(String, i64)>,
 }
 
 impl Outcome {
     /// Whether every note sent has its vector.
     pub(crate) fn complete(&self) -> bool {
-        self.failed.is_empty() && self.missing.is_empty()
+        self.failed.is_empty() && self.missing.is_empty() && self.published_since.is_empty()
     }
+}
+
+/// Of the published versions still without a vector of the model after the wait
+/// (`still_todo`, as (note, version)), the ones the run did not send: published since
+/// its plan was made. The ones it sent are already counted as failed or missing.
+pub(crate) fn published_since(
+    still_todo: &[(String, i64)],
+    sent: &BTreeSet<(String, i64)>,
+) -> Vec<(String, i64)> {
+    still_todo
+        .iter()
+        .filter(|key| !sent.contains(*key))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -133,6 +151,7 @@ mod tests {
             embedded: 2,
             failed: vec![],
             missing: vec![],
+            published_since: vec![],
         };
         assert!(done.complete());
         assert!(!Outcome {
@@ -142,8 +161,32 @@ mod tests {
         .complete());
         assert!(!Outcome {
             missing: vec![("n".into(), 1)],
+            ..done.clone()
+        }
+        .complete());
+        assert!(!Outcome {
+            published_since: vec![("n".into(), 2)],
             ..done
         }
         .complete());
+    }
+
+    #[test]
+    fn versions_published_during_the_run_are_told_apart_from_the_ones_sent() {
+        let key = |n: &str, v: i64| (n.to_owned(), v);
+        let sent: BTreeSet<(String, i64)> = [key("a", 1), key("b", 1)].into();
+        for (still_todo, expected) in [
+            // Everything sent got its vector, nothing new.
+            (vec![], vec![]),
+            // a's v1 is still without (failed or missing: counted there).
+            (vec![key("a", 1)], vec![]),
+            // b was edited and v2 published meanwhile; c is a new note.
+            (
+                vec![key("a", 1), key("b", 2), key("c", 1)],
+                vec![key("b", 2), key("c", 1)],
+            ),
+        ] {
+            assert_eq!(published_since(&still_todo, &sent), expected);
+        }
     }
 }
