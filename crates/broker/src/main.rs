@@ -10,6 +10,7 @@
 //! reach Apache Kafka.
 
 mod api_versions;
+mod frames;
 mod groups;
 mod indexes;
 mod metrics;

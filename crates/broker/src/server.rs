@@ -5,7 +5,8 @@
 //! `ApiVersions` answer older librdkafka cannot parse) and its group coordinator. Here we
 //! choose the routes: tansu's public per-API route functions for the storage APIs we keep,
 //! tansu's group-protocol routes over the coordinator we pass in, our own `ApiVersions`
-//! (`api_versions.rs`), and our Produce and Fetch (`wake.rs`: a fetch waits for an append, not a timer). APIs we do not route
+//! (`api_versions.rs`), our Produce and Fetch (`wake.rs`: a fetch waits for an append, not
+//! a timer), and our framing (`frames.rs`: no thread hand-off per request). APIs we do not route
 //! (transactions, ACLs, SCRAM, quotas, telemetry, KIP-848 consumer groups) are not
 //! advertised, so clients do not ask for them.
 //!
@@ -30,8 +31,7 @@ use tansu_sans_io::{
     SyncGroupRequest,
 };
 use tansu_service::{
-    BytesFrameLayer, FrameRouteBuilder, FrameRouteService, TcpBytesLayer, TcpContext,
-    TcpContextLayer,
+    FrameRouteBuilder, FrameRouteService, TcpBytesLayer, TcpContext, TcpContextLayer,
 };
 use tansu_storage::Storage;
 use tokio::{net::TcpListener, task::JoinSet};
@@ -40,6 +40,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     api_versions::ApiVersions,
+    frames::InlineFrameLayer,
     groups::GroupRoutes,
     wake::{self, LogSignal},
 };
@@ -189,7 +190,7 @@ where
                             TcpContext::default().cluster_id(Some(this.cluster_id.clone())),
                         ),
                         TcpBytesLayer::<()>::default(),
-                        BytesFrameLayer::default(),
+                        InlineFrameLayer,
                     )
                         .into_layer(routes);
                     let stop = stop.clone();

@@ -136,7 +136,17 @@ impl MiniLm {
     /// window, each window's vector in text order (none for a text of one window: its
     /// window's vector is the note's).
     pub fn embed_windows(&self, text: &str) -> Result<Embedding, Error> {
-        let windows = self.windows(text)?;
+        self.embed_with_window(text, WINDOW_TOKENS)
+    }
+
+    /// [`Self::embed_windows`] with windows of `window_tokens` tokens instead of
+    /// [`WINDOW_TOKENS`] (at most that, at least 16). Only for measuring other window
+    /// sizes against the judged set (`tests/window_check.rs`); notes are stored with
+    /// [`WINDOW_TOKENS`].
+    #[doc(hidden)]
+    pub fn embed_with_window(&self, text: &str, window_tokens: usize) -> Result<Embedding, Error> {
+        let window_tokens = window_tokens.clamp(16, WINDOW_TOKENS);
+        let windows = self.windows_of(text, window_tokens)?;
         let vectors = self.window_vectors(&windows)?;
         let mut sum = vec![0f32; DIMENSIONS];
         for (window, vector) in windows.iter().zip(&vectors) {
@@ -157,22 +167,28 @@ impl MiniLm {
 
     /// The token ids of each window of `text`, `[CLS]` and `[SEP]` included.
     pub fn windows(&self, text: &str) -> Result<Vec<Vec<u32>>, Error> {
+        self.windows_of(text, WINDOW_TOKENS)
+    }
+
+    fn windows_of(&self, text: &str, window_tokens: usize) -> Result<Vec<Vec<u32>>, Error> {
         let encoding = self
             .tokenizer
             .encode(text, false)
             .map_err(tokenizer_error)?;
-        Ok(
-            split_windows(encoding.get_ids(), WINDOW_TOKENS - 2, WINDOW_OVERLAP)
-                .into_iter()
-                .map(|body| {
-                    let mut ids = Vec::with_capacity(body.len() + 2);
-                    ids.push(self.cls);
-                    ids.extend_from_slice(body);
-                    ids.push(self.sep);
-                    ids
-                })
-                .collect(),
+        Ok(split_windows(
+            encoding.get_ids(),
+            window_tokens - 2,
+            overlap(window_tokens),
         )
+        .into_iter()
+        .map(|body| {
+            let mut ids = Vec::with_capacity(body.len() + 2);
+            ids.push(self.cls);
+            ids.extend_from_slice(body);
+            ids.push(self.sep);
+            ids
+        })
+        .collect())
     }
 
     /// One normalised vector per window (padded batches of [`BATCH_WINDOWS`]).
@@ -199,6 +215,12 @@ impl MiniLm {
         }
         Ok(vectors)
     }
+}
+
+/// Tokens a window of `window_tokens` shares with the one before: [`WINDOW_OVERLAP`], or
+/// an eighth of the window when that is less (so smaller windows keep the same share).
+fn overlap(window_tokens: usize) -> usize {
+    WINDOW_OVERLAP.min(window_tokens / 8)
 }
 
 fn tokenizer_error(err: impl std::fmt::Display) -> Error {

@@ -124,3 +124,110 @@ fn max_over_windows_against_mean() {
         );
     }
 }
+
+/// Issue 13, step 2: windows of 128 tokens (the length all-MiniLM-L6-v2 was fine-tuned
+/// on) against the stored 256, both scored by the note's mean vector as search scores
+/// it; the 128-token best window is printed beside them. Same set, halves and cut-off
+/// as above; about twice its model time, so ignored:
+///
+/// ```sh
+/// cargo test -p notesaga-embedder --test window_check window_size -- --ignored --nocapture
+/// ```
+#[test]
+#[ignore = "minutes of model time: run by hand"]
+fn window_size_128_against_256() {
+    let set = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/search");
+    let corpus: Vec<Note> = jsonl(&set.join("corpus.jsonl"));
+    let judgments: Vec<Judgment> = jsonl(&set.join("judgments.jsonl"));
+    let dir = std::env::var_os("NOTESAGA_EMBEDDING_MODEL_DIR")
+        .map_or_else(minilm::default_model_dir, PathBuf::from);
+    let model = MiniLm::load(&dir).unwrap();
+    let sizes = [minilm::WINDOW_TOKENS, 128];
+    let embedded: Vec<Vec<minilm::Embedding>> = sizes
+        .iter()
+        .map(|&size| {
+            let started = std::time::Instant::now();
+            let mut windows = 0;
+            let notes: Vec<minilm::Embedding> = corpus
+                .iter()
+                .enumerate()
+                .map(|(i, note)| {
+                    let e = model
+                        .embed_with_window(&format!("{}.\n\n{}", note.title, note.body), size)
+                        .unwrap();
+                    windows += e.windows.len().max(1);
+                    if i % 100 == 0 {
+                        eprintln!(
+                            "{size}: {i} notes, {:.0} s",
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                    e
+                })
+                .collect();
+            eprintln!(
+                "{size}-token windows: {} notes, {windows} windows embedded in {:.0} s",
+                corpus.len(),
+                started.elapsed().as_secs_f64()
+            );
+            notes
+        })
+        .collect();
+    let ranking = |q: &[f32], notes: &[minilm::Embedding], best: bool| -> Vec<(f32, String)> {
+        notes
+            .iter()
+            .zip(&corpus)
+            .map(|(e, n)| {
+                let score = if best && !e.windows.is_empty() {
+                    e.windows
+                        .iter()
+                        .map(|w| cosine(q, w))
+                        .fold(f32::MIN, f32::max)
+                } else {
+                    cosine(q, &e.vector)
+                };
+                (score, n.title.clone())
+            })
+            .collect()
+    };
+    let columns = ["mean256", "mean128", "best128"];
+    let mut sums: std::collections::BTreeMap<(String, &str, &str), (f64, usize)> =
+        Default::default();
+    for (qi, j) in judgments.iter().enumerate() {
+        let q = model.embed(&j.query).unwrap();
+        let figures = [
+            ranking(&q, &embedded[0], false),
+            ranking(&q, &embedded[1], false),
+            ranking(&q, &embedded[1], true),
+        ]
+        .map(|scores| {
+            let scores: Vec<(f32, &str)> = scores.iter().map(|(s, t)| (*s, t.as_str())).collect();
+            mrr(&scores, &j.relevant)
+        });
+        println!(
+            "{:<4} {}  {}",
+            j.id,
+            columns
+                .iter()
+                .zip(figures)
+                .map(|(c, v)| format!("{c} {v:.2}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            j.query
+        );
+        let half = if qi % 2 == 1 { "held-out" } else { "tuning" };
+        for (column, v) in columns.iter().zip(figures) {
+            for part in ["whole", half] {
+                let e = sums.entry((j.kind.clone(), part, column)).or_default();
+                e.0 += v;
+                e.1 += 1;
+            }
+        }
+    }
+    for ((kind, part, column), (sum, n)) in &sums {
+        println!(
+            "{kind:<10} {part:<9} {column:<8} MRR@10 {:.3} ({n} queries)",
+            sum / *n as f64
+        );
+    }
+}

@@ -61,9 +61,14 @@ impl Partition {
 type QueuedAppend = Pin<Box<dyn Future<Output = notesaga_log::Result<Appended>> + Send + Sync>>;
 
 /// What the reactions of one batch (or tick) append and send, carried out together by
-/// [`Orchestrator::flush`]: every saga event first, then — once they are durable — every
-/// command. "Append the saga event, then send the command" holds for the whole batch,
-/// with two round trips to the broker instead of one per record.
+/// [`Orchestrator::flush`]: every saga event and every command queued at once, their
+/// acknowledgements awaited together, so a step costs one round trip to the broker, not
+/// two (the offsets are stored only after both are durable). A command may therefore be
+/// durable before the saga event that requests it; that is safe because the command id
+/// is derived from saga, step and attempt and the event id from the saga's position: if
+/// the event is lost, the batch is handled again from the rebuilt saga, which requests
+/// the same command under the same id, and the processor answers a repeated id with its
+/// first outcome (docs/sagas.md).
 #[derive(Default)]
 struct Outbox {
     appends: Vec<QueuedAppend>,
@@ -249,18 +254,19 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Carries out the outbox: the saga events, then the commands. On failure the
-    /// partitions whose state already holds the events are dropped, to be rebuilt from
-    /// the log (the truth) before the retry.
+    /// Carries out the outbox: the saga events (already queued) and the commands, all
+    /// acknowledged before it returns. On failure the partitions whose state already
+    /// holds the events are dropped, to be rebuilt from the log (the truth) before the
+    /// retry.
     async fn flush(&mut self) -> Result<(), HandlerError> {
         let outbox = std::mem::take(&mut self.outbox);
         let result = async {
-            try_join_all(outbox.appends).await?;
-            let mut sends = Vec::with_capacity(outbox.commands.len());
+            let mut pending = outbox.appends;
+            pending.reserve(outbox.commands.len());
             for (command_id, command, cause) in &outbox.commands {
-                sends.push(self.enqueue_command(*command_id, command, cause).await?);
+                pending.push(self.enqueue_command(*command_id, command, cause).await?);
             }
-            try_join_all(sends).await?;
+            try_join_all(pending).await?;
             Ok(())
         }
         .await;
