@@ -41,8 +41,10 @@ use crate::metrics;
 /// What the broker's error type is: the route table's.
 type RouteError = tansu_broker::Error;
 
-/// Per topic, bumped after every successful append to it; fetches wait on the topics
-/// they read, so an append wakes only the fetches that can use it.
+/// Per topic, the record bytes appended to it so far (wrapping), bumped after every
+/// successful append; fetches wait on the topics they read, so an append wakes only the
+/// fetches that can use it, and a fetch that asked for more than `min_bytes` reads the
+/// log again only once its topics have grown enough to give it that many.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LogSignal(Arc<Mutex<HashMap<String, watch::Sender<u64>>>>);
 
@@ -55,8 +57,10 @@ impl LogSignal {
             .clone()
     }
 
-    fn appended(&self, topic: &str) {
-        self.sender(topic).send_modify(|n| *n = n.wrapping_add(1));
+    fn appended(&self, topic: &str, bytes: u64) {
+        // At least 1, so an append of empty batches still wakes its readers.
+        self.sender(topic)
+            .send_modify(|n| *n = n.wrapping_add(bytes.max(1)));
     }
 
     fn subscribe(&self, topics: impl Iterator<Item = String>) -> Vec<watch::Receiver<u64>> {
@@ -202,9 +206,10 @@ impl<S: Storage> Service<S, FetchRequest> for WakingFetch {
         loop {
             // Mark the current generation seen before reading, so an append between
             // the read and the wait still wakes us.
-            for topic in &mut appended {
-                _ = topic.borrow_and_update();
-            }
+            let seen: Vec<u64> = appended
+                .iter_mut()
+                .map(|topic| *topic.borrow_and_update())
+                .collect();
             let (responses, bytes, errors) = read(storage, &wanted, isolation, max_bytes).await?;
             let enough = bytes >= min_bytes.max(1) || min_bytes == 0 || errors;
             if enough || Instant::now() >= deadline {
@@ -221,20 +226,49 @@ impl<S: Storage> Service<S, FetchRequest> for WakingFetch {
                     .responses(Some(responses)));
             }
             waited = true;
-            if appended.is_empty() {
-                tokio::time::sleep_until(deadline).await;
-                continue;
-            }
-            let any_append = select_all(appended.iter_mut().map(|topic| Box::pin(topic.changed())));
-            tokio::select! {
-                (changed, _, _) = any_append => {
-                    if changed.is_err() {
-                        // The broker is going away: answer with what there is.
-                        tokio::time::sleep_until(deadline).await;
-                    }
+            wait_for_growth(
+                &mut appended,
+                &seen,
+                min_bytes.saturating_sub(bytes),
+                deadline,
+            )
+            .await;
+        }
+    }
+}
+
+/// Waits until the topics of `appended` have grown by at least `wanted` bytes (at least
+/// one append) since `seen`, or until `deadline`. Appends to partitions the fetch does not
+/// read count too, so it may wake early and read in vain; never late.
+async fn wait_for_growth(
+    appended: &mut [watch::Receiver<u64>],
+    seen: &[u64],
+    wanted: u64,
+    deadline: Instant,
+) {
+    if appended.is_empty() {
+        tokio::time::sleep_until(deadline).await;
+        return;
+    }
+    loop {
+        let any_append = select_all(appended.iter_mut().map(|topic| Box::pin(topic.changed())));
+        tokio::select! {
+            (changed, _, _) = any_append => {
+                if changed.is_err() {
+                    // The broker is going away: answer with what there is.
+                    tokio::time::sleep_until(deadline).await;
+                    return;
                 }
-                () = tokio::time::sleep_until(deadline) => {}
             }
+            () = tokio::time::sleep_until(deadline) => return,
+        }
+        let grown: u64 = appended
+            .iter_mut()
+            .zip(seen)
+            .map(|(topic, seen)| topic.borrow_and_update().wrapping_sub(*seen))
+            .sum();
+        if grown >= wanted.max(1) {
+            return;
         }
     }
 }
@@ -372,18 +406,20 @@ impl<S: Storage> Service<S, ProduceRequest> for SignallingProduce {
                 partition_data,
                 ..
             } = topic;
-            let partitions = join_all(
+            let (partitions, bytes): (Vec<_>, Vec<u64>) = join_all(
                 partition_data
                     .unwrap_or_default()
                     .into_iter()
                     .map(|p| produce_partition(storage, transaction_id, &name, p)),
             )
-            .await;
+            .await
+            .into_iter()
+            .unzip();
             if partitions
                 .iter()
                 .any(|p| p.error_code == i16::from(ErrorCode::None))
             {
-                signal.appended(&name);
+                signal.appended(&name, bytes.iter().sum());
             }
             TopicProduceResponse::default()
                 .name(name)
@@ -397,21 +433,24 @@ impl<S: Storage> Service<S, ProduceRequest> for SignallingProduce {
     }
 }
 
+/// Appends the partition's batches: the answer, and the record bytes appended.
 async fn produce_partition<S: Storage>(
     storage: &S,
     transaction_id: Option<&str>,
     topic: &str,
     partition: PartitionProduceData,
-) -> PartitionProduceResponse {
+) -> (PartitionProduceResponse, u64) {
     let tp = Topition::new(topic, partition.index);
     let mut base_offset = None;
     let mut code = ErrorCode::None;
+    let mut appended = 0;
     for batch in partition.records.map(|r| r.batches).unwrap_or_default() {
         let records = u64::from(batch.record_count);
         let bytes = batch.record_data.len() as u64;
         match storage.produce(transaction_id, &tp, batch).await {
             Ok(offset) => {
                 metrics::appended(topic, records, bytes);
+                appended += bytes;
                 _ = base_offset.get_or_insert(offset);
             }
             Err(Error::Api(error)) => {
@@ -431,7 +470,7 @@ async fn produce_partition<S: Storage>(
         (ErrorCode::None, None) => (ErrorCode::CorruptMessage, -1),
         (code, _) => (code, -1),
     };
-    PartitionProduceResponse::default()
+    let response = PartitionProduceResponse::default()
         .index(partition.index)
         .error_code(code.into())
         .base_offset(base_offset)
@@ -439,5 +478,6 @@ async fn produce_partition<S: Storage>(
         .log_start_offset(Some(0))
         .record_errors(Some([].into()))
         .error_message(None)
-        .current_leader(None)
+        .current_leader(None);
+    (response, appended)
 }

@@ -365,11 +365,11 @@ async fn run_roles(
     let embedding_provider = args.embedding.provider()?;
 
     tasks.spawn({
-        let (rt, token) = (rt.clone(), shutdown.clone());
+        let (rt, token) = (rt.own_producer()?, shutdown.clone());
         async move { ("notes", roles::run_notes(rt, token).await) }
     });
     tasks.spawn({
-        let (rt, token) = (rt.clone(), shutdown.clone());
+        let (rt, token) = (rt.own_producer()?, shutdown.clone());
         let embedder = args.embedding.processing(embedding_provider.clone());
         let minilm_dir = roles::minilm_dir(&args.embedding);
         async move {
@@ -380,7 +380,7 @@ async fn run_roles(
         }
     });
     tasks.spawn({
-        let (rt, token, audio) = (rt.clone(), shutdown.clone(), audio.clone());
+        let (rt, token, audio) = (rt.own_producer()?, shutdown.clone(), audio.clone());
         async move {
             (
                 "narration",
@@ -389,7 +389,7 @@ async fn run_roles(
         }
     });
     tasks.spawn({
-        let (rt, token, saga) = (rt.clone(), shutdown.clone(), args.saga.clone());
+        let (rt, token, saga) = (rt.own_producer()?, shutdown.clone(), args.saga.clone());
         async move {
             (
                 "orchestrator",

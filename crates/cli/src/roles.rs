@@ -113,6 +113,21 @@ pub(crate) struct Runtime {
     pub(crate) publisher: Publisher,
 }
 
+impl Runtime {
+    /// The same connection with a producer of its own. `notesaga dev` runs every role in
+    /// one process: with one shared producer, all their appends would go over one
+    /// connection, which a Kafka broker serves one request at a time (each waiting for
+    /// its fsync), so one role's append queued behind another's. A producer per role
+    /// gives each its own connection; the broker's group commit still makes concurrent
+    /// appends share an fsync.
+    pub(crate) fn own_producer(&self) -> Result<Self> {
+        Ok(Self {
+            kafka: self.kafka.clone(),
+            publisher: Publisher::new(&self.kafka, self.publisher.codec().clone())?,
+        })
+    }
+}
+
 /// Waits for the broker (creating the topics, idempotently) and the registry, then
 /// builds the producer. Gives up after a minute with a message saying what to check.
 pub(crate) async fn connect(connection: &Connection) -> Result<Runtime> {

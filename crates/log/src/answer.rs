@@ -4,12 +4,15 @@
 //! Each reply goes to the broker as soon as its command is done (the producer does not
 //! linger) and the batch awaits every acknowledgement at its end, so under load a saga
 //! hop does not wait for the one before it to be acknowledged; the loop stores the
-//! batch's offsets only after that, once every outcome is durable.
+//! batch's offsets only after that, once every outcome is durable. A role may answer the
+//! commands of several notes at once ([`Answer::LANES`]); one note's commands are always
+//! answered in order.
 
 use std::future::Future;
 
-use futures::future::try_join_all;
+use futures::{future::try_join_all, stream, StreamExt as _, TryStreamExt as _};
 use notesaga_events::Message;
+use uuid::Uuid;
 
 use crate::{HandlerError, Incoming, Publisher};
 
@@ -20,6 +23,11 @@ pub trait Answer<M>: Send + Sync {
     type Reply: Message + Send + Sync;
     /// Where replies go.
     const TOPIC: &'static str;
+    /// How many notes' commands of one batch are answered at once. 1 (the default)
+    /// answers the batch in order; more lets one command's waits (a file's fsync, a
+    /// store's round trip) overlap another's. Whatever limits the work itself (a speech
+    /// engine's or a model's concurrency) still applies inside [`Self::answer`].
+    const LANES: usize = 1;
 
     /// The reply to `incoming`, once what it asks is durable. A transient failure is a
     /// handler error (the loop retries the record); a failure the saga should see is a
@@ -33,16 +41,41 @@ pub trait Answer<M>: Send + Sync {
     fn publisher(&self) -> &Publisher;
 }
 
-/// Answers every record of `batch` in order, sending each reply as soon as it is made;
-/// returns once all are acknowledged. A [`crate::Handler`]'s `handle` and `handle_batch`
-/// both delegate here.
+/// Answers every record of `batch`, sending each reply as soon as it is made; returns
+/// once all are acknowledged. The records of one note are answered in batch order, and
+/// up to [`Answer::LANES`] notes at once. A [`crate::Handler`]'s `handle` and
+/// `handle_batch` both delegate here.
 pub async fn answer_all<M, A>(role: &A, batch: &[Incoming<M>]) -> Result<(), HandlerError>
 where
-    M: Sync,
+    M: Message,
     A: Answer<M>,
 {
-    let mut sends = Vec::with_capacity(batch.len());
-    for incoming in batch {
+    // The futures are made before they become a stream: a closure inside the stream's
+    // type would make the handler's future fail the `Send` check (rust-lang/rust#110338).
+    let lanes: Vec<_> = by_note(batch)
+        .into_iter()
+        .map(|records| answer_in_order(role, records))
+        .collect();
+    let lanes = stream::iter(lanes)
+        .buffer_unordered(A::LANES.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+    try_join_all(lanes.into_iter().flatten()).await?;
+    Ok(())
+}
+
+/// Answers `records` one after the other; the acknowledgements of their replies, to
+/// await.
+async fn answer_in_order<M, A>(
+    role: &A,
+    records: Vec<&Incoming<M>>,
+) -> Result<Vec<impl Future<Output = crate::Result<crate::producer::Appended>>>, HandlerError>
+where
+    M: Message,
+    A: Answer<M>,
+{
+    let mut sends = Vec::with_capacity(records.len());
+    for incoming in records {
         let reply = role.answer(incoming).await?;
         let metadata = incoming
             .metadata
@@ -53,6 +86,18 @@ where
                 .await?,
         );
     }
-    try_join_all(sends).await?;
-    Ok(())
+    Ok(sends)
+}
+
+/// The records of `batch` grouped by note, notes in the order they first appear.
+fn by_note<M: Message>(batch: &[Incoming<M>]) -> Vec<Vec<&Incoming<M>>> {
+    let mut lanes: Vec<(Uuid, Vec<&Incoming<M>>)> = Vec::new();
+    for incoming in batch {
+        let note_id = incoming.message.note_id();
+        match lanes.iter_mut().find(|(id, _)| *id == note_id) {
+            Some((_, records)) => records.push(incoming),
+            None => lanes.push((note_id, vec![incoming])),
+        }
+    }
+    lanes.into_iter().map(|(_, records)| records).collect()
 }

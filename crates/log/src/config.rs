@@ -95,6 +95,16 @@ impl KafkaConfig {
         self.apply_overrides(config)
     }
 
+    /// [`Self::consumer`] with a role's own `defaults` on top, still below the overrides:
+    /// `--kafka-option` wins over a role's tuning as over everything else.
+    pub fn consumer_with(&self, group: &str, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = self.consumer(group);
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
+        self.apply_overrides(config)
+    }
+
     fn apply_overrides(&self, mut config: ClientConfig) -> ClientConfig {
         for (key, value) in &self.overrides {
             config.set(key, value);

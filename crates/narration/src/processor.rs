@@ -207,6 +207,10 @@ impl NarrationProcessor {
 impl Answer<NarrationCommand> for NarrationProcessor {
     type Reply = NarrationEvent;
     const TOPIC: &'static str = NARRATION_EVENTS;
+    /// A narration waits mostly on its audio file (written, fsynced, renamed): the notes
+    /// of a batch overlap those waits. Rendering stays bounded by the narrator's own
+    /// concurrency limit.
+    const LANES: usize = BATCH;
 
     async fn answer(
         &self,

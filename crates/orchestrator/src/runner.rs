@@ -47,13 +47,31 @@ pub const SAGA_EVENTS_TOTAL: &str = "notesaga_saga_events_total";
 #[derive(Debug, Default)]
 struct Partition {
     sagas: HashMap<Uuid, NotePipeline>,
+    /// The sagas of each note: every record is routed by its note, and a scan of all
+    /// the partition's sagas per record grew with every saga the partition ever ran.
+    by_note: HashMap<Uuid, Vec<Uuid>>,
     /// The correlation id of the record that started each saga, for timer-caused work.
     correlation: HashMap<Uuid, String>,
 }
 
 impl Partition {
     fn of_note(&self, note_id: Uuid) -> impl Iterator<Item = &NotePipeline> {
-        self.sagas.values().filter(move |s| s.note_id == note_id)
+        self.by_note
+            .get(&note_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|saga_id| self.sagas.get(saga_id))
+    }
+
+    /// Keeps `saga` (new or advanced) and indexes it by its note.
+    fn keep(&mut self, saga: NotePipeline) {
+        let (saga_id, note_id) = (saga.saga_id, saga.note_id);
+        if self.sagas.insert(saga_id, saga).is_none() {
+            let ids = self.by_note.entry(note_id).or_default();
+            if !ids.contains(&saga_id) {
+                ids.push(saga_id);
+            }
+        }
     }
 }
 
@@ -137,7 +155,7 @@ impl Orchestrator {
             }
             let saga_id = event.message.saga_id();
             if let Some(saga) = apply(rebuilt.sagas.remove(&saga_id), &event.message) {
-                rebuilt.sagas.insert(saga_id, saga);
+                rebuilt.keep(saga);
             }
             rebuilt
                 .correlation
@@ -329,7 +347,7 @@ impl Orchestrator {
                             "saga advanced"
                         );
                         let state = self.partitions.get_mut(&partition).expect("rebuilt");
-                        state.sagas.insert(saga_id, saga.clone());
+                        state.keep(saga.clone());
                         state
                             .correlation
                             .entry(saga_id)
@@ -430,7 +448,7 @@ impl Orchestrator {
                     return Ok(());
                 };
                 let saga = apply(Some(saga), request).expect("a saga stays");
-                state.sagas.insert(saga_id, saga);
+                state.keep(saga);
                 self.drive(partition, saga_id, &Input::OperatorRetry, cause)
                     .await
             }
