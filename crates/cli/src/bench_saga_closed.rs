@@ -43,6 +43,9 @@ struct Row {
     refused: usize,
     per_sec: f64,
     latencies: Vec<Duration>,
+    /// POST → 202 of each accepted note: the part of the latency spent before the
+    /// command is on the log (the rest is the saga and the tail's read of its outcome).
+    posts: Vec<Duration>,
 }
 
 struct Client {
@@ -78,7 +81,12 @@ impl Client {
 
 /// What one note did: published or failed with its latency, or lost / refused.
 enum NoteResult {
-    Done { published: bool, latency: Duration },
+    Done {
+        published: bool,
+        latency: Duration,
+        /// POST → 202, where the call returns before the saga is done (not Restate's).
+        post: Option<Duration>,
+    },
     Lost,
     Refused(String),
 }
@@ -89,6 +97,7 @@ async fn one_note(client: &Client, outcomes: &Mutex<Outcomes>, seed: u64) -> Not
         Ok(note) => note,
         Err(err) => return NoteResult::Refused(format!("{err:#}")),
     };
+    let post = sent.elapsed();
     let (tx, rx) = oneshot::channel();
     let early = {
         let mut outcomes = outcomes.lock().expect("not poisoned");
@@ -111,6 +120,7 @@ async fn one_note(client: &Client, outcomes: &Mutex<Outcomes>, seed: u64) -> Not
         Some((published, at)) => NoteResult::Done {
             published,
             latency: at.saturating_duration_since(sent),
+            post: Some(post),
         },
         None => NoteResult::Lost,
     }
@@ -207,14 +217,20 @@ where
         refused: 0,
         per_sec: 0.0,
         latencies: Vec::new(),
+        posts: Vec::new(),
     };
     let mut last = start;
     for worker in workers {
         for (at, result) in worker.await? {
             match result {
-                NoteResult::Done { published, latency } => {
+                NoteResult::Done {
+                    published,
+                    latency,
+                    post,
+                } => {
                     last = last.max(at);
                     row.completed += 1;
+                    row.posts.extend(post);
                     if published {
                         row.latencies.push(latency);
                     } else {
@@ -238,17 +254,27 @@ where
         0.0
     };
     row.latencies = sorted(row.latencies);
+    row.posts = sorted(row.posts);
     Ok(row)
 }
 
 /// Prints one level as it finishes.
 fn print_level(row: &Row) {
     println!(
-        "  {:>4} clients: {:.1} sagas/s, p50 {}, p99 {} ({} completed, {} failed, {} lost, {} refused)",
+        "  {:>4} clients: {:.1} sagas/s, p50 {}, p99 {}{} ({} completed, {} failed, {} lost, {} refused)",
         row.concurrency,
         row.per_sec,
         ms(percentile(&row.latencies, 50.0)),
         ms(percentile(&row.latencies, 99.0)),
+        if row.posts.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; of which POST→202 p50 {}, p99 {}",
+                ms(percentile(&row.posts, 50.0)),
+                ms(percentile(&row.posts, 99.0))
+            )
+        },
         row.completed,
         row.failed,
         row.lost,
@@ -304,6 +330,7 @@ async fn restate_note(
         Ok(Ok((status, json))) if status.is_success() => NoteResult::Done {
             published: json["status"] == "published",
             latency: sent.elapsed(),
+            post: None,
         },
         Ok(Ok((status, json))) => NoteResult::Refused(format!("{status}: {json}")),
     }
