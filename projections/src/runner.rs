@@ -204,7 +204,6 @@ pub(crate) async fn transact(
     projection: &str,
     batch: &[Record],
 ) -> Result<(u64, Offsets)> {
-    let _writing = store.write_gate().await;
     let mut tx = store.pool().begin().await?;
     let mut next: Offsets = HashMap::new();
     let mut applied = 0;

@@ -44,9 +44,6 @@ pub struct ReadStore {
     url: String,
     /// Each owner's search vectors between searches (shared by the clones).
     vectors: Arc<VectorCache>,
-    /// This process's writers to a SQLite file, one at a time ([`Self::write_gate`];
-    /// shared by the clones).
-    writers: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A note as the API shows it.
@@ -264,7 +261,6 @@ impl ReadStore {
             pool,
             url: url.to_owned(),
             vectors: Arc::default(),
-            writers: Arc::default(),
         })
     }
 
@@ -288,23 +284,6 @@ impl ReadStore {
             pool,
             url: url.to_owned(),
             vectors: Arc::default(),
-            writers: Arc::default(),
-        }
-    }
-
-    /// Held while this process writes the hot-path rows (the projector's batches, the
-    /// API's accepted commands) to a SQLite file. SQLite takes one writer at a time, and a
-    /// writer that finds the lock taken sleeps in the busy handler (1, 2, 5, 10 … up to
-    /// 100 ms a nap) instead of queueing: under a 32-client saga loop the API's insert of
-    /// each accepted command kept losing to the projector's batch, and POST → 202 reached
-    /// a p99 of 633 ms. Queued here they wait only for the write in hand. Writers in
-    /// other processes still meet SQLite's lock as before; PostgreSQL locks rows, so it
-    /// gets no gate.
-    pub(crate) async fn write_gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        if self.url.starts_with("sqlite") {
-            Some(self.writers.lock().await)
-        } else {
-            None
         }
     }
 
@@ -549,7 +528,6 @@ impl ReadStore {
 impl ReadStore {
     /// Records that the API accepted `command`, before it is sent.
     pub async fn record_accepted(&self, command: &AcceptedCommand) -> Result<()> {
-        let _writing = self.write_gate().await;
         sqlx::query(
             "INSERT INTO commands (command_id, note_id, owner, command_type, accepted_at) \
              VALUES ($1, $2, $3, $4, $5)",
