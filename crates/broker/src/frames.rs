@@ -78,7 +78,12 @@ mod tests {
                 header: Header::Response {
                     correlation_id: req.correlation_id()?,
                 },
-                body: Body::MetadataResponse(MetadataResponse::default()),
+                body: Body::MetadataResponse(
+                    MetadataResponse::default()
+                        .brokers(Some(vec![]))
+                        .controller_id(Some(1))
+                        .topics(Some(vec![])),
+                ),
             })
         }
     }

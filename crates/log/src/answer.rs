@@ -101,3 +101,57 @@ fn by_note<M: Message>(batch: &[Incoming<M>]) -> Vec<Vec<&Incoming<M>>> {
     }
     lanes.into_iter().map(|(_, records)| records).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use notesaga_events::narration::{DeleteNarration, NarrationCommand};
+
+    use super::*;
+    use crate::Metadata;
+
+    fn delete(note: u128, version: i64) -> Incoming<NarrationCommand> {
+        Incoming {
+            message: NarrationCommand::DeleteNarration(DeleteNarration {
+                note_id: Uuid::from_u128(note),
+                version: Some(version),
+            }),
+            metadata: Metadata::new(Uuid::from_u128(1000 + note), "test"),
+            topic: "narration.commands".into(),
+            partition: 0,
+            offset: version,
+        }
+    }
+
+    /// Each lane as (note, offsets in the order they are answered).
+    fn lanes(batch: &[Incoming<NarrationCommand>]) -> Vec<(u128, Vec<i64>)> {
+        by_note(batch)
+            .into_iter()
+            .map(|records| {
+                (
+                    records[0].message.note_id().as_u128(),
+                    records.iter().map(|r| r.offset).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_splits_into_one_lane_per_note_in_first_seen_order() {
+        let cases: [(&[(u128, i64)], Vec<(u128, Vec<i64>)>); 4] = [
+            (&[], vec![]),
+            (&[(1, 0)], vec![(1, vec![0])]),
+            (
+                &[(1, 0), (2, 1), (3, 2)],
+                vec![(1, vec![0]), (2, vec![1]), (3, vec![2])],
+            ),
+            (
+                &[(2, 0), (1, 1), (2, 2), (1, 3), (2, 4)],
+                vec![(2, vec![0, 2, 4]), (1, vec![1, 3])],
+            ),
+        ];
+        for (records, expected) in cases {
+            let batch: Vec<_> = records.iter().map(|&(n, o)| delete(n, o)).collect();
+            assert_eq!(lanes(&batch), expected, "batch {records:?}");
+        }
+    }
+}
