@@ -122,8 +122,13 @@ mod tests {
         }
     }
 
-    /// Each lane as (note, offsets in the order they are answered).
-    fn lanes(batch: &[Incoming<NarrationCommand>]) -> Vec<(u128, Vec<i64>)> {
+    /// A note and the offsets of its records, in the order they are answered.
+    type Lane = (u128, Vec<i64>);
+    /// A batch as (note, offset) pairs, and the lanes it must split into.
+    type Case = (&'static [(u128, i64)], Vec<Lane>);
+
+    /// Each lane of `batch`.
+    fn lanes(batch: &[Incoming<NarrationCommand>]) -> Vec<Lane> {
         by_note(batch)
             .into_iter()
             .map(|records| {
@@ -137,7 +142,7 @@ mod tests {
 
     #[test]
     fn a_batch_splits_into_one_lane_per_note_in_first_seen_order() {
-        let cases: [(&[(u128, i64)], Vec<(u128, Vec<i64>)>); 4] = [
+        let cases: [Case; 4] = [
             (&[], vec![]),
             (&[(1, 0)], vec![(1, vec![0])]),
             (
