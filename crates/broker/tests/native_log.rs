@@ -144,6 +144,62 @@ async fn fetch_wakes_on(engine: &str) -> Result<()> {
     Ok(())
 }
 
+/// A fetch that asks for more bytes than one append brings (`fetch.min.bytes`, as the
+/// projector's does) is not answered by that append, and is answered, long before its
+/// wait is up, by the appends that bring what it asked for.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fetch_asking_for_more_bytes_waits_for_them_not_for_each_append() -> Result<()> {
+    let broker = BrokerProcess::start()?;
+    create_topic(broker.addr(), "grow", 1).await?;
+    let consumer: StreamConsumer = client(broker.addr())
+        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10000")
+        .set("fetch.min.bytes", "4000")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset("grow", 0, Offset::Beginning)?;
+    consumer.assign(&assignment)?;
+    // Let its first fetch reach the broker and wait there.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let producer = producer(broker.addr())?;
+    let small = "s".repeat(100);
+    producer
+        .send(
+            FutureRecord::to("grow").key("k").payload(&small),
+            Timeout::Never,
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1_500), consumer.recv())
+            .await
+            .is_err(),
+        "an append of ~100 bytes answered a fetch that asked for 4000"
+    );
+
+    let big = "b".repeat(1_000);
+    let sent = Instant::now();
+    for _ in 0..8 {
+        producer
+            .send(
+                FutureRecord::to("grow").key("k").payload(&big),
+                Timeout::Never,
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+    let first = tokio::time::timeout(Duration::from_secs(15), consumer.recv()).await??;
+    let took = sent.elapsed();
+    assert_eq!(first.payload(), Some(small.as_bytes()));
+    assert!(
+        took < Duration::from_millis(4_000),
+        "the records arrived {took:?} after 8 KB were appended: the fetch waited for its timeout"
+    );
+    Ok(())
+}
+
 /// One request over a fresh connection, its response decoded.
 fn call(addr: &str, api_version: i16, body: Body, api_key: i16) -> Result<Body> {
     let mut stream = TcpStream::connect(addr)?;
