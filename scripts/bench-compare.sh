@@ -25,9 +25,7 @@ echo "== notesaga dev: broker --storage native --fsync always (group commit, fda
 echo "   projections and embedding store SQLite (WAL); narration silent, embedding builtin (hash)"
 node_start "$bin" /healthz NOTESAGA_RATE_LIMIT=0 \
   NOTESAGA_NARRATION_PROVIDER=silent NOTESAGA_EMBEDDING_PROVIDER=builtin || exit 1
-NOTESAGA_LOG="${NOTESAGA_LOG:-warn}" "$bin/notesaga" bench saga --api "$api" --data-dir "$data" \
-  --kafka-addr "127.0.0.1:$kafka_port" --registry-url "http://127.0.0.1:$registry_port" \
-  --concurrency "$levels" --seconds "$seconds" --body-size 100 --skip-plain
+saga_loop "$bin" "$levels" "$seconds"
 node_stop
 
 if [ -n "${DEFAULT_EMBEDDER:-}" ]; then
@@ -36,9 +34,7 @@ if [ -n "${DEFAULT_EMBEDDER:-}" ]; then
   echo "== notesaga dev, the default embedding model ($DEFAULT_EMBEDDER), silent narration, 32 clients"
   node_start "$bin" /healthz NOTESAGA_RATE_LIMIT=0 NOTESAGA_NARRATION_PROVIDER=silent \
     NOTESAGA_EMBEDDING_PROVIDER="$DEFAULT_EMBEDDER" || exit 1
-  NOTESAGA_LOG="${NOTESAGA_LOG:-warn}" "$bin/notesaga" bench saga --api "$api" --data-dir "$data" \
-    --kafka-addr "127.0.0.1:$kafka_port" --registry-url "http://127.0.0.1:$registry_port" \
-    --concurrency 32 --seconds "$seconds" --body-size 100 --skip-plain
+  saga_loop "$bin" 32 "$seconds"
   node_stop
 fi
 

@@ -19,7 +19,7 @@ node_start "$bin" /healthz \
 
 status=0
 NOTESAGA_LOG="${NOTESAGA_LOG:-warn}" "$bin/notesaga" bench saga \
-  --api "$api" --kafka-addr "127.0.0.1:$kafka_port" \
+  --api "$api" --data-dir "$data" --kafka-addr "127.0.0.1:$kafka_port" \
   --registry-url "http://127.0.0.1:$registry_port" "$@" || status=$?
 if [ "$status" != 0 ]; then
   echo "bench failed ($status); the node's last log lines:" >&2

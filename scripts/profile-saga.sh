@@ -20,9 +20,7 @@ echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(g
 node_prepare
 node_start "$bin" /healthz NOTESAGA_RATE_LIMIT=0 \
   NOTESAGA_NARRATION_PROVIDER=silent NOTESAGA_EMBEDDING_PROVIDER=builtin || exit 1
-NOTESAGA_LOG="${NOTESAGA_LOG:-warn}" "$bin/notesaga" bench saga --api "$api" --data-dir "$data" \
-  --kafka-addr "127.0.0.1:$kafka_port" --registry-url "http://127.0.0.1:$registry_port" \
-  --concurrency "$concurrency" --seconds "$seconds" --body-size 100 --skip-plain &
+saga_loop "$bin" "$concurrency" "$seconds" &
 bench=$!
 # Skip the warm-up, record the middle half of the run.
 sleep $((seconds / 4 + 3))

@@ -17,9 +17,7 @@ command -v kcat >/dev/null || { echo "kcat is missing: make deps" >&2; exit 1; }
 node_prepare
 node_start "$bin" /healthz NOTESAGA_RATE_LIMIT=0 \
   NOTESAGA_NARRATION_PROVIDER=silent NOTESAGA_EMBEDDING_PROVIDER=builtin || exit 1
-NOTESAGA_LOG="${NOTESAGA_LOG:-warn}" "$bin/notesaga" bench saga --api "$api" --data-dir "$data" \
-  --kafka-addr "127.0.0.1:$kafka_port" --registry-url "http://127.0.0.1:$registry_port" \
-  --concurrency "$concurrency" --seconds "$seconds" --body-size 100 --skip-plain
+saga_loop "$bin" "$concurrency" "$seconds"
 records="$data/records.txt"
 for topic in notes.commands notes.events embedding.commands embedding.events \
   narration.commands narration.events saga.note-pipeline; do

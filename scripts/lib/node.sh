@@ -70,3 +70,11 @@ node_start() {
   curl -sf "$api$ready" >/dev/null \
     || { echo "the node $late after 120 s" >&2; node_log; return 1; }
 }
+
+# saga_loop BIN_DIR CONCURRENCY SECONDS: `notesaga bench saga`'s closed loop (100-byte
+# notes, CONCURRENCY clients, comma-separated levels allowed) against the started node.
+saga_loop() {
+  NOTESAGA_LOG="${NOTESAGA_LOG:-warn}" "$1/notesaga" bench saga --api "$api" --data-dir "$data" \
+    --kafka-addr "127.0.0.1:$kafka_port" --registry-url "http://127.0.0.1:$registry_port" \
+    --concurrency "$2" --seconds "$3" --body-size 100 --skip-plain
+}

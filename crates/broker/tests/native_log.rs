@@ -52,6 +52,18 @@ async fn create_topic(addr: &str, name: &str, partitions: i32) -> Result<()> {
     Ok(())
 }
 
+/// Appends `payload` under key `k` and waits for the ack.
+async fn append(producer: &FutureProducer, topic: &str, payload: &str) -> Result<()> {
+    producer
+        .send(
+            FutureRecord::to(topic).key("k").payload(payload),
+            Timeout::Never,
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    Ok(())
+}
+
 fn producer(addr: &str) -> Result<FutureProducer> {
     Ok(client(addr)
         .set("enable.idempotence", "true")
@@ -63,10 +75,22 @@ fn producer(addr: &str) -> Result<FutureProducer> {
 
 /// A consumer assigned to every partition of `topic` from the beginning.
 fn reader(addr: &str, topic: &str, partitions: i32, wait_ms: u32) -> Result<StreamConsumer> {
+    reader_asking(addr, topic, partitions, wait_ms, 1)
+}
+
+/// [`reader`] whose fetches ask for at least `min_bytes` (`fetch.min.bytes`).
+fn reader_asking(
+    addr: &str,
+    topic: &str,
+    partitions: i32,
+    wait_ms: u32,
+    min_bytes: u32,
+) -> Result<StreamConsumer> {
     let consumer: StreamConsumer = client(addr)
         .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", wait_ms.to_string())
+        .set("fetch.min.bytes", min_bytes.to_string())
         .create()?;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
@@ -127,13 +151,7 @@ async fn fetch_wakes_on(engine: &str) -> Result<()> {
     // Waiting: a record produced now arrives long before the 5 s wait is up.
     let producer = producer(broker.addr())?;
     let sent = Instant::now();
-    producer
-        .send(
-            FutureRecord::to("wake").key("k").payload("v"),
-            Timeout::Never,
-        )
-        .await
-        .map_err(|(e, _)| e)?;
+    append(&producer, "wake", "v").await?;
     let message = tokio::time::timeout(Duration::from_secs(10), consumer.recv()).await??;
     let took = sent.elapsed();
     assert_eq!(message.payload(), Some(&b"v"[..]));
@@ -151,27 +169,13 @@ async fn fetch_wakes_on(engine: &str) -> Result<()> {
 async fn a_fetch_asking_for_more_bytes_waits_for_them_not_for_each_append() -> Result<()> {
     let broker = BrokerProcess::start()?;
     create_topic(broker.addr(), "grow", 1).await?;
-    let consumer: StreamConsumer = client(broker.addr())
-        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10000")
-        .set("fetch.min.bytes", "4000")
-        .create()?;
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset("grow", 0, Offset::Beginning)?;
-    consumer.assign(&assignment)?;
+    let consumer = reader_asking(broker.addr(), "grow", 1, 10_000, 4_000)?;
     // Let its first fetch reach the broker and wait there.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let producer = producer(broker.addr())?;
     let small = "s".repeat(100);
-    producer
-        .send(
-            FutureRecord::to("grow").key("k").payload(&small),
-            Timeout::Never,
-        )
-        .await
-        .map_err(|(e, _)| e)?;
+    append(&producer, "grow", &small).await?;
     assert!(
         tokio::time::timeout(Duration::from_millis(1_500), consumer.recv())
             .await
@@ -182,13 +186,7 @@ async fn a_fetch_asking_for_more_bytes_waits_for_them_not_for_each_append() -> R
     let big = "b".repeat(1_000);
     let sent = Instant::now();
     for _ in 0..8 {
-        producer
-            .send(
-                FutureRecord::to("grow").key("k").payload(&big),
-                Timeout::Never,
-            )
-            .await
-            .map_err(|(e, _)| e)?;
+        append(&producer, "grow", &big).await?;
     }
     let first = tokio::time::timeout(Duration::from_secs(15), consumer.recv()).await??;
     let took = sent.elapsed();

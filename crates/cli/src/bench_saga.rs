@@ -484,10 +484,15 @@ pub(crate) async fn run(args: BenchSagaArgs) -> Result<()> {
     let warm = pipeline_run(&args, &kafka, args.warmup.max(1), seed).await?;
     if warm.posted == 0 || !warm.timed_out.is_empty() {
         bail!(
-            "the warm-up did not finish ({} posted, {} rejected, {} unfinished): is every role running?",
+            "the warm-up did not finish ({} posted, {} rejected, {} unfinished){}: is every role running?",
             warm.posted,
             warm.rejected.len(),
-            warm.timed_out.len()
+            warm.timed_out.len(),
+            // Why the API refused, so a 401 (no --data-dir, no --token) says so.
+            warm.rejected
+                .first()
+                .map(|why| format!("; the first refusal: {why}"))
+                .unwrap_or_default()
         );
     }
     let after = settled_watermarks(&kafka).await?;

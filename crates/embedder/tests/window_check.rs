@@ -51,15 +51,23 @@ fn mrr(scores: &[(f32, &str)], relevant: &[String]) -> f64 {
         .map_or(0.0, |i| 1.0 / (i as f64 + 1.0))
 }
 
+/// The judged set of `bench/search/` (notes, then queries) and the model, from
+/// `NOTESAGA_EMBEDDING_MODEL_DIR` or where `make model` puts it.
+fn judged_set() -> (Vec<Note>, Vec<Judgment>, MiniLm) {
+    let set = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/search");
+    let dir = std::env::var_os("NOTESAGA_EMBEDDING_MODEL_DIR")
+        .map_or_else(minilm::default_model_dir, PathBuf::from);
+    (
+        jsonl(&set.join("corpus.jsonl")),
+        jsonl(&set.join("judgments.jsonl")),
+        MiniLm::load(&dir).unwrap(),
+    )
+}
+
 #[test]
 #[ignore = "minutes of model time: run by hand"]
 fn max_over_windows_against_mean() {
-    let set = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/search");
-    let corpus: Vec<Note> = jsonl(&set.join("corpus.jsonl"));
-    let judgments: Vec<Judgment> = jsonl(&set.join("judgments.jsonl"));
-    let dir = std::env::var_os("NOTESAGA_EMBEDDING_MODEL_DIR")
-        .map_or_else(minilm::default_model_dir, PathBuf::from);
-    let model = MiniLm::load(&dir).unwrap();
+    let (corpus, judgments, model) = judged_set();
     let started = std::time::Instant::now();
     let mut embedded = Vec::new();
     let mut windows = 0;
@@ -136,12 +144,7 @@ fn max_over_windows_against_mean() {
 #[test]
 #[ignore = "minutes of model time: run by hand"]
 fn window_size_128_against_256() {
-    let set = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/search");
-    let corpus: Vec<Note> = jsonl(&set.join("corpus.jsonl"));
-    let judgments: Vec<Judgment> = jsonl(&set.join("judgments.jsonl"));
-    let dir = std::env::var_os("NOTESAGA_EMBEDDING_MODEL_DIR")
-        .map_or_else(minilm::default_model_dir, PathBuf::from);
-    let model = MiniLm::load(&dir).unwrap();
+    let (corpus, judgments, model) = judged_set();
     let sizes = [minilm::WINDOW_TOKENS, 128];
     let embedded: Vec<Vec<minilm::Embedding>> = sizes
         .iter()
