@@ -6,6 +6,7 @@
 //! A projection is rebuilt while serving ([`rebuild`], into a [`shadow`] copy) through
 //! rebuild [`jobs`] the API queues and the projector runs.
 
+mod accepted;
 pub mod commands;
 pub mod idempotency;
 pub mod jobs;
@@ -54,6 +55,9 @@ pub enum Error {
     /// A rebuild could not go on.
     #[error("rebuild: {0}")]
     Rebuild(String),
+    /// A part of the store is not running (it stopped with the process).
+    #[error("read store: {0}")]
+    Unavailable(String),
 }
 
 impl Error {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use sqlx::{AnyPool, Row as _};
 use uuid::Uuid;
 
-use crate::{search::vector_cache::VectorCache, Result};
+use crate::{accepted::AcceptedCommands, search::vector_cache::VectorCache, Result};
 
 /// The migrations of this store. With PostgreSQL the stores share one database and one
 /// migrations table, so versions are distinct per store and each store ignores the
@@ -44,6 +44,9 @@ pub struct ReadStore {
     url: String,
     /// Each owner's search vectors between searches (shared by the clones).
     vectors: Arc<VectorCache>,
+    /// The API's record of accepted commands: in this database, or in one of its own
+    /// ([`Self::with_accepted_commands`]).
+    accepted: AcceptedCommands,
 }
 
 /// A note as the API shows it.
@@ -214,6 +217,20 @@ pub struct CommandView {
     pub state: CommandState,
 }
 
+impl CommandView {
+    /// The status of `accepted`, now in `state`.
+    fn of(accepted: AcceptedCommand, state: CommandState) -> Self {
+        Self {
+            command_id: accepted.command_id,
+            note_id: accepted.note_id,
+            owner: accepted.owner,
+            command_type: accepted.command_type,
+            accepted_at: accepted.accepted_at,
+            state,
+        }
+    }
+}
+
 /// What became of a command.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CommandState {
@@ -258,10 +275,25 @@ impl ReadStore {
         let pool = notesaga_sql::connect(url, 8).await?;
         migrate(&pool, url).await?;
         Ok(Self {
+            accepted: AcceptedCommands::on(pool.clone()),
             pool,
             url: url.to_owned(),
             vectors: Arc::default(),
         })
+    }
+
+    /// The same store with the API's accepted commands in a database of their own at
+    /// `url` (the single node's `commands.db`), where recording one never waits for
+    /// the projector's transactions (see `accepted.rs`). Rows this store's own
+    /// `commands` table still holds, from before, are moved there first.
+    pub async fn with_accepted_commands(mut self, url: &str) -> Result<Self> {
+        let accepted = AcceptedCommands::connect(url).await?;
+        let moved = accepted.adopt_from(&self.pool).await?;
+        if moved > 0 {
+            tracing::info!(moved, "accepted commands moved to their own store");
+        }
+        self.accepted = accepted;
+        Ok(self)
     }
 
     /// The same store with an in-memory vector cache of at most `budget_bytes` (0 keeps
@@ -281,6 +313,7 @@ impl ReadStore {
     /// A store on `pool` (already migrated, e.g. a rebuild's shadow copy at `url`).
     pub(crate) fn from_pool(pool: AnyPool, url: &str) -> Self {
         Self {
+            accepted: AcceptedCommands::on(pool.clone()),
             pool,
             url: url.to_owned(),
             vectors: Arc::default(),
@@ -392,24 +425,26 @@ impl ReadStore {
 
     /// What became of a command the API accepted (`None`: the API never accepted it).
     pub async fn command(&self, command_id: Uuid) -> Result<Option<CommandView>> {
-        let row = sqlx::query(
-            "SELECT c.note_id, c.owner, c.command_type, c.accepted_at, \
-                    o.status, o.version, o.code, o.message, o.occurred_at \
-             FROM commands c LEFT JOIN command_outcomes o ON o.command_id = c.command_id \
-             WHERE c.command_id = $1",
+        let Some(accepted) = self.accepted.get(command_id).await? else {
+            return Ok(None);
+        };
+        let outcome = sqlx::query(
+            "SELECT status, version, code, message, occurred_at FROM command_outcomes \
+             WHERE command_id = $1",
         )
         .bind(command_id.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let status: Option<String> = row.try_get("status")?;
-        let state = match status.as_deref() {
-            None => CommandState::Pending,
-            Some("applied") => CommandState::Applied {
+        let Some(row) = outcome else {
+            return Ok(Some(CommandView::of(accepted, CommandState::Pending)));
+        };
+        let status: String = row.try_get("status")?;
+        let state = match status.as_str() {
+            "applied" => CommandState::Applied {
                 version: row.try_get("version")?,
                 at: row.try_get("occurred_at")?,
             },
-            Some(_) => CommandState::Rejected {
+            _ => CommandState::Rejected {
                 code: row
                     .try_get::<Option<String>, _>("code")?
                     .unwrap_or_default(),
@@ -419,14 +454,7 @@ impl ReadStore {
                 at: row.try_get("occurred_at")?,
             },
         };
-        Ok(Some(CommandView {
-            command_id,
-            note_id: uuid_column(&row, "note_id")?,
-            owner: row.try_get("owner")?,
-            command_type: row.try_get("command_type")?,
-            accepted_at: row.try_get("accepted_at")?,
-            state,
-        }))
+        Ok(Some(CommandView::of(accepted, state)))
     }
 
     /// Whether the database answers (`SELECT 1`), for the readiness probe.
@@ -528,18 +556,7 @@ impl ReadStore {
 impl ReadStore {
     /// Records that the API accepted `command`, before it is sent.
     pub async fn record_accepted(&self, command: &AcceptedCommand) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO commands (command_id, note_id, owner, command_type, accepted_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(command.command_id.to_string())
-        .bind(command.note_id.to_string())
-        .bind(command.owner.clone())
-        .bind(command.command_type.clone())
-        .bind(command.accepted_at.clone())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.accepted.record(command).await
     }
 
     /// Whether the API accepted a `CreateNote` of `note_id` from `owner`. A note whose
@@ -548,25 +565,13 @@ impl ReadStore {
     /// them after the create on the same partition, judges them), while another user's
     /// command still finds no such note.
     pub async fn accepted_create(&self, note_id: Uuid, owner: &str) -> Result<bool> {
-        let row = sqlx::query(
-            "SELECT 1 AS found FROM commands \
-             WHERE note_id = $1 AND owner = $2 AND command_type = 'CreateNote' LIMIT 1",
-        )
-        .bind(note_id.to_string())
-        .bind(owner.to_owned())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.is_some())
+        self.accepted.has_create(note_id, owner).await
     }
 
     /// Forgets a command that could not be sent after all (the client got an error, not
     /// its id, so nobody asks for it).
     pub async fn forget_accepted(&self, command_id: Uuid) -> Result<()> {
-        sqlx::query("DELETE FROM commands WHERE command_id = $1")
-            .bind(command_id.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.accepted.forget(command_id).await
     }
 }
 
@@ -609,7 +614,7 @@ fn note_view(row: &sqlx::any::AnyRow, with_body: bool) -> Result<NoteView> {
     })
 }
 
-fn uuid_column(row: &sqlx::any::AnyRow, name: &str) -> Result<Uuid> {
+pub(crate) fn uuid_column(row: &sqlx::any::AnyRow, name: &str) -> Result<Uuid> {
     let text: String = row.try_get(name)?;
     Uuid::parse_str(&text).map_err(|err| sqlx::Error::Decode(Box::new(err)).into())
 }

@@ -410,6 +410,66 @@ async fn command_status_on_sqlite() -> Result<()> {
 }
 
 #[tokio::test]
+async fn command_status_with_accepted_commands_in_their_own_file() -> Result<()> {
+    let (dir, store) = sqlite().await?;
+    let commands = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+    let store = store.with_accepted_commands(&commands).await?;
+    commands_scenario(&store).await?;
+    // The API's rows are in their own file; the read store's table stays empty.
+    assert_eq!(count_commands(store.url()).await?, 0);
+    assert_eq!(
+        count_commands(&commands).await?,
+        2,
+        "the create and the edit"
+    );
+    Ok(())
+}
+
+/// A data directory of the previous layout (accepted commands in the read store's file)
+/// moves them, all, to their own file at the first start, and reads them there. The
+/// records go in concurrently, in the writer's group commits.
+#[tokio::test]
+async fn accepted_commands_move_from_the_read_store_to_their_own_file() -> Result<()> {
+    let (dir, store) = sqlite().await?;
+    let note = Uuid::new_v4();
+    let ids: Vec<Uuid> = (0..2_500).map(|_| Uuid::new_v4()).collect();
+    let records = ids
+        .iter()
+        .map(|id| accepted(*id, note, "EditNote"))
+        .collect::<Vec<_>>();
+    futures::future::try_join_all(records.iter().map(|command| store.record_accepted(command)))
+        .await?;
+    assert_eq!(count_commands(store.url()).await?, 2_500);
+
+    let commands = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+    let store = ReadStore::connect(store.url())
+        .await?
+        .with_accepted_commands(&commands)
+        .await?;
+    assert_eq!(count_commands(store.url()).await?, 0, "moved, not copied");
+    assert_eq!(count_commands(&commands).await?, 2_500);
+    for id in [ids[0], ids[1_234], ids[2_499]] {
+        let found = store.command(id).await?.expect("moved");
+        assert_eq!((found.state, found.note_id), (CommandState::Pending, note));
+    }
+    // A second start finds nothing left to move and changes nothing.
+    let store = store.with_accepted_commands(&commands).await?;
+    assert_eq!(count_commands(&commands).await?, 2_500);
+    assert!(store.command(ids[7]).await?.is_some());
+    Ok(())
+}
+
+/// Rows of the `commands` table in the database at `url`.
+async fn count_commands(url: &str) -> Result<i64> {
+    use sqlx::Row as _;
+    let pool = notesaga_sql::connect(url, 1).await?;
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM commands")
+        .fetch_one(&pool)
+        .await?;
+    Ok(row.try_get("n")?)
+}
+
+#[tokio::test]
 async fn search_on_sqlite() -> Result<()> {
     let (_dir, store) = sqlite().await?;
     search_scenario(&store).await

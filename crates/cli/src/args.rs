@@ -199,6 +199,9 @@ pub(crate) struct Storage {
     pub(crate) database_url: Option<String>,
 }
 
+/// The API's accepted commands in the data directory (SQLite read stores).
+pub(crate) const COMMANDS_FILE: &str = "commands.db";
+
 /// `sqlite://` URL of a file in `dir` (created if missing).
 pub(crate) fn sqlite_url(dir: &Path, file: &str) -> anyhow::Result<String> {
     std::fs::create_dir_all(dir)?;
@@ -228,6 +231,17 @@ impl Storage {
         match self.projections_url()? {
             url if url.starts_with("postgres") => Ok(url),
             _ => sqlite_url(&self.data_dir, "embedding.db"),
+        }
+    }
+
+    /// Where the API records the commands it accepts: beside a SQLite read store, a
+    /// file of its own (`commands.db` in the data directory), so that recording one
+    /// never waits for the projector's transactions; `None` with PostgreSQL, where the
+    /// `commands` table of the shared database does not serialise writers.
+    pub(crate) fn commands_url(&self) -> anyhow::Result<Option<String>> {
+        match self.projections_url()? {
+            url if url.starts_with("postgres") => Ok(None),
+            _ => sqlite_url(&self.data_dir, COMMANDS_FILE).map(Some),
         }
     }
 

@@ -24,13 +24,12 @@ use anyhow::{bail, Context as _, Result};
 use notesaga_api::{auth::Claims, ApiConfig, AuthConfig};
 use notesaga_embedding::EmbeddingStore;
 use notesaga_narration::FsBlobStore;
-use notesaga_projections::ReadStore;
 use tokio::{process::Child, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::{
-    args::{Connection, DevArgs, Storage},
+    args::{Connection, DevArgs, Storage, COMMANDS_FILE},
     roles,
 };
 
@@ -336,21 +335,19 @@ async fn run_roles(
     };
     // The SQLite files are made 0600 before SQLite creates them (its journal and WAL
     // files take the database file's mode).
-    for name in ["projections.db", "embedding.db"] {
+    for name in ["projections.db", "embedding.db", COMMANDS_FILE] {
         let path = data_dir.join(name);
-        let url = if name == "projections.db" {
-            storage.projections_url()?
-        } else {
-            storage.embedding_url(&None)?
+        let url = match name {
+            "projections.db" => storage.projections_url()?,
+            "embedding.db" => storage.embedding_url(&None)?,
+            _ => storage.commands_url()?.unwrap_or_default(),
         };
         if url.starts_with("sqlite") {
             permissions::private_file(&path, false)?;
         }
     }
     permissions::private_dir(&storage.audio_dir())?;
-    let read_store = ReadStore::connect(&storage.projections_url()?)
-        .await?
-        .with_vector_cache(args.limits.search_cache_bytes());
+    let read_store = roles::api_read_store(&storage, args.limits.search_cache_bytes()).await?;
     let api_config = ApiConfig {
         auth: AuthConfig::hs256(secret(data_dir)?.as_bytes())
             .with_context(|| format!("{} cannot be used", data_dir.join(SECRET_FILE).display()))?,

@@ -28,7 +28,7 @@ use tracing::{info, warn};
 use crate::{
     args::{
         ApiArgs, Connection, EmbeddingArgs, NarrationArgs, OrchestratorArgs, ProjectorArgs,
-        RegistryArgs, RoleArgs, SagaPolicyArgs,
+        RegistryArgs, RoleArgs, SagaPolicyArgs, Storage,
     },
     telemetry,
 };
@@ -345,13 +345,23 @@ pub(crate) async fn run_registry(
     Ok(())
 }
 
+/// The read store as the API uses it: its search cache of `cache_bytes`, and the
+/// accepted commands in their own store where [`Storage::commands_url`] gives one.
+pub(crate) async fn api_read_store(storage: &Storage, cache_bytes: usize) -> Result<ReadStore> {
+    let store = ReadStore::connect(&storage.projections_url()?)
+        .await?
+        .with_vector_cache(cache_bytes);
+    Ok(match storage.commands_url()? {
+        Some(url) => store.with_accepted_commands(&url).await?,
+        None => store,
+    })
+}
+
 pub(crate) async fn api(args: ApiArgs, shutdown: CancellationToken) -> Result<()> {
     // First: without a key to check tokens the API refuses to start, saying what to set.
     let auth = args.auth.config()?;
     let rt = connect(&args.connection).await?;
-    let store = ReadStore::connect(&args.storage.projections_url()?)
-        .await?
-        .with_vector_cache(args.limits.search_cache_bytes());
+    let store = api_read_store(&args.storage, args.limits.search_cache_bytes()).await?;
     let config = ApiConfig {
         body_limit: args.limits.body_limit,
         limits: args.limits.limits()?,

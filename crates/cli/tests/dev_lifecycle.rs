@@ -255,6 +255,7 @@ async fn the_data_directory_is_readable_by_the_nodes_user_alone() -> Result<()> 
         "broker.log",
         "projections.db",
         "embedding.db",
+        "commands.db",
     ] {
         assert_eq!(mode(&data.join(file)), 0o600, "{file}");
     }
