@@ -3,7 +3,9 @@
 # narrate → publish, compensated in reverse) at each closed-loop concurrency, silent
 # narration and the built-in hash embedder on both sides, then one notesaga line with the
 # default embedding model. Each side runs alone (the other is stopped), one after the
-# other, so they share the machine equally.
+# other, so they share the machine equally. After each side's levels: the CPU time its
+# processes used per completed saga (the bench client not counted), a figure this
+# shared machine's noise moves less than sagas/s.
 # Usage: scripts/bench-compare.sh BIN_DIR RESTATE_DIR [LEVELS] [SECONDS]
 #   RESTATE_DIR: where `make restate-peer` installed bench/restate (node_modules inside).
 set -euo pipefail
@@ -25,7 +27,9 @@ echo "== notesaga dev: broker --storage native --fsync always (group commit, fda
 echo "   projections and embedding store SQLite (WAL); narration silent, embedding builtin (hash)"
 node_start "$bin" /healthz NOTESAGA_RATE_LIMIT=0 \
   NOTESAGA_NARRATION_PROVIDER=silent NOTESAGA_EMBEDDING_PROVIDER=builtin || exit 1
-saga_loop "$bin" "$levels" "$seconds"
+ticks="$(cpu_ticks "$node")"
+saga_loop "$bin" "$levels" "$seconds" | tee "$data/loop.txt"
+cpu_per_saga "$ticks" "$(cpu_ticks "$node")" "$data/loop.txt" "notesaga dev and its broker"
 node_stop
 
 if [ -n "${DEFAULT_EMBEDDER:-}" ]; then
@@ -72,5 +76,8 @@ done
 curl -sf -X POST "http://127.0.0.1:$admin/deployments" -H 'content-type: application/json' \
   -d "{\"uri\":\"http://127.0.0.1:$service\"}" >/dev/null \
   || { echo "cannot register the Restate service:" >&2; tail -20 "$rs_data/server.log" "$rs_data/service.log" >&2; exit 1; }
+ticks="$(cpu_ticks "$rs_server" "$rs_service")"
 "$bin/notesaga" bench restate --url "http://127.0.0.1:$ingress" \
-  --concurrency "$levels" --seconds "$seconds" --body-size 100
+  --concurrency "$levels" --seconds "$seconds" --body-size 100 | tee "$rs_data/loop.txt"
+cpu_per_saga "$ticks" "$(cpu_ticks "$rs_server" "$rs_service")" "$rs_data/loop.txt" \
+  "restate-server and the Node.js service"

@@ -78,3 +78,26 @@ saga_loop() {
     --kafka-addr "127.0.0.1:$kafka_port" --registry-url "http://127.0.0.1:$registry_port" \
     --concurrency "$2" --seconds "$3" --body-size 100 --skip-plain
 }
+
+# cpu_ticks PID…: CPU time (user + system, in clock ticks) the processes and their
+# children have used so far. The fields are read after the command name's closing
+# parenthesis, which may contain spaces.
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$@" $(for parent in "$@"; do pgrep -P "$parent" || true; done); do
+    [ -r "/proc/$pid/stat" ] || continue
+    total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
+  done
+  echo "$total"
+}
+
+# cpu_per_saga TICKS_BEFORE TICKS_AFTER OUTPUT_FILE WHO: prints the CPU time WHO used per
+# saga completed in the closed-loop output OUTPUT_FILE (every level's "(N completed"),
+# warm-ups included.
+cpu_per_saga() {
+  local completed
+  completed="$(grep -oE '\(([0-9]+) completed' "$3" | tr -d '(' | awk '{s += $1} END {print s + 0}')"
+  awk -v t="$(( $2 - $1 ))" -v hz="$(getconf CLK_TCK)" -v n="$completed" -v who="$4" \
+    'BEGIN { if (n > 0) printf "   CPU of %s: %.2f ms per completed saga (%.1f s over %d sagas, all levels, warm-ups included)\n", who, t * 1000 / hz / n, t / hz, n }'
+}
+
