@@ -35,6 +35,12 @@ use crate::{store::uuid_column, AcceptedCommand, Error, Result};
 const GROUP_MAX: usize = 128;
 /// Requests waiting for the writer; a full queue makes callers wait, not fail.
 const QUEUE: usize = 1024;
+/// Metric: accepted commands written (counter). Divided by
+/// [`ACCEPTED_COMMAND_GROUPS_TOTAL`], the mean size of a group commit.
+pub const ACCEPTED_COMMANDS_TOTAL: &str = "notesaga_accepted_commands_total";
+/// Metric: group commits of accepted commands (counter).
+pub const ACCEPTED_COMMAND_GROUPS_TOTAL: &str = "notesaga_accepted_command_groups_total";
+
 /// Rows moved per transaction when the table is adopted from the read store's file.
 const ADOPT_CHUNK: i64 = 1000;
 
@@ -164,6 +170,12 @@ impl AcceptedCommands {
         Ok(row.is_some())
     }
 
+    /// Whether its database answers.
+    pub(crate) async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Forgets `command_id`.
     pub(crate) async fn forget(&self, command_id: Uuid) -> Result<()> {
         sqlx::query("DELETE FROM commands WHERE command_id = $1")
@@ -188,6 +200,8 @@ async fn write_groups(pool: AnyPool, mut queue: mpsc::Receiver<Write>) {
         let written = insert_group(&pool, group.iter().map(|write| &write.command)).await;
         match written {
             Ok(()) => {
+                metrics::counter!(ACCEPTED_COMMAND_GROUPS_TOTAL).increment(1);
+                metrics::counter!(ACCEPTED_COMMANDS_TOTAL).increment(group.len() as u64);
                 for write in group.drain(..) {
                     let _ = write.done.send(Ok(()));
                 }

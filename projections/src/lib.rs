@@ -7,6 +7,7 @@
 //! rebuild [`jobs`] the API queues and the projector runs.
 
 mod accepted;
+pub use accepted::{ACCEPTED_COMMANDS_TOTAL, ACCEPTED_COMMAND_GROUPS_TOTAL};
 pub mod commands;
 pub mod idempotency;
 pub mod jobs;

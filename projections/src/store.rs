@@ -460,7 +460,9 @@ impl ReadStore {
     /// Whether the database answers (`SELECT 1`), for the readiness probe.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        // The accepted commands' own database, where they have one: without it no
+        // command can be accepted.
+        self.accepted.ping().await
     }
 
     /// One saga, if the projection has seen it.

@@ -44,6 +44,9 @@ async fn metrics_expose_http_latency_by_route_and_consumer_lag() -> Result<()> {
         r#"notesaga_http_request_duration_seconds_bucket{method="POST",route="/v1/notes",status="202""#,
         r#"notesaga_http_request_duration_seconds_bucket{method="GET",route="/v1/notes/{note_id}",status="200""#,
         "notesaga_projection_applied_total{",
+        // The note's create went through a group commit of accepted commands.
+        "notesaga_accepted_commands_total ",
+        "notesaga_accepted_command_groups_total ",
     ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
