@@ -21,7 +21,10 @@
 //! API, and a command's status reads this table and the projection's
 //! `command_outcomes` separately (two lookups by key instead of a join).
 
-use std::fmt::Write as _;
+use std::{
+    fmt::Write as _,
+    sync::{Arc, OnceLock},
+};
 
 use sqlx::{AnyPool, Row as _};
 use tokio::sync::{mpsc, oneshot};
@@ -52,6 +55,9 @@ fn migrator() -> sqlx::migrate::Migrator {
     migrator
 }
 
+/// The columns of a row, in the order [`insert_group`] binds them.
+const COLUMNS: &str = "command_id, note_id, owner, command_type, accepted_at";
+
 /// One record waiting for the writer.
 struct Write {
     command: AcceptedCommand,
@@ -62,15 +68,28 @@ struct Write {
 #[derive(Debug, Clone)]
 pub(crate) struct AcceptedCommands {
     pool: AnyPool,
-    writes: mpsc::Sender<Write>,
+    /// The writer's queue, shared by the clones; the writer starts with the first
+    /// record, so a store that never records (the projector's, a rebuild's shadow, one
+    /// replaced by [`crate::ReadStore::with_accepted_commands`]) never starts one.
+    writes: Arc<OnceLock<mpsc::Sender<Write>>>,
 }
 
 impl AcceptedCommands {
     /// The table in the database of `pool` (the read store's, by default).
     pub(crate) fn on(pool: AnyPool) -> Self {
-        let (writes, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(write_groups(pool.clone(), queue));
-        Self { pool, writes }
+        Self {
+            pool,
+            writes: Arc::default(),
+        }
+    }
+
+    /// The writer's queue, the writer started if this is the first record.
+    fn writer(&self) -> &mpsc::Sender<Write> {
+        self.writes.get_or_init(|| {
+            let (writes, queue) = mpsc::channel(QUEUE);
+            tokio::spawn(write_groups(self.pool.clone(), queue));
+            writes
+        })
     }
 
     /// The table in a database of its own at `url` (migrated here).
@@ -87,26 +106,19 @@ impl AcceptedCommands {
     pub(crate) async fn adopt_from(&self, old: &AnyPool) -> Result<u64> {
         let mut moved = 0u64;
         loop {
-            let rows = sqlx::query(
-                "SELECT command_id, note_id, owner, command_type, accepted_at FROM commands \
-                 ORDER BY command_id LIMIT $1",
-            )
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM commands ORDER BY command_id LIMIT $1"
+            ))
             .bind(ADOPT_CHUNK)
             .fetch_all(old)
             .await?;
             if rows.is_empty() {
                 return Ok(moved);
             }
-            let mut chunk = Vec::with_capacity(rows.len());
-            for row in &rows {
-                chunk.push(AcceptedCommand {
-                    command_id: uuid_column(row, "command_id")?,
-                    note_id: uuid_column(row, "note_id")?,
-                    owner: row.try_get("owner")?,
-                    command_type: row.try_get("command_type")?,
-                    accepted_at: row.try_get("accepted_at")?,
-                });
-            }
+            let chunk = rows
+                .iter()
+                .map(accepted_command)
+                .collect::<Result<Vec<_>>>()?;
             insert_group(&self.pool, chunk.iter()).await?;
             let mut tx = old.begin().await?;
             for command in &chunk {
@@ -132,29 +144,19 @@ impl AcceptedCommands {
             command: command.clone(),
             done,
         };
-        self.writes.send(write).await.map_err(|_| writer_gone())?;
+        self.writer().send(write).await.map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?
     }
 
     /// The accepted command `command_id`, if the API accepted it.
     pub(crate) async fn get(&self, command_id: Uuid) -> Result<Option<AcceptedCommand>> {
-        let row = sqlx::query(
-            "SELECT note_id, owner, command_type, accepted_at FROM commands \
-             WHERE command_id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM commands WHERE command_id = $1"
+        ))
         .bind(command_id.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| {
-            Ok(AcceptedCommand {
-                command_id,
-                note_id: uuid_column(&row, "note_id")?,
-                owner: row.try_get("owner")?,
-                command_type: row.try_get("command_type")?,
-                accepted_at: row.try_get("accepted_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(accepted_command).transpose()
     }
 
     /// Whether a `CreateNote` of `note_id` from `owner` was accepted.
@@ -186,7 +188,8 @@ impl AcceptedCommands {
     }
 }
 
-/// The writer task is gone: only at shutdown, when the runtime drops its tasks.
+/// The writer task is gone: only at shutdown, when the runtime drops its tasks (the
+/// writer itself ends only when every clone of its store is gone).
 fn writer_gone() -> Error {
     Error::Unavailable("the writer of accepted commands has stopped".to_owned())
 }
@@ -200,8 +203,7 @@ async fn write_groups(pool: AnyPool, mut queue: mpsc::Receiver<Write>) {
         let written = insert_group(&pool, group.iter().map(|write| &write.command)).await;
         match written {
             Ok(()) => {
-                metrics::counter!(ACCEPTED_COMMAND_GROUPS_TOTAL).increment(1);
-                metrics::counter!(ACCEPTED_COMMANDS_TOTAL).increment(group.len() as u64);
+                count_group(group.len());
                 for write in group.drain(..) {
                     let _ = write.done.send(Ok(()));
                 }
@@ -210,11 +212,20 @@ async fn write_groups(pool: AnyPool, mut queue: mpsc::Receiver<Write>) {
                 warn!(records = group.len(), error = %err, "a group of accepted commands failed; writing them one by one");
                 for write in group.drain(..) {
                     let alone = insert_group(&pool, std::iter::once(&write.command)).await;
+                    if alone.is_ok() {
+                        count_group(1);
+                    }
                     let _ = write.done.send(alone);
                 }
             }
         }
     }
+}
+
+/// Counts one group commit of `records` accepted commands.
+fn count_group(records: usize) {
+    metrics::counter!(ACCEPTED_COMMAND_GROUPS_TOTAL).increment(1);
+    metrics::counter!(ACCEPTED_COMMANDS_TOTAL).increment(records as u64);
 }
 
 /// One multi-row `INSERT` of `commands` (a command id already there is left as it is:
@@ -223,9 +234,7 @@ async fn insert_group<'a>(
     pool: &AnyPool,
     commands: impl Iterator<Item = &'a AcceptedCommand> + Clone,
 ) -> Result<()> {
-    let mut sql = String::from(
-        "INSERT INTO commands (command_id, note_id, owner, command_type, accepted_at) VALUES ",
-    );
+    let mut sql = format!("INSERT INTO commands ({COLUMNS}) VALUES ");
     for (i, _) in commands.clone().enumerate() {
         let n = i * 5;
         if i > 0 {
@@ -253,4 +262,15 @@ async fn insert_group<'a>(
     }
     query.execute(pool).await?;
     Ok(())
+}
+
+/// A row of [`COLUMNS`].
+fn accepted_command(row: &sqlx::any::AnyRow) -> Result<AcceptedCommand> {
+    Ok(AcceptedCommand {
+        command_id: uuid_column(row, "command_id")?,
+        note_id: uuid_column(row, "note_id")?,
+        owner: row.try_get("owner")?,
+        command_type: row.try_get("command_type")?,
+        accepted_at: row.try_get("accepted_at")?,
+    })
 }

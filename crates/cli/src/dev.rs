@@ -335,15 +335,14 @@ async fn run_roles(
     };
     // The SQLite files are made 0600 before SQLite creates them (its journal and WAL
     // files take the database file's mode).
-    for name in ["projections.db", "embedding.db", COMMANDS_FILE] {
-        let path = data_dir.join(name);
-        let url = match name {
-            "projections.db" => storage.projections_url()?,
-            "embedding.db" => storage.embedding_url(&None)?,
-            _ => storage.commands_url()?.unwrap_or_default(),
-        };
-        if url.starts_with("sqlite") {
-            permissions::private_file(&path, false)?;
+    let databases = [
+        ("projections.db", Some(storage.projections_url()?)),
+        ("embedding.db", Some(storage.embedding_url(&None)?)),
+        (COMMANDS_FILE, storage.commands_url()?),
+    ];
+    for (name, url) in databases {
+        if url.is_some_and(|url| url.starts_with("sqlite")) {
+            permissions::private_file(&data_dir.join(name), false)?;
         }
     }
     permissions::private_dir(&storage.audio_dir())?;
