@@ -56,7 +56,7 @@ rs_stop() {
   done
   rm -rf "$rs_data"
 }
-trap 'rs_stop; node_stop' EXIT
+trap 'rs_stop; node_cleanup' EXIT
 wal_fsync="$("$restate_dir/node_modules/.bin/restate-server" --dump-config 2>/dev/null \
   | sed -n '/^\[bifrost.local\]/,/^\[/p' | grep -E '^rocksdb-disable-wal(-fsync)? ' | tr '\n' ' ')"
 echo

@@ -173,26 +173,17 @@ impl ConsumerContext for SeekToStored {
     }
 }
 
+/// Every stored offset of a projection (`$1`).
+const SELECT_OFFSETS: &str =
+    "SELECT topic, partition_id, next_offset FROM projection_offsets WHERE projection = $1";
+
 /// Every stored offset of `projection`.
 pub(crate) async fn stored_offsets(store: &ReadStore, projection: &str) -> Result<Offsets> {
-    let rows = sqlx::query(
-        "SELECT topic, partition_id, next_offset FROM projection_offsets WHERE projection = $1",
-    )
-    .bind(projection.to_owned())
-    .fetch_all(store.pool())
-    .await?;
-    rows.iter()
-        .map(|row| {
-            let partition: i64 = row.try_get("partition_id")?;
-            Ok((
-                (
-                    row.try_get::<String, _>("topic")?,
-                    i32::try_from(partition).unwrap_or(i32::MAX),
-                ),
-                row.try_get::<i64, _>("next_offset")?,
-            ))
-        })
-        .collect()
+    let rows = sqlx::query(SELECT_OFFSETS)
+        .bind(projection.to_owned())
+        .fetch_all(store.pool())
+        .await?;
+    rows.iter().map(offset_row).collect()
 }
 
 /// One transaction on `store`: the rows `batch` produces and the offsets it came from.
@@ -205,26 +196,17 @@ pub(crate) async fn transact(
     batch: &[Record],
 ) -> Result<(u64, Offsets)> {
     let mut tx = store.pool().begin().await?;
+    // Every stored offset of the projection in one statement, read inside the batch's
+    // transaction: a batch touches most of the ~30 partitions, and a statement per
+    // partition was as many round trips to the database as the batch had records.
+    let stored = stored_offsets_in(&mut tx, projection).await?;
     let mut next: Offsets = HashMap::new();
     let mut applied = 0;
     for record in batch {
         let key = (record.topic.clone(), record.partition);
-        if !next.contains_key(&key) {
-            let stored = sqlx::query(
-                "SELECT next_offset FROM projection_offsets \
-                 WHERE projection = $1 AND topic = $2 AND partition_id = $3",
-            )
-            .bind(projection.to_owned())
-            .bind(&key.0)
-            .bind(i64::from(key.1))
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|row| row.try_get::<i64, _>("next_offset"))
-            .transpose()?
-            .unwrap_or(0);
-            next.insert(key.clone(), stored);
-        }
-        let next_offset = next.get_mut(&key).expect("inserted above");
+        let next_offset = next
+            .entry(key)
+            .or_insert_with_key(|key| stored.get(key).copied().unwrap_or(0));
         if record.offset < *next_offset {
             continue;
         }
@@ -236,21 +218,71 @@ pub(crate) async fn transact(
     }
     // Rows written, offsets not yet: where a crash test holds the projector to kill it.
     notesaga_log::faults::pause(BATCH_FAULT_POINT).await;
-    for ((topic, partition), next_offset) in &next {
-        sqlx::query(
-            "INSERT INTO projection_offsets (projection, topic, partition_id, next_offset) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (projection, topic, partition_id) \
-             DO UPDATE SET next_offset = excluded.next_offset",
-        )
-        .bind(projection.to_owned())
-        .bind(topic)
-        .bind(i64::from(*partition))
-        .bind(*next_offset)
-        .execute(&mut *tx)
-        .await?;
-    }
+    store_offsets(&mut tx, projection, &next).await?;
     tx.commit().await?;
     Ok((applied, next))
+}
+
+/// Every stored offset of `projection`, read in `tx`.
+async fn stored_offsets_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    projection: &str,
+) -> Result<Offsets> {
+    let rows = sqlx::query(SELECT_OFFSETS)
+        .bind(projection.to_owned())
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter().map(offset_row).collect()
+}
+
+/// Most partitions one upsert writes (4 bind parameters each, far below the limits of
+/// SQLite and PostgreSQL).
+const OFFSETS_PER_STATEMENT: usize = 256;
+
+/// Upserts `next` as the stored offsets of `projection`, one multi-row statement per
+/// [`OFFSETS_PER_STATEMENT`] partitions.
+async fn store_offsets(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    projection: &str,
+    next: &Offsets,
+) -> Result<()> {
+    let entries: Vec<_> = next.iter().collect();
+    for chunk in entries.chunks(OFFSETS_PER_STATEMENT) {
+        let values = (0..chunk.len())
+            .map(|i| {
+                let at = i * 4;
+                format!("(${}, ${}, ${}, ${})", at + 1, at + 2, at + 3, at + 4)
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO projection_offsets (projection, topic, partition_id, next_offset) \
+             VALUES {values} ON CONFLICT (projection, topic, partition_id) \
+             DO UPDATE SET next_offset = excluded.next_offset"
+        );
+        let mut query = sqlx::query(&sql);
+        for ((topic, partition), next_offset) in chunk {
+            query = query
+                .bind(projection.to_owned())
+                .bind(topic.clone())
+                .bind(i64::from(*partition))
+                .bind(**next_offset);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// A `projection_offsets` row as `((topic, partition), next_offset)`.
+fn offset_row(row: &sqlx::any::AnyRow) -> Result<((String, i32), i64)> {
+    let partition: i64 = row.try_get("partition_id")?;
+    Ok((
+        (
+            row.try_get::<String, _>("topic")?,
+            i32::try_from(partition).unwrap_or(i32::MAX),
+        ),
+        row.try_get::<i64, _>("next_offset")?,
+    ))
 }
 
 impl Projector {

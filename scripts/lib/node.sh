@@ -7,8 +7,12 @@
 #   echo "… $api …" >&2        # the caller says what it starts
 #   node_start BIN_DIR /healthz NOTESAGA_NARRATION_PROVIDER=silent … || exit 1
 #
-# The node logs to $data/node.log; on exit it is stopped (SIGTERM, SIGKILL after 30 s)
-# and $data removed.
+# The node logs to $data/node.log; node_stop stops it (SIGTERM, SIGKILL after 30 s). The
+# data directories are removed when the script exits (node_cleanup), not at each stop:
+# this VM's ext4 has no journal, and without one ext4 skips every inode freed in the last
+# 60–360 s when it allocates a new one, reading an inode table block for each. A run
+# that deleted the last node's few thousand narration files made the next node's file
+# creations scan them all (docs/field-notes.md).
 
 # A random loopback port nobody listens on now.
 free_port() {
@@ -28,9 +32,11 @@ node_prepare() {
   while [ "$http_port" = "$kafka_port" ] || [ "$http_port" = "$registry_port" ]; do http_port="$(free_port)"; done
   api="http://127.0.0.1:$http_port"
   data="$(mktemp -d)"
+  node_dirs+=("$data")
   node=""
-  trap node_stop EXIT
+  trap node_cleanup EXIT
 }
+node_dirs=()
 
 node_stop() {
   if [ -n "$node" ] && kill -0 "$node" 2>/dev/null; then
@@ -39,7 +45,13 @@ node_stop() {
     kill -KILL "$node" 2>/dev/null || true
     wait "$node" 2>/dev/null || true
   fi
-  rm -rf "$data"
+  data=""
+}
+
+# Stops the node and removes every data directory the script made.
+node_cleanup() {
+  node_stop
+  rm -rf "${node_dirs[@]}"
 }
 
 # Why the node failed: its panic or error lines first (a backtrace's tail alone hides

@@ -27,9 +27,26 @@ use clap::Parser as _;
 
 use crate::args::{Cli, Command};
 
-#[tokio::main]
-async fn main() -> Result<ExitCode> {
+fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
+    runtime(&cli.command)?.block_on(run(cli))
+}
+
+/// tokio's multi-threaded runtime with a worker per core (or `TOKIO_WORKER_THREADS`),
+/// except for `notesaga dev`: its roles and its broker are two busy processes on one
+/// machine, so each gets half the cores ([`dev::worker_threads`]).
+fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Command::Dev(_) = command {
+        if let Some(workers) = dev::worker_threads() {
+            builder.worker_threads(workers);
+        }
+    }
+    builder.build()
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
     telemetry::init_tracing(&cli.log_format);
     let shutdown = roles::shutdown_on_signal();
     // Every command exits within a bound once asked to stop (docs/operations.md).

@@ -19,14 +19,28 @@ use notesaga_events::{
     now_millis,
     topics::EMBEDDING_EVENTS,
 };
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+};
+
 use notesaga_log::{answer_all, faults, Answer, Handler, HandlerError, Incoming, Publisher};
 use tracing::{info, warn};
+use uuid::Uuid;
 
 use crate::{
     models::Embedders,
     provider::{Failed, Resilient},
     store::{EmbeddingStore, StoredEmbedding},
 };
+
+/// A `GenerateEmbedding` as a batch's preparation keys it: (note, version, the model it
+/// names).
+type Requested = (Uuid, i64, Option<String>);
+
+/// What the preparation of a batch settled: the stored embedding (and when it was
+/// stored) or why the provider failed.
+type Settled = Result<(StoredEmbedding, Option<i64>), Failed>;
 
 /// Most commands handled as one batch (their replies acknowledged together); the role's
 /// consumer loop is built with it. A batch holds only records already fetched, and the
@@ -41,6 +55,9 @@ pub struct EmbeddingProcessor {
     store: EmbeddingStore,
     embedders: Embedders,
     publisher: Publisher,
+    /// The batch in hand's `GenerateEmbedding`s, settled together by [`Self::prepare`]
+    /// and taken by their answers.
+    prepared: Mutex<HashMap<Requested, Settled>>,
 }
 
 impl EmbeddingProcessor {
@@ -52,6 +69,7 @@ impl EmbeddingProcessor {
             store,
             embedders: Embedders::new(embedder, notesaga_embedder::minilm::default_model_dir()),
             publisher,
+            prepared: Mutex::default(),
         }
     }
 
@@ -76,7 +94,15 @@ impl Answer<EmbeddingCommand> for EmbeddingProcessor {
     ) -> Result<EmbeddingEvent, HandlerError> {
         Ok(match &incoming.message {
             EmbeddingCommand::GenerateEmbedding(command) => {
-                generate(&self.store, &self.embedders, command).await?
+                let prepared = self
+                    .prepared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&requested(command));
+                match prepared {
+                    Some(settled) => reply(command, settled),
+                    None => generate(&self.store, &self.embedders, command).await?,
+                }
             }
             EmbeddingCommand::DeleteEmbedding(command) => delete(&self.store, command).await,
         })
@@ -96,8 +122,107 @@ impl Handler<EmbeddingCommand> for EmbeddingProcessor {
         &mut self,
         batch: &[Incoming<EmbeddingCommand>],
     ) -> Result<(), HandlerError> {
-        answer_all(self, batch).await
+        let prepared = prepare(&self.store, &self.embedders, batch).await?;
+        *self.prepared.get_mut().unwrap_or_else(|e| e.into_inner()) = prepared;
+        let answered = answer_all(self, batch).await;
+        self.prepared
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        answered
     }
+}
+
+/// Settles the `GenerateEmbedding`s of `batch` together: one read for every stored
+/// embedding, the missing ones embedded, and one write (one transaction) for all of
+/// them, where one record at a time cost a read, a write and a read each. The answers
+/// then take what was settled, in the batch's order. A note with a `DeleteEmbedding`
+/// in the batch is left to the record-by-record path, where its commands run in log
+/// order; so is a model this role cannot run (its answer is the failure).
+async fn prepare(
+    store: &EmbeddingStore,
+    embedders: &Embedders,
+    batch: &[Incoming<EmbeddingCommand>],
+) -> Result<HashMap<Requested, Settled>, HandlerError> {
+    let deleting: HashSet<Uuid> = batch
+        .iter()
+        .filter_map(|incoming| match &incoming.message {
+            EmbeddingCommand::DeleteEmbedding(command) => Some(command.note_id),
+            EmbeddingCommand::GenerateEmbedding(_) => None,
+        })
+        .collect();
+    let mut wanted = Vec::new();
+    for incoming in batch {
+        let EmbeddingCommand::GenerateEmbedding(command) = &incoming.message else {
+            continue;
+        };
+        if deleting.contains(&command.note_id)
+            || wanted
+                .iter()
+                .any(|(other, _): &(&GenerateEmbedding, Resilient)| {
+                    requested(other) == requested(command)
+                })
+        {
+            continue;
+        }
+        if let Ok(embedder) = embedders.for_model(command.model.as_deref()).await {
+            wanted.push((command, embedder));
+        }
+    }
+    let mut settled = HashMap::new();
+    if wanted.len() < 2 {
+        // One command costs the same either way.
+        return Ok(settled);
+    }
+    let keys: Vec<_> = wanted
+        .iter()
+        .map(|(command, embedder)| {
+            (
+                command.note_id,
+                command.version,
+                embedder.model().to_owned(),
+            )
+        })
+        .collect();
+    let mut stored = store.get_stored_many(&keys).await.map_err(transient)?;
+    let mut fresh = Vec::new();
+    for ((command, embedder), key) in wanted.iter().zip(&keys) {
+        if let Some(found) = stored.remove(key) {
+            settled.insert(requested(command), Ok(found));
+            continue;
+        }
+        match embed(embedder, &command.text).await {
+            Ok(vector) => fresh.push((
+                command.note_id,
+                command.version,
+                StoredEmbedding {
+                    model: embedder.model().to_owned(),
+                    vector,
+                },
+            )),
+            Err(failed) => {
+                settled.insert(requested(command), Err(failed));
+            }
+        }
+    }
+    if !fresh.is_empty() {
+        let mut written = store.upsert_stored_many(&fresh).await.map_err(transient)?;
+        for ((command, _), key) in wanted.iter().zip(&keys) {
+            if let Some(found) = written.remove(key) {
+                settled.insert(requested(command), Ok(found));
+            }
+        }
+    }
+    Ok(settled)
+}
+
+/// How a batch's preparation keys `command`.
+fn requested(command: &GenerateEmbedding) -> Requested {
+    (command.note_id, command.version, command.model.clone())
+}
+
+fn transient(err: crate::store::Error) -> HandlerError {
+    HandlerError::Transient(err.to_string())
 }
 
 /// The reply to a `GenerateEmbedding`. A store failure is a handler error (the loop
@@ -135,7 +260,12 @@ async fn generate(
             Err(failed) => Err(failed),
         },
     };
-    Ok(match outcome {
+    Ok(reply(command, outcome))
+}
+
+/// The reply to `command` once its embedding is stored (or the provider failed).
+fn reply(command: &GenerateEmbedding, outcome: Settled) -> EmbeddingEvent {
+    match outcome {
         Ok((stored, stored_at)) => {
             info!(note_id = %command.note_id, version = command.version, model = %stored.model, "embedding stored");
             EmbeddingEvent::EmbeddingGenerated(EmbeddingGenerated {
@@ -148,7 +278,7 @@ async fn generate(
             })
         }
         Err(failed) => failure(command, failed),
-    })
+    }
 }
 
 /// The `EmbeddingFailed` answering `command`.
@@ -255,6 +385,90 @@ mod tests {
             EmbeddingEvent::EmbeddingDeleted(d) => d.deleted,
             other => panic!("expected EmbeddingDeleted, got {other:?}"),
         }
+    }
+
+    fn incoming(offset: i64, command: EmbeddingCommand) -> Incoming<EmbeddingCommand> {
+        Incoming {
+            message: command,
+            metadata: notesaga_log::Metadata::new(Uuid::from_u128(1000 + offset as u128), "t"),
+            topic: "embedding.commands".into(),
+            partition: 0,
+            offset,
+        }
+    }
+
+    /// A batch settled together answers each command as the record-by-record path
+    /// answers its redelivery (the same vector and time); a note with a delete in the batch is left
+    /// to that path, and so is a lone command.
+    #[tokio::test]
+    async fn a_batch_settled_together_answers_as_one_record_at_a_time() {
+        let (_dir, _url, store) = sqlite().await;
+        let embedders = embedder();
+        let other = Uuid::from_u128(8);
+        let deleted = Uuid::from_u128(9);
+        // Version 1 is stored before the batch: the batch reads it, not writes it.
+        let before = generate(&store, &embedders, &generate_command(1))
+            .await
+            .unwrap();
+        let batch = vec![
+            incoming(0, EmbeddingCommand::GenerateEmbedding(generate_command(1))),
+            incoming(1, EmbeddingCommand::GenerateEmbedding(generate_command(2))),
+            incoming(2, EmbeddingCommand::GenerateEmbedding(generate_command(2))),
+            incoming(
+                3,
+                EmbeddingCommand::GenerateEmbedding(GenerateEmbedding {
+                    note_id: other,
+                    ..generate_command(1)
+                }),
+            ),
+            incoming(
+                4,
+                EmbeddingCommand::GenerateEmbedding(GenerateEmbedding {
+                    note_id: deleted,
+                    ..generate_command(1)
+                }),
+            ),
+            incoming(
+                5,
+                EmbeddingCommand::DeleteEmbedding(DeleteEmbedding {
+                    note_id: deleted,
+                    version: None,
+                }),
+            ),
+        ];
+        let settled = prepare(&store, &embedders, &batch).await.unwrap();
+        let mut keys: Vec<_> = settled.keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            vec![(NOTE, 1, None), (NOTE, 2, None), (other, 1, None)],
+            "the deleted note is left to the one-by-one path, duplicates settled once"
+        );
+        assert!(
+            store.get(deleted, 1, BUILTIN).await.unwrap().is_none(),
+            "nothing written for a note with a delete in the batch"
+        );
+        for (note_id, version, model) in keys {
+            let command = GenerateEmbedding {
+                note_id,
+                version,
+                model,
+                ..generate_command(version)
+            };
+            let batched = reply(&command, settled[&requested(&command)].clone());
+            let redelivered = generate(&store, &embedders, &command).await.unwrap();
+            assert_eq!(batched, redelivered, "{note_id} v{version}");
+        }
+        let again = generate(&store, &embedders, &generate_command(1))
+            .await
+            .unwrap();
+        assert_eq!(again, before, "the stored version kept its first reply");
+
+        let lone = vec![incoming(
+            0,
+            EmbeddingCommand::GenerateEmbedding(generate_command(3)),
+        )];
+        assert!(prepare(&store, &embedders, &lone).await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -41,6 +41,37 @@ pub struct StoredEmbedding {
     pub vector: Vec<f32>,
 }
 
+/// An embedding's key: (note, version, model).
+pub type EmbeddingKey = (Uuid, i64, String);
+
+/// Embeddings by key, with when each was stored (milliseconds since the Unix epoch).
+pub type StoredMany = std::collections::HashMap<EmbeddingKey, (StoredEmbedding, Option<i64>)>;
+
+/// Most keys one statement names (6 bind parameters each for a write: far below the
+/// limits of SQLite and PostgreSQL).
+const KEYS_PER_STATEMENT: usize = 256;
+
+/// A row of `embedding_vectors` (model, vector, created_at) as the embedding and when it
+/// was stored.
+fn decode_stored(
+    row: &sqlx::any::AnyRow,
+    note_id: Uuid,
+    version: i64,
+) -> Result<(StoredEmbedding, Option<i64>)> {
+    let model: String = row.try_get("model")?;
+    let vector: String = row.try_get("vector")?;
+    let created_at: String = row.try_get("created_at")?;
+    let vector = serde_json::from_str(&vector).map_err(|err| Error::Corrupt {
+        note_id,
+        version,
+        reason: err.to_string(),
+    })?;
+    let stored_at = chrono::DateTime::parse_from_rfc3339(&created_at)
+        .ok()
+        .map(|at| at.timestamp_millis());
+    Ok((StoredEmbedding { model, vector }, stored_at))
+}
+
 /// The embedding domain's tables (SQLite or PostgreSQL).
 #[derive(Debug, Clone)]
 pub struct EmbeddingStore {
@@ -59,7 +90,8 @@ fn migrator() -> sqlx::migrate::Migrator {
 impl EmbeddingStore {
     /// Connects to `url` (`sqlite://…?mode=rwc` or `postgres://…`) and migrates.
     pub async fn connect(url: &str) -> Result<Self> {
-        let pool = notesaga_sql::connect(url, 4).await?;
+        let pool =
+            notesaga_sql::connect(url, notesaga_sql::connections_for_one_writer(url, 4)).await?;
         notesaga_sql::migrate(&migrator(), &pool).await?;
         Ok(Self { pool })
     }
@@ -104,21 +136,8 @@ impl EmbeddingStore {
         .bind(model.to_owned())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| {
-            let model: String = row.try_get("model")?;
-            let vector: String = row.try_get("vector")?;
-            let created_at: String = row.try_get("created_at")?;
-            let vector = serde_json::from_str(&vector).map_err(|err| Error::Corrupt {
-                note_id,
-                version,
-                reason: err.to_string(),
-            })?;
-            let stored_at = chrono::DateTime::parse_from_rfc3339(&created_at)
-                .ok()
-                .map(|at| at.timestamp_millis());
-            Ok((StoredEmbedding { model, vector }, stored_at))
-        })
-        .transpose()
+        row.map(|row| decode_stored(&row, note_id, version))
+            .transpose()
     }
 
     /// Stores the embedding of a version unless one of its model is stored already;
@@ -158,6 +177,136 @@ impl EmbeddingStore {
             .get_stored(note_id, version, &embedding.model)
             .await?
             .unwrap_or_else(|| (embedding.clone(), None)))
+    }
+
+    /// [`Self::get_stored`] of many (note, version, model) keys in one read: the keys
+    /// found, with their embedding and when it was stored.
+    pub async fn get_stored_many(&self, keys: &[EmbeddingKey]) -> Result<StoredMany> {
+        let mut found = StoredMany::new();
+        let mut notes: Vec<Uuid> = keys.iter().map(|key| key.0).collect();
+        notes.sort_unstable();
+        notes.dedup();
+        for chunk in notes.chunks(KEYS_PER_STATEMENT) {
+            let placeholders = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT note_id, version, model, vector, created_at FROM embedding_vectors \
+                 WHERE note_id IN ({placeholders})"
+            );
+            let mut query = sqlx::query(&sql);
+            for note_id in chunk {
+                query = query.bind(note_id.to_string());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let note_id: String = row.try_get("note_id")?;
+                let Ok(note_id) = Uuid::parse_str(&note_id) else {
+                    continue;
+                };
+                let key = (note_id, row.try_get("version")?, row.try_get("model")?);
+                if keys.contains(&key) {
+                    let stored = decode_stored(&row, note_id, key.1)?;
+                    found.insert(key, stored);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// [`Self::upsert_stored`] of many embeddings in one statement (one transaction):
+    /// each is stored unless its key is stored already, and what is stored afterwards is
+    /// returned for every key.
+    pub async fn upsert_stored_many(
+        &self,
+        embeddings: &[(Uuid, i64, StoredEmbedding)],
+    ) -> Result<StoredMany> {
+        let created_at = chrono::Utc::now().to_rfc3339();
+        let mut stored = StoredMany::new();
+        let mut lost = Vec::new();
+        for chunk in embeddings.chunks(KEYS_PER_STATEMENT) {
+            let values = (0..chunk.len())
+                .map(|i| {
+                    let at = i * 6;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${})",
+                        at + 1,
+                        at + 2,
+                        at + 3,
+                        at + 4,
+                        at + 5,
+                        at + 6
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            // RETURNING names the rows this statement wrote; a key it skipped was stored
+            // before (a redelivery, or another member) and is read back below.
+            let sql = format!(
+                "INSERT INTO embedding_vectors (note_id, version, model, dimensions, vector, created_at) \
+                 VALUES {values} ON CONFLICT (note_id, version, model) DO NOTHING \
+                 RETURNING note_id, version, model"
+            );
+            let mut query = sqlx::query(&sql);
+            let mut vectors = Vec::with_capacity(chunk.len());
+            for (note_id, version, embedding) in chunk {
+                let vector = serde_json::to_string(&embedding.vector).expect("floats serialise");
+                // The vector as a later read decodes it, so this reply and a redelivery's
+                // are the same bytes.
+                let decoded: Vec<f32> =
+                    serde_json::from_str(&vector).map_err(|err| Error::Corrupt {
+                        note_id: *note_id,
+                        version: *version,
+                        reason: err.to_string(),
+                    })?;
+                vectors.push(decoded);
+                query = query
+                    .bind(note_id.to_string())
+                    .bind(*version)
+                    .bind(embedding.model.clone())
+                    .bind(embedding.vector.len() as i64)
+                    .bind(vector)
+                    .bind(created_at.clone());
+            }
+            let mut written = Vec::new();
+            for row in query.fetch_all(&self.pool).await? {
+                let note_id: String = row.try_get("note_id")?;
+                if let Ok(note_id) = Uuid::parse_str(&note_id) {
+                    let version: i64 = row.try_get("version")?;
+                    let model: String = row.try_get("model")?;
+                    written.push((note_id, version, model));
+                }
+            }
+            for ((note_id, version, embedding), vector) in chunk.iter().zip(vectors) {
+                let key = (*note_id, *version, embedding.model.clone());
+                if written.contains(&key) {
+                    // What a read gives back: the time at the precision it is stored.
+                    let at = chrono::DateTime::parse_from_rfc3339(&created_at)
+                        .ok()
+                        .map(|at| at.timestamp_millis());
+                    let embedding = StoredEmbedding {
+                        model: embedding.model.clone(),
+                        vector,
+                    };
+                    stored.insert(key, (embedding, at));
+                } else {
+                    lost.push(key);
+                }
+            }
+        }
+        if !lost.is_empty() {
+            let mut before = self.get_stored_many(&lost).await?;
+            for (note_id, version, embedding) in embeddings {
+                let key = (*note_id, *version, embedding.model.clone());
+                if lost.contains(&key) {
+                    let found = before
+                        .remove(&key)
+                        .unwrap_or_else(|| (embedding.clone(), None));
+                    stored.insert(key, found);
+                }
+            }
+        }
+        Ok(stored)
     }
 
     /// Deletes the embeddings (of every model) of `version`, or of every version of the

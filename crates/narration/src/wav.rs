@@ -1,9 +1,10 @@
 //! Just enough of RIFF/WAVE to know how long a file plays, and to join the audio of
 //! several files into one ([`WavWriter`]).
 
-use std::{io, path::Path};
-
-use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
+use std::{
+    io::{self, Read as _, Seek as _, Write as _},
+    path::Path,
+};
 
 /// The format code of integer PCM (`WAVE_FORMAT_PCM`).
 pub const PCM: u16 = 1;
@@ -205,17 +206,34 @@ pub fn pcm_header(info: &WavInfo, data_bytes: u64) -> [u8; 44] {
 /// Opens a WAV file and finds its audio: the open file, its size in bytes and its data
 /// chunk (read from the first 4 KiB, where every engine here puts its header).
 pub async fn open(path: &std::path::Path) -> Result<(tokio::fs::File, u64, DataChunk), String> {
-    use tokio::io::AsyncReadExt as _;
-    let mut file = tokio::fs::File::open(path)
+    let path = path.to_owned();
+    let (file, size, chunk) = blocking(move || open_blocking(&path))
         .await
-        .map_err(|e| e.to_string())?;
-    let size = file.metadata().await.map_err(|e| e.to_string())?.len();
+        .map_err(|e| e.to_string())??;
+    Ok((tokio::fs::File::from_std(file), size, chunk))
+}
+
+/// [`open`] on the calling thread: one hand-off to the blocking pool for the open, the
+/// size and the header, where an async file paid one for each.
+fn open_blocking(path: &Path) -> io::Result<Result<(std::fs::File, u64, DataChunk), String>> {
+    let mut file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
     let mut header = vec![0u8; 4096.min(size as usize)];
-    file.read_exact(&mut header)
+    file.read_exact(&mut header)?;
+    Ok(data_chunk(&header, size)
+        .map(|chunk| (file, size, chunk))
+        .map_err(|e| e.to_string()))
+}
+
+/// Runs file work on tokio's blocking pool. Each call is a hand-off to another thread
+/// and back, so a step's system calls go in one call, not one each as
+/// `tokio::fs::File` makes them.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| e.to_string())?;
-    let chunk = data_chunk(&header, size).map_err(|e| e.to_string())?;
-    Ok((file, size, chunk))
+        .map_err(io::Error::other)?
 }
 
 /// Why audio could not be added to a [`WavWriter`].
@@ -264,7 +282,8 @@ fn describe(info: &WavInfo) -> String {
 /// header is written last, when the length is known.
 #[derive(Debug)]
 pub struct WavWriter {
-    file: tokio::fs::File,
+    /// `None` only while a write is on the blocking pool, or after one failed.
+    file: Option<std::fs::File>,
     format: Option<WavInfo>,
     data_bytes: u64,
 }
@@ -272,13 +291,25 @@ pub struct WavWriter {
 impl WavWriter {
     /// Creates (or truncates) `path`, leaving room for the header.
     pub async fn create(path: &Path) -> io::Result<Self> {
-        let mut file = tokio::fs::File::create(path).await?;
-        file.write_all(&[0u8; 44]).await?;
+        let path = path.to_owned();
+        let file = blocking(move || {
+            let mut file = std::fs::File::create(&path)?;
+            file.write_all(&[0u8; 44])?;
+            Ok(file)
+        })
+        .await?;
         Ok(Self {
-            file,
+            file: Some(file),
             format: None,
             data_bytes: 0,
         })
+    }
+
+    /// The file, unless an earlier write failed.
+    fn take_file(&mut self) -> io::Result<std::fs::File> {
+        self.file
+            .take()
+            .ok_or_else(|| io::Error::other("an earlier write to this audio file failed"))
     }
 
     /// Appends the audio of the WAV file `piece` (whole, in memory). The first piece
@@ -305,20 +336,30 @@ impl WavWriter {
         }
         let start = chunk.offset as usize;
         // `data_chunk` bounds the data by the bytes present, so this cannot overrun.
-        let audio = &piece[start..start + info.data_bytes as usize];
-        self.file.write_all(audio).await?;
-        self.data_bytes += audio.len() as u64;
+        let audio = piece[start..start + info.data_bytes as usize].to_vec();
+        let written = audio.len() as u64;
+        let mut file = self.take_file()?;
+        let file = blocking(move || {
+            file.write_all(&audio)?;
+            Ok(file)
+        })
+        .await?;
+        self.file = Some(file);
+        self.data_bytes += written;
         Ok(())
     }
 
     /// Writes the header and flushes the file to disk; returns what it holds.
     pub async fn finish(mut self) -> Result<WavInfo, JoinError> {
         let format = self.format.ok_or(WavError::NoData)?;
-        self.file.seek(io::SeekFrom::Start(0)).await?;
-        self.file
-            .write_all(&pcm_header(&format, self.data_bytes))
-            .await?;
-        self.file.sync_all().await?;
+        let header = pcm_header(&format, self.data_bytes);
+        let mut file = self.take_file()?;
+        blocking(move || {
+            file.seek(io::SeekFrom::Start(0))?;
+            file.write_all(&header)?;
+            file.sync_all()
+        })
+        .await?;
         Ok(WavInfo {
             data_bytes: self.data_bytes,
             ..format

@@ -19,7 +19,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{mpsc, Arc, RwLock},
     thread,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -272,9 +272,21 @@ fn segments_size(files: &Files) -> u64 {
         .sum()
 }
 
+/// The segment the writer appends to: its id, its file, and where its end is (kept here,
+/// so checking a write's reserved position costs no `statx`).
+type Current = Option<(u32, Arc<File>, u64)>;
+
+/// Most bytes the writer gathers for one `write`: a group of many large batches is
+/// written in pieces of about this size, not copied whole into memory.
+const COALESCE_BYTES: usize = 1024 * 1024;
+
+/// How often the writer refreshes the log-size gauge (a `statx` per segment).
+const LOG_SIZE_EVERY: Duration = Duration::from_secs(1);
+
 /// The writer thread: takes what is queued, appends it, fsyncs once, acknowledges all.
 fn write_loop(dir: &Path, files: &Files, queue: &mpsc::Receiver<Write>, fsync: Fsync) {
-    let mut current: Option<(u32, Arc<File>)> = None;
+    let mut current: Current = None;
+    let mut size_measured: Option<Instant> = None;
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < 4096 {
@@ -290,23 +302,31 @@ fn write_loop(dir: &Path, files: &Files, queue: &mpsc::Receiver<Write>, fsync: F
             eprintln!("notesaga-broker: cannot write the log: {error}");
             std::process::exit(74);
         }
-        metrics::log_size(segments_size(files));
+        if size_measured.is_none_or(|at| at.elapsed() >= LOG_SIZE_EVERY) {
+            metrics::log_size(segments_size(files));
+            size_measured = Some(Instant::now());
+        }
         for write in group {
             _ = write.done.send(());
         }
     }
 }
 
+/// Appends `group` in order: the writes of one segment, reserved back to back, go to
+/// the file in one `write` (one system call for the group, not one per request).
 fn append_group(
     dir: &Path,
     files: &Files,
-    current: &mut Option<(u32, Arc<File>)>,
+    current: &mut Current,
     group: &[Write],
     fsync: Fsync,
 ) -> io::Result<()> {
+    let mut pending: Vec<u8> = Vec::new();
     for write in group {
-        if current.as_ref().map(|(id, _)| *id) != Some(write.segment) {
-            if let Some((_, file)) = current.take() {
+        if current.as_ref().map(|(id, _, _)| *id) != Some(write.segment) {
+            if let Some((_, file, _)) = current.take() {
+                (&*file).write_all(&pending)?;
+                pending.clear();
                 if fsync == Fsync::Always {
                     file.sync_data()?;
                 }
@@ -336,20 +356,33 @@ fn append_group(
                     file
                 }
             };
-            *current = Some((write.segment, file));
+            let len = file.metadata()?.len();
+            *current = Some((write.segment, file, len));
         }
-        let (_, file) = current.as_ref().expect("set above");
-        let len = file.metadata()?.len();
-        if len != write.pos {
+        let (_, _, end) = current.as_mut().expect("set above");
+        if *end != write.pos {
             return Err(io::Error::other(format!(
-                "segment {} is {len} bytes, the write was reserved at {}",
+                "segment {} is {end} bytes, the write was reserved at {}",
                 write.segment, write.pos
             )));
         }
-        (&**file).write_all(&write.bytes)?;
+        *end += write.bytes.len() as u64;
+        if pending.is_empty() && write.bytes.len() >= COALESCE_BYTES {
+            // A large batch goes out as it is, not copied.
+            let (_, file, _) = current.as_ref().expect("set above");
+            (&**file).write_all(&write.bytes)?;
+            continue;
+        }
+        pending.extend_from_slice(&write.bytes);
+        if pending.len() >= COALESCE_BYTES {
+            let (_, file, _) = current.as_ref().expect("set above");
+            (&**file).write_all(&pending)?;
+            pending.clear();
+        }
     }
-    if fsync == Fsync::Always {
-        if let Some((_, file)) = current {
+    if let Some((_, file, _)) = current {
+        (&**file).write_all(&pending)?;
+        if fsync == Fsync::Always {
             let started = Instant::now();
             file.sync_data()?;
             metrics::fsync(started.elapsed());
