@@ -39,7 +39,7 @@ node_prepare() {
 node_dirs=()
 
 node_stop() {
-  if [ -n "$node" ] && kill -0 "$node" 2>/dev/null; then
+  if [ -n "${node:-}" ] && kill -0 "$node" 2>/dev/null; then
     kill -TERM "$node" 2>/dev/null || true
     for _ in $(seq 1 300); do kill -0 "$node" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$node" 2>/dev/null || true
