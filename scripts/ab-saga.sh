@@ -38,8 +38,8 @@ for _ in $(seq 1 "$rounds"); do
     completed="$(grep -oE '\(([0-9]+) completed' "$data/loop.txt" | tr -d '(' | awk '{ s += $1 } END { print s + 0 }')"
     line="$(grep 'clients:' "$data/loop.txt" | tail -1 | sed 's/; of which.*//')"
     awk -v who="$bin" -v line="$line" -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v f="$fetched" -v n="$completed" \
-      -v load="$(cut -d' ' -f1 /proc/loadavg)" \
-      'BEGIN { if (n == 0) n = 1; printf "%s |%s | CPU %.2f ms/saga | %.1f fetches/saga | load %s\n", who, line, t * 1000 / hz / n, f / n, load }'
+      -v loadavg="$(cut -d' ' -f1 /proc/loadavg)" \
+      'BEGIN { if (n == 0) n = 1; printf "%s |%s | CPU %.2f ms/saga | %.1f fetches/saga | load %s\n", who, line, t * 1000 / hz / n, f / n, loadavg }'
     node_stop
     sleep "${REST:-5}"
   done
