@@ -11,6 +11,11 @@
 //! the saga, which owns the retries (and the visible `compensation_failed` state when they
 //! do not help), instead of this loop retrying the record behind the saga's back.
 
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+};
+
 use notesaga_events::{
     embedding::{
         DeleteEmbedding, EmbeddingCommand, EmbeddingDeleted, EmbeddingDeletionFailed,
@@ -19,11 +24,6 @@ use notesaga_events::{
     now_millis,
     topics::EMBEDDING_EVENTS,
 };
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Mutex,
-};
-
 use notesaga_log::{answer_all, faults, Answer, Handler, HandlerError, Incoming, Publisher};
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -55,7 +55,7 @@ pub struct EmbeddingProcessor {
     store: EmbeddingStore,
     embedders: Embedders,
     publisher: Publisher,
-    /// The batch in hand's `GenerateEmbedding`s, settled together by [`Self::prepare`]
+    /// The batch in hand's `GenerateEmbedding`s, settled together by [`prepare`]
     /// and taken by their answers.
     prepared: Mutex<HashMap<Requested, Settled>>,
 }
@@ -151,21 +151,27 @@ async fn prepare(
             EmbeddingCommand::GenerateEmbedding(_) => None,
         })
         .collect();
-    let mut wanted = Vec::new();
+    // Each (note, version, model) once: a second command for the same embedding (a
+    // redelivery in the same batch) takes the one-by-one path, which reads it back.
+    let mut wanted: Vec<(&GenerateEmbedding, Resilient)> = Vec::new();
+    let mut keys = Vec::new();
     for incoming in batch {
         let EmbeddingCommand::GenerateEmbedding(command) = &incoming.message else {
             continue;
         };
-        if deleting.contains(&command.note_id)
-            || wanted
-                .iter()
-                .any(|(other, _): &(&GenerateEmbedding, Resilient)| {
-                    requested(other) == requested(command)
-                })
-        {
+        if deleting.contains(&command.note_id) {
             continue;
         }
-        if let Ok(embedder) = embedders.for_model(command.model.as_deref()).await {
+        let Ok(embedder) = embedders.for_model(command.model.as_deref()).await else {
+            continue;
+        };
+        let key = (
+            command.note_id,
+            command.version,
+            embedder.model().to_owned(),
+        );
+        if !keys.contains(&key) {
+            keys.push(key);
             wanted.push((command, embedder));
         }
     }
@@ -174,16 +180,6 @@ async fn prepare(
         // One command costs the same either way.
         return Ok(settled);
     }
-    let keys: Vec<_> = wanted
-        .iter()
-        .map(|(command, embedder)| {
-            (
-                command.note_id,
-                command.version,
-                embedder.model().to_owned(),
-            )
-        })
-        .collect();
     let mut stored = store.get_stored_many(&keys).await.map_err(transient)?;
     let mut fresh = Vec::new();
     for ((command, embedder), key) in wanted.iter().zip(&keys) {
