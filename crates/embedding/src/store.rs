@@ -222,6 +222,10 @@ impl EmbeddingStore {
         embeddings: &[(Uuid, i64, StoredEmbedding)],
     ) -> Result<StoredMany> {
         let created_at = chrono::Utc::now().to_rfc3339();
+        // What a read gives back: the time at the precision it is stored.
+        let stored_at = chrono::DateTime::parse_from_rfc3339(&created_at)
+            .ok()
+            .map(|at| at.timestamp_millis());
         let mut stored = StoredMany::new();
         let mut lost = Vec::new();
         for chunk in embeddings.chunks(KEYS_PER_STATEMENT) {
@@ -280,15 +284,11 @@ impl EmbeddingStore {
             for ((note_id, version, embedding), vector) in chunk.iter().zip(vectors) {
                 let key = (*note_id, *version, embedding.model.clone());
                 if written.contains(&key) {
-                    // What a read gives back: the time at the precision it is stored.
-                    let at = chrono::DateTime::parse_from_rfc3339(&created_at)
-                        .ok()
-                        .map(|at| at.timestamp_millis());
                     let embedding = StoredEmbedding {
                         model: embedding.model.clone(),
                         vector,
                     };
-                    stored.insert(key, (embedding, at));
+                    stored.insert(key, (embedding, stored_at));
                 } else {
                     lost.push(key);
                 }
