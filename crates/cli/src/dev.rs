@@ -182,13 +182,14 @@ const BROKER_STABLE: Duration = Duration::from_secs(300);
 /// which kills it before a forced exit (0: none).
 pub(crate) static BROKER_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-/// Worker threads of each of `notesaga dev`'s two runtimes (the roles' and the
-/// broker's): half the cores, at least one; `None` when `TOKIO_WORKER_THREADS` sets them
-/// (tokio reads it, and the broker inherits it). With a worker per core in each
-/// process, the two outnumbered the cores and woke each other's threads: on two cores,
-/// one worker each did about 5 % more sagas per second for 5 % less CPU per saga
-/// (docs/benchmarks.md).
-pub(crate) fn worker_threads() -> Option<usize> {
+/// Worker threads of the broker that `notesaga dev` starts: half the cores, at least
+/// one; `None` when `TOKIO_WORKER_THREADS` sets them (the broker inherits it). The roles'
+/// process keeps a worker per core: it serves the HTTP API beside every role, and with
+/// one worker `bench api` accepted 30–40 % fewer commands per second, while the saga
+/// loop did the same with one worker or two (docs/benchmarks.md). The broker's work is
+/// mostly waiting on its sockets and its log, and one worker of its own on two cores
+/// took the least CPU per saga.
+pub(crate) fn broker_worker_threads() -> Option<usize> {
     if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
         return None;
     }
@@ -202,7 +203,7 @@ fn start_broker(bin: &Path, data_dir: &Path, kafka_addr: &str) -> Result<Child> 
     let broker_dir = data_dir.join("broker");
     permissions::private_dir(&broker_dir)?;
     let mut command = tokio::process::Command::new(bin);
-    if let Some(workers) = worker_threads() {
+    if let Some(workers) = broker_worker_threads() {
         command.env("TOKIO_WORKER_THREADS", workers.to_string());
     }
     let child = command

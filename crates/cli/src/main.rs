@@ -29,21 +29,16 @@ use crate::args::{Cli, Command};
 
 fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
-    runtime(&cli.command)?.block_on(run(cli))
+    runtime()?.block_on(run(cli))
 }
 
-/// tokio's multi-threaded runtime with a worker per core (or `TOKIO_WORKER_THREADS`),
-/// except for `notesaga dev`: its roles and its broker are two busy processes on one
-/// machine, so each gets half the cores ([`dev::worker_threads`]).
-fn runtime(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if let Command::Dev(_) = command {
-        if let Some(workers) = dev::worker_threads() {
-            builder.worker_threads(workers);
-        }
-    }
-    builder.build()
+/// tokio's multi-threaded runtime with a worker per core (or `TOKIO_WORKER_THREADS`).
+/// `notesaga dev` keeps it too and sizes only its broker child
+/// ([`dev::broker_worker_threads`]).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
