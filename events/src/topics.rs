@@ -19,8 +19,18 @@ pub const SAGA_NOTE_PIPELINE: &str = "saga.note-pipeline";
 /// Where the schema registry keeps its schemas (compacted, one partition).
 pub const SCHEMAS: &str = "_schemas";
 
-/// Default partition count of every flow topic.
+/// Default partition count of every flow topic: the most instances of a role that get
+/// work in a cluster.
 pub const DEFAULT_PARTITIONS: i32 = 6;
+
+/// Default partition count of every flow topic on the single node (`notesaga dev`). Its
+/// roles run one instance each, so partitions buy it no parallelism, and every
+/// partition costs it: a burst of records spread over six partitions goes out as six
+/// record batches (six appends in the broker, six batches in each fetch answer, each
+/// requested partition listed in every fetch), where one partition carries one batch.
+/// On two cores, one partition did about 20 % more sagas per second for 18 % less CPU
+/// per saga than six (docs/benchmarks.md).
+pub const SINGLE_NODE_PARTITIONS: i32 = 1;
 
 /// Every topic the note flow uses; all have the same partition count so that one note's
 /// records sit in the same partition number everywhere.

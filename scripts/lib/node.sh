@@ -55,10 +55,11 @@ node_cleanup() {
 }
 
 # Why the node failed: its panic or error lines first (a backtrace's tail alone hides
-# the message), then its last lines.
+# the message; `Error:` is how `main` reports the error it returns), then its last
+# lines without the backtrace's frames.
 node_log() {
-  grep -m3 -B2 -A8 -E "panicked|ERROR" "$data/node.log" >&2 || true
-  tail -20 "$data/node.log" >&2
+  grep -m3 -B2 -A8 -E "panicked|ERROR|^Error" "$data/node.log" >&2 || true
+  grep -vE '^ +([0-9]+: | *at )' "$data/node.log" | tail -20 >&2
 }
 
 # node_start BIN_DIR READY_PATH [VAR=VALUE…]: starts the node with those variables

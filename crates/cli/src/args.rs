@@ -676,8 +676,10 @@ pub(crate) struct DevArgs {
     /// Address of the schema registry.
     #[arg(long, env = "NOTESAGA_REGISTRY_ADDR", default_value = "127.0.0.1:8081")]
     pub(crate) registry_addr: String,
-    /// Partitions of every flow topic.
-    #[arg(long, env = "NOTESAGA_PARTITIONS", default_value_t = notesaga_events::topics::DEFAULT_PARTITIONS)]
+    /// Partitions of every flow topic when the node creates them (topics that exist keep
+    /// theirs). One by default: the node runs one instance of each role. Set the count a
+    /// future cluster will need (6 there by default) if the node's log is to move to one.
+    #[arg(long, env = "NOTESAGA_PARTITIONS", default_value_t = notesaga_events::topics::SINGLE_NODE_PARTITIONS)]
     pub(crate) partitions: i32,
     /// Database of the read projections (default: SQLite in the data directory).
     #[arg(long, env = "NOTESAGA_DATABASE_URL")]
