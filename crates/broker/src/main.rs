@@ -34,6 +34,11 @@ use uuid::Uuid;
 
 use crate::native::{wal::Fsync, NativeStorage};
 
+/// mimalloc instead of glibc's malloc: tansu's codec makes many small short-lived
+/// allocations per request (docs/benchmarks.md, as for the `notesaga` binary).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The broker's node id: a single node, so any fixed id.
 const NODE_ID: i32 = 1;
 
