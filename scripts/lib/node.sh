@@ -14,11 +14,16 @@
 # that deleted the last node's few thousand narration files made the next node's file
 # creations scan them all (docs/field-notes.md).
 
-# A random loopback port nobody listens on now.
+# A random loopback port nobody listens on now, below the kernel's ephemeral range: the
+# node's own outgoing connections (its Kafka clients, the registry's) take ports from
+# that range, and one of them took the API's port before the API bound it ("Address
+# already in use" at start-up, about one node in forty).
 free_port() {
-  local port
+  local port low
+  low="$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
+  [ "$low" -gt 12000 ] || low=32768
   while :; do
-    port=$((20000 + RANDOM % 40000))
+    port=$((10000 + RANDOM % (low - 10000)))
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
   done
 }
