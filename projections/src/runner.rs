@@ -173,16 +173,23 @@ impl ConsumerContext for SeekToStored {
     }
 }
 
-/// Every stored offset of a projection (`$1`).
-const SELECT_OFFSETS: &str =
-    "SELECT topic, partition_id, next_offset FROM projection_offsets WHERE projection = $1";
-
 /// Every stored offset of `projection`.
 pub(crate) async fn stored_offsets(store: &ReadStore, projection: &str) -> Result<Offsets> {
-    let rows = sqlx::query(SELECT_OFFSETS)
-        .bind(projection.to_owned())
-        .fetch_all(store.pool())
-        .await?;
+    offsets_of(store.pool(), projection).await
+}
+
+/// Every stored offset of `projection`, read through `executor` (the pool, or a
+/// transaction's connection).
+async fn offsets_of<'e, E>(executor: E, projection: &str) -> Result<Offsets>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(
+        "SELECT topic, partition_id, next_offset FROM projection_offsets WHERE projection = $1",
+    )
+    .bind(projection.to_owned())
+    .fetch_all(executor)
+    .await?;
     rows.iter().map(offset_row).collect()
 }
 
@@ -197,9 +204,9 @@ pub(crate) async fn transact(
 ) -> Result<(u64, Offsets)> {
     let mut tx = store.pool().begin().await?;
     // Every stored offset of the projection in one statement, read inside the batch's
-    // transaction: a batch touches most of the ~30 partitions, and a statement per
-    // partition was as many round trips to the database as the batch had records.
-    let stored = stored_offsets_in(&mut tx, projection).await?;
+    // transaction: a batch touches many partitions (30 when the topics have six), and
+    // a statement per partition was a round trip to the database for each.
+    let stored = offsets_of(&mut *tx, projection).await?;
     let mut next: Offsets = HashMap::new();
     let mut applied = 0;
     for record in batch {
@@ -223,18 +230,6 @@ pub(crate) async fn transact(
     Ok((applied, next))
 }
 
-/// Every stored offset of `projection`, read in `tx`.
-async fn stored_offsets_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    projection: &str,
-) -> Result<Offsets> {
-    let rows = sqlx::query(SELECT_OFFSETS)
-        .bind(projection.to_owned())
-        .fetch_all(&mut **tx)
-        .await?;
-    rows.iter().map(offset_row).collect()
-}
-
 /// Most partitions one upsert writes (4 bind parameters each, far below the limits of
 /// SQLite and PostgreSQL).
 const OFFSETS_PER_STATEMENT: usize = 256;
@@ -248,13 +243,7 @@ async fn store_offsets(
 ) -> Result<()> {
     let entries: Vec<_> = next.iter().collect();
     for chunk in entries.chunks(OFFSETS_PER_STATEMENT) {
-        let values = (0..chunk.len())
-            .map(|i| {
-                let at = i * 4;
-                format!("(${}, ${}, ${}, ${})", at + 1, at + 2, at + 3, at + 4)
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let values = notesaga_sql::row_placeholders(chunk.len(), 4);
         let sql = format!(
             "INSERT INTO projection_offsets (projection, topic, partition_id, next_offset) \
              VALUES {values} ON CONFLICT (projection, topic, partition_id) \

@@ -368,7 +368,7 @@ impl ReadStore {
         if ranked.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (1..=ranked.len()).map(|i| format!("${i}")).collect();
+        let placeholders = notesaga_sql::placeholders(1, ranked.len());
         let sql = format!(
             "SELECT n.note_id, n.title, n.published_version, \
                COALESCE(d.body, t.body) AS body \
@@ -376,7 +376,7 @@ impl ReadStore {
              LEFT JOIN search_documents d ON d.note_id = n.note_id \
              LEFT JOIN note_texts t ON t.note_id = n.note_id AND t.version = n.published_version \
              WHERE n.note_id IN ({})",
-            placeholders.join(", ")
+            placeholders
         );
         let mut select = sqlx::query(&sql);
         for (id, ..) in ranked {

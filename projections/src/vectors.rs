@@ -157,11 +157,11 @@ impl ReadStore {
         let mut found = BTreeMap::new();
         // Bounded statements: one per chunk of notes, never one per note.
         for chunk in ids.chunks(500) {
-            let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let placeholders = notesaga_sql::placeholders(2, chunk.len());
             let sql = format!(
                 "SELECT note_id, version, dimensions FROM note_vectors \
                  WHERE model = $1 AND note_id IN ({})",
-                placeholders.join(", ")
+                placeholders
             );
             let mut select = sqlx::query(&sql).bind(model.to_owned());
             for note_id in chunk {

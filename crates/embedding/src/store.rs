@@ -187,10 +187,7 @@ impl EmbeddingStore {
         notes.sort_unstable();
         notes.dedup();
         for chunk in notes.chunks(KEYS_PER_STATEMENT) {
-            let placeholders = (1..=chunk.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let placeholders = notesaga_sql::placeholders(1, chunk.len());
             let sql = format!(
                 "SELECT note_id, version, model, vector, created_at FROM embedding_vectors \
                  WHERE note_id IN ({placeholders})"
@@ -229,21 +226,7 @@ impl EmbeddingStore {
         let mut stored = StoredMany::new();
         let mut lost = Vec::new();
         for chunk in embeddings.chunks(KEYS_PER_STATEMENT) {
-            let values = (0..chunk.len())
-                .map(|i| {
-                    let at = i * 6;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${})",
-                        at + 1,
-                        at + 2,
-                        at + 3,
-                        at + 4,
-                        at + 5,
-                        at + 6
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
+            let values = notesaga_sql::row_placeholders(chunk.len(), 6);
             // RETURNING names the rows this statement wrote; a key it skipped was stored
             // before (a redelivery, or another member) and is read back below.
             let sql = format!(

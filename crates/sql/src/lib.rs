@@ -20,6 +20,24 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::E
     Ok(pool)
 }
 
+/// `count` bind placeholders numbered from `first`, comma-separated (`$2, $3, $4`): an
+/// `IN (…)` list. Both SQLite and PostgreSQL read `$n` through sqlx's `Any` driver.
+pub fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `VALUES` of a multi-row `INSERT`: `rows` tuples of `columns` placeholders,
+/// numbered from `$1` row by row (`($1, $2), ($3, $4)`).
+pub fn row_placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| format!("({})", placeholders(row * columns + 1, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// How many connections a store that one task mostly writes should open: one for a
 /// SQLite file, `server` for a database server. In WAL mode a SQLite connection that
 /// sees another connection's commit drops its whole page cache and reads the pages it
@@ -75,6 +93,35 @@ pub async fn migrate(
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
             }
             Err(err) => return Err(err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_as_sqlx_binds_them() {
+        for (first, count, expected) in [
+            (1, 0, ""),
+            (1, 1, "$1"),
+            (1, 3, "$1, $2, $3"),
+            (2, 2, "$2, $3"),
+        ] {
+            assert_eq!(placeholders(first, count), expected, "{first}, {count}");
+        }
+        for (rows, columns, expected) in [
+            (0, 4, ""),
+            (1, 2, "($1, $2)"),
+            (2, 2, "($1, $2), ($3, $4)"),
+            (2, 3, "($1, $2, $3), ($4, $5, $6)"),
+        ] {
+            assert_eq!(
+                row_placeholders(rows, columns),
+                expected,
+                "{rows} × {columns}"
+            );
         }
     }
 }
