@@ -94,7 +94,8 @@ impl AcceptedCommands {
 
     /// The table in a database of its own at `url` (migrated here).
     pub(crate) async fn connect(url: &str) -> Result<Self> {
-        let pool = notesaga_sql::connect_one_writer(url, 4).await?;
+        let pool =
+            notesaga_sql::connect(url, notesaga_sql::connections_for_one_writer(url, 4)).await?;
         notesaga_sql::migrate(&migrator(), &pool).await?;
         Ok(Self::on(pool))
     }

@@ -275,7 +275,7 @@ const READERS: u32 = 8;
 impl ReadStore {
     /// Connects to `url` (`sqlite://…?mode=rwc` or `postgres://…`) and migrates.
     pub async fn connect(url: &str) -> Result<Self> {
-        Self::open_on(url, notesaga_sql::connect(url, READERS).await?).await
+        Self::connect_with(url, READERS).await
     }
 
     /// The store the projector writes through: one connection on a SQLite file, as
@@ -286,11 +286,11 @@ impl ReadStore {
     /// the WAL. One connection keeps its cache across its own commits (the API reads
     /// through a store of its own).
     pub async fn connect_for_projector(url: &str) -> Result<Self> {
-        Self::open_on(url, notesaga_sql::connect_one_writer(url, READERS).await?).await
+        Self::connect_with(url, notesaga_sql::connections_for_one_writer(url, READERS)).await
     }
 
-    /// Migrates `pool`'s database and opens the store on it.
-    async fn open_on(url: &str, pool: AnyPool) -> Result<Self> {
+    async fn connect_with(url: &str, max_connections: u32) -> Result<Self> {
+        let pool = notesaga_sql::connect(url, max_connections).await?;
         migrate(&pool, url).await?;
         Ok(Self {
             accepted: AcceptedCommands::on(pool.clone()),

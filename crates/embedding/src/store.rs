@@ -90,7 +90,8 @@ fn migrator() -> sqlx::migrate::Migrator {
 impl EmbeddingStore {
     /// Connects to `url` (`sqlite://…?mode=rwc` or `postgres://…`) and migrates.
     pub async fn connect(url: &str) -> Result<Self> {
-        let pool = notesaga_sql::connect_one_writer(url, 4).await?;
+        let pool =
+            notesaga_sql::connect(url, notesaga_sql::connections_for_one_writer(url, 4)).await?;
         notesaga_sql::migrate(&migrator(), &pool).await?;
         Ok(Self { pool })
     }

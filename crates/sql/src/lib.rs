@@ -4,48 +4,16 @@
 
 use std::time::Duration;
 
-use sqlx::{any::AnyPoolOptions, migrate::Migrator, AnyPool, Executor as _};
+use sqlx::{any::AnyPoolOptions, migrate::Migrator, AnyPool};
 
 /// Connects to `url` with at most `max_connections`. SQLite files are switched to WAL so
 /// readers in other processes (the API) do not block the writer (the projector).
 pub async fn connect(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::Error> {
-    connect_with(url, max_connections, None).await
-}
-
-/// Page cache of a store's single SQLite connection, in KiB (SQLite's own default is
-/// 2,000 KiB).
-pub const ONE_WRITER_CACHE_KIB: u32 = 32 * 1024;
-
-/// Connects a store that one task mostly writes: [`connections_for_one_writer`]
-/// connections, and on SQLite a page cache of [`ONE_WRITER_CACHE_KIB`]. Such a store's
-/// tables are keyed by random UUIDs, so each insert lands on any page of its indexes;
-/// with SQLite's default 2 MB cache the projector read most of those pages back from the
-/// file (a `pread` each) once its database outgrew the cache, seconds into a load. The
-/// cache grows only as pages are used, and one connection keeps it across its own
-/// commits.
-pub async fn connect_one_writer(url: &str, server: u32) -> Result<AnyPool, sqlx::Error> {
-    let cache = url
-        .starts_with("sqlite:")
-        .then(|| format!("PRAGMA cache_size = -{ONE_WRITER_CACHE_KIB}"));
-    connect_with(url, connections_for_one_writer(url, server), cache).await
-}
-
-/// Connects with at most `max_connections`, running `on_connect` (a statement) on each
-/// new connection.
-async fn connect_with(
-    url: &str,
-    max_connections: u32,
-    on_connect: Option<String>,
-) -> Result<AnyPool, sqlx::Error> {
     sqlx::any::install_default_drivers();
-    let mut options = AnyPoolOptions::new().max_connections(max_connections);
-    if let Some(sql) = on_connect {
-        options = options.after_connect(move |conn, _meta| {
-            let sql = sql.clone();
-            Box::pin(async move { conn.execute(sql.as_str()).await.map(|_| ()) })
-        });
-    }
-    let pool = options.connect(url).await?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .connect(url)
+        .await?;
     if url.starts_with("sqlite:") {
         wal_mode(&pool).await?;
     }
