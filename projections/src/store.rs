@@ -269,28 +269,10 @@ pub struct PublishedVersion {
     pub audio_duration_ms: Option<i64>,
 }
 
-/// Connections of a store that serves the API's reads.
-const READERS: u32 = 8;
-
 impl ReadStore {
     /// Connects to `url` (`sqlite://…?mode=rwc` or `postgres://…`) and migrates.
     pub async fn connect(url: &str) -> Result<Self> {
-        Self::connect_with(url, READERS).await
-    }
-
-    /// The store the projector writes through: one connection on a SQLite file, as
-    /// many as [`Self::connect`] on a database server. sqlx's pool hands out its least
-    /// recently used idle connection, so the projector's batch transactions went round
-    /// the readers' eight connections, and in WAL mode each of those dropped its page
-    /// cache whenever another had committed: every batch re-read its index pages from
-    /// the WAL. One connection keeps its cache across its own commits (the API reads
-    /// through a store of its own).
-    pub async fn connect_for_projector(url: &str) -> Result<Self> {
-        Self::connect_with(url, notesaga_sql::connections_for_one_writer(url, READERS)).await
-    }
-
-    async fn connect_with(url: &str, max_connections: u32) -> Result<Self> {
-        let pool = notesaga_sql::connect(url, max_connections).await?;
+        let pool = notesaga_sql::connect(url, 8).await?;
         migrate(&pool, url).await?;
         Ok(Self {
             accepted: AcceptedCommands::on(pool.clone()),

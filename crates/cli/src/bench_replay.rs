@@ -624,7 +624,7 @@ async fn bench_database(
         let scratch = Scratch::create(spec).await?;
         let label = scratch.label();
         let result = async {
-            let store = ReadStore::connect_for_projector(&scratch.url())
+            let store = ReadStore::connect(&scratch.url())
                 .await
                 .with_context(|| format!("cannot open the scratch {label} database"))?;
             let run = replay(kafka, publisher, &store, batch_size, target, label).await;

@@ -24,7 +24,6 @@ use anyhow::{bail, Context as _, Result};
 use notesaga_api::{auth::Claims, ApiConfig, AuthConfig};
 use notesaga_embedding::EmbeddingStore;
 use notesaga_narration::FsBlobStore;
-use notesaga_projections::ReadStore;
 use tokio::{process::Child, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -414,8 +413,7 @@ async fn run_roles(
         }
     });
     tasks.spawn({
-        let (rt, token) = (rt.clone(), shutdown.clone());
-        let store = ReadStore::connect_for_projector(&storage.projections_url()?).await?;
+        let (rt, token, store) = (rt.clone(), shutdown.clone(), read_store.clone());
         async move { ("projector", roles::run_projector(rt, store, token).await) }
     });
     tasks.spawn({

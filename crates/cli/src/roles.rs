@@ -410,7 +410,7 @@ pub(crate) async fn orchestrator(
 
 pub(crate) async fn projector(args: ProjectorArgs, shutdown: CancellationToken) -> Result<()> {
     let rt = connect(&args.connection).await?;
-    let store = ReadStore::connect_for_projector(&args.storage.projections_url()?).await?;
+    let store = ReadStore::connect(&args.storage.projections_url()?).await?;
     run_projector(rt, store, shutdown).await
 }
 
