@@ -161,23 +161,20 @@ impl Wal {
                         entries += 1;
                         at += len;
                     }
-                    Framed::Torn | Framed::Corrupt
-                        if i + 1 == ids.len() && bytes[at..].iter().all(|b| *b == 0) =>
-                    {
-                        // The zeros the writer laid ahead of its appends (see
-                        // `ZERO_FILL_BYTES`): the end of what was written. Cut off, so
-                        // the segment's length is its end again. Only the last segment
-                        // has them: one is cut back, durably, before the next is made.
-                        cut_at(&path, at as u64)?;
-                        break;
-                    }
                     Framed::Torn | Framed::Corrupt if i + 1 == ids.len() => {
-                        warn!(
-                            segment = %path.display(),
-                            at,
-                            dropped_bytes = bytes.len() - at,
-                            "cutting off the unacknowledged tail of the log (a write cut short by a crash)"
-                        );
+                        // Zeros are the ones the writer laid ahead of its appends (see
+                        // `ZERO_FILL_BYTES`): the end of what was written. Only the last
+                        // segment has them: one is cut back, durably, before the next is
+                        // made. Anything else is a write a crash cut short. Either way
+                        // the segment is cut back to its end.
+                        if bytes[at..].iter().any(|b| *b != 0) {
+                            warn!(
+                                segment = %path.display(),
+                                at,
+                                dropped_bytes = bytes.len() - at,
+                                "cutting off the unacknowledged tail of the log (a write cut short by a crash)"
+                            );
+                        }
                         cut_at(&path, at as u64)?;
                         break;
                     }
@@ -482,6 +479,10 @@ mod tests {
         (segment, pos)
     }
 
+    fn replayed_entries(dir: &Path) -> Vec<Entry> {
+        replayed(dir).into_iter().map(|(_, _, e)| e).collect()
+    }
+
     fn replayed(dir: &Path) -> Vec<(u32, u64, Entry)> {
         let mut seen = Vec::new();
         let _wal = Wal::open(dir, Fsync::Always, |s, p, e| seen.push((s, p, e))).unwrap();
@@ -516,10 +517,7 @@ mod tests {
         let mut wal = Wal::open(dir.path(), Fsync::Always, |_, _, _| {}).unwrap();
         append(&mut wal, &meta(3)).await;
         drop(wal);
-        let ids: Vec<_> = replayed(dir.path())
-            .into_iter()
-            .map(|(_, _, e)| e)
-            .collect();
+        let ids = replayed_entries(dir.path());
         assert_eq!(ids, vec![meta(1), meta(3)]);
     }
 
@@ -544,47 +542,46 @@ mod tests {
         let closed = written + meta(3).frame().len() as u64;
         assert_eq!(fs::metadata(&path).unwrap().len(), closed);
         drop(wal);
-        let ids: Vec<_> = replayed(dir.path())
-            .into_iter()
-            .map(|(_, _, e)| e)
-            .collect();
+        let ids = replayed_entries(dir.path());
         assert_eq!(ids, vec![meta(1), meta(2), meta(3), meta(4)]);
+    }
+
+    /// A log of two segments (one entry each); the path of the first, closed one.
+    async fn two_segments(dir: &Path) -> PathBuf {
+        let mut wal = Wal::open(dir, Fsync::Always, |_, _, _| {}).unwrap();
+        append(&mut wal, &meta(1)).await;
+        // Force a second segment.
+        wal.1.active_len = SEGMENT_BYTES;
+        append(&mut wal, &meta(2)).await;
+        segment_path(dir, 0)
+    }
+
+    fn assert_refused_as_damaged(dir: &Path) {
+        let err = Wal::open(dir, Fsync::Always, |_, _, _| {}).unwrap_err();
+        assert!(matches!(err, OpenError::Damaged { .. }), "{err}");
     }
 
     #[tokio::test]
     async fn zeros_at_the_end_of_a_closed_segment_are_damage() {
         let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::open(dir.path(), Fsync::Always, |_, _, _| {}).unwrap();
-        append(&mut wal, &meta(1)).await;
-        wal.1.active_len = SEGMENT_BYTES;
-        append(&mut wal, &meta(2)).await;
-        drop(wal);
+        let path = two_segments(dir.path()).await;
         // A closed segment is cut back before the next one exists, so zeros at its end
         // are a write the disk lost, not the writer's: refuse, as for any damage.
-        let path = segment_path(dir.path(), 0);
         let file = OpenOptions::new().write(true).open(&path).unwrap();
         file.set_len(ZERO_FILL_BYTES).unwrap();
         drop(file);
-        let err = Wal::open(dir.path(), Fsync::Always, |_, _, _| {}).unwrap_err();
-        assert!(matches!(err, OpenError::Damaged { .. }), "{err}");
+        assert_refused_as_damaged(dir.path());
     }
 
     #[tokio::test]
     async fn damage_before_the_last_segment_refuses_to_open() {
         let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::open(dir.path(), Fsync::Always, |_, _, _| {}).unwrap();
-        append(&mut wal, &meta(1)).await;
-        // Force a second segment.
-        wal.1.active_len = SEGMENT_BYTES;
-        append(&mut wal, &meta(2)).await;
-        drop(wal);
-        let path = segment_path(dir.path(), 0);
+        let path = two_segments(dir.path()).await;
         let mut bytes = fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs::write(&path, bytes).unwrap();
-        let err = Wal::open(dir.path(), Fsync::Always, |_, _, _| {}).unwrap_err();
-        assert!(matches!(err, OpenError::Damaged { .. }), "{err}");
+        assert_refused_as_damaged(dir.path());
     }
 
     #[tokio::test]
